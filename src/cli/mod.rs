@@ -1,0 +1,103 @@
+//! The command line: `serve` (the default), `play`, and their flags.
+//!
+//! Flags of `serve` mirror the settings in [`crate::config::Settings`] one to one; only the
+//! flags actually given are passed on, so they override the file and the environment without
+//! resetting what those set.
+
+mod play;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use serde::Serialize;
+
+pub use play::{PlayArgs, run_play};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "guess-game",
+    version,
+    about = "A rock-paper-scissors game server, and a client for it",
+    args_conflicts_with_subcommands = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// With no subcommand, `guess-game` serves: these are `serve`'s flags.
+    #[command(flatten)]
+    pub serve: ServeArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the game server (the default when no subcommand is given).
+    Serve(ServeArgs),
+    /// Play one round against a running server.
+    Play(PlayArgs),
+}
+
+/// Settings given as flags. Each also reads from the config file and `GUESS_GAME_<NAME>`.
+#[derive(Debug, Default, Args, Serialize)]
+pub struct ServeArgs {
+    /// TOML file with settings (any flag below, in snake_case).
+    #[arg(long, value_name = "FILE", env = "GUESS_GAME_CONFIG")]
+    #[serde(skip)]
+    pub config: Option<PathBuf>,
+    /// Address to listen on [default: 0.0.0.0:8080]
+    #[arg(long, value_name = "ADDR")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen: Option<SocketAddr>,
+    /// Worker threads; 0 means one per usable CPU [default: 0]
+    #[arg(long, value_name = "N")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub workers: Option<usize>,
+    /// Log filter, e.g. "info" or "guess_game=debug" [default: $RUST_LOG, else info]
+    #[arg(long, value_name = "FILTER")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log_level: Option<String>,
+    /// Log format: auto, json or pretty [default: auto]
+    #[arg(long, value_name = "FORMAT")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log_format: Option<String>,
+    /// Longest wait for requests in flight at shutdown, e.g. "10s" [default: 10s]
+    #[arg(long, value_name = "DURATION")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub drain_timeout: Option<String>,
+    /// Largest request body in bytes [default: 4096]
+    #[arg(long, value_name = "BYTES")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_body_bytes: Option<usize>,
+    /// Longest time to receive a request's headers [default: 10s]
+    #[arg(long, value_name = "DURATION")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub header_read_timeout: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn no_subcommand_means_serve_with_its_flags() {
+        let cli = Cli::try_parse_from(["guess-game", "--listen", "127.0.0.1:9000"]).unwrap();
+        assert!(cli.command.is_none());
+        assert_eq!(cli.serve.listen, Some("127.0.0.1:9000".parse().unwrap()));
+    }
+
+    #[test]
+    fn only_given_flags_are_passed_on() {
+        let cli = Cli::try_parse_from(["guess-game", "serve", "--workers", "3"]).unwrap();
+        let Some(Command::Serve(args)) = cli.command else {
+            panic!("expected serve");
+        };
+        let flags = serde_json::to_value(&args).unwrap();
+        assert_eq!(flags, serde_json::json!({"workers": 3}));
+    }
+}

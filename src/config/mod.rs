@@ -1,0 +1,233 @@
+//! Server configuration: one typed struct, layered from four sources.
+//!
+//! Precedence, lowest first: built-in defaults < the TOML file named by `--config` < environment
+//! variables `GUESS_GAME_<SETTING>` < command-line flags. Every setting has the same name in all
+//! four places (`drain_timeout` in the file, `GUESS_GAME_DRAIN_TIMEOUT`, `--drain-timeout`).
+//! [`Settings::load`] merges the layers and validates the result, so an invalid value stops the
+//! server at start-up with a message naming the setting, never halfway through serving.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+/// Prefix of the environment variables that configure the server.
+pub const ENV_PREFIX: &str = "GUESS_GAME_";
+
+/// Everything `guess-game serve` can be told. Field docs are the settings reference.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// Address the public listener binds.
+    pub listen: SocketAddr,
+    /// Worker threads, each with its own runtime. 0 means one per CPU this process may use.
+    pub workers: usize,
+    /// Log filter in `RUST_LOG` syntax ("info", "guess_game=debug"). When unset, `RUST_LOG`
+    /// applies, and "info" if that is unset too.
+    pub log_level: Option<String>,
+    /// Log format: "auto" (JSON lines unless stderr is a terminal), "json" or "pretty".
+    pub log_format: LogFormat,
+    /// Longest a graceful shutdown waits for requests in flight before closing connections.
+    #[serde(with = "humantime_serde")]
+    pub drain_timeout: Duration,
+    /// Largest request body accepted; larger ones get 413.
+    pub max_body_bytes: usize,
+    /// Longest a client may take to send a request's headers; then the connection is closed.
+    #[serde(with = "humantime_serde")]
+    pub header_read_timeout: Duration,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Auto,
+    Json,
+    Pretty,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
+            workers: 0,
+            log_level: None,
+            log_format: LogFormat::Auto,
+            drain_timeout: Duration::from_secs(10),
+            max_body_bytes: 4 * 1024,
+            header_read_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// A setting that was given but cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("invalid configuration: {0}")]
+    Parse(#[from] Box<figment::Error>),
+    #[error("invalid setting `{setting}`: {reason}")]
+    Invalid {
+        setting: &'static str,
+        reason: String,
+    },
+}
+
+impl Settings {
+    /// Merges defaults, the optional TOML file, `GUESS_GAME_*` variables and `flags` (a
+    /// serializable struct holding only the flags that were given), then validates.
+    pub fn load(file: Option<&Path>, flags: impl Serialize) -> Result<Settings, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Settings::default()));
+        if let Some(path) = file {
+            if !path.is_file() {
+                return Err(ConfigError::Invalid {
+                    setting: "config",
+                    reason: format!("{} is not a readable file", path.display()),
+                });
+            }
+            figment = figment.merge(Toml::file_exact(path));
+        }
+        let settings: Settings = figment
+            .merge(Env::prefixed(ENV_PREFIX).ignore(&["config"]))
+            .merge(Serialized::defaults(flags))
+            .extract()
+            .map_err(Box::new)?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |setting, reason: &str| {
+            Err(ConfigError::Invalid {
+                setting,
+                reason: reason.to_owned(),
+            })
+        };
+        if self.workers > 1024 {
+            return invalid("workers", "must be at most 1024 (0 means one per CPU)");
+        }
+        if !(64..=1024 * 1024).contains(&self.max_body_bytes) {
+            return invalid("max_body_bytes", "must be between 64 and 1048576");
+        }
+        if self.drain_timeout.is_zero() || self.drain_timeout > Duration::from_secs(3600) {
+            return invalid("drain_timeout", "must be between 1ms and 1h");
+        }
+        if self.header_read_timeout.is_zero() {
+            return invalid("header_read_timeout", "must be greater than zero");
+        }
+        if let Some(filter) = &self.log_level
+            && let Err(error) = tracing_subscriber::EnvFilter::try_new(filter)
+        {
+            return Err(ConfigError::Invalid {
+                setting: "log_level",
+                reason: error.to_string(),
+            });
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+// figment::Jail's closures return figment's own large error type; that is its API, not ours.
+#[allow(clippy::result_large_err)]
+mod tests {
+    use super::*;
+    use figment::Jail;
+
+    #[derive(Serialize, Default)]
+    struct Flags {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        listen: Option<String>,
+    }
+
+    fn load_in(jail: &Jail, file: Option<&str>, flags: Flags) -> Result<Settings, ConfigError> {
+        let path = file.map(|contents| {
+            jail.create_file("guess-game.toml", contents).unwrap();
+            jail.directory().join("guess-game.toml")
+        });
+        Settings::load(path.as_deref(), flags)
+    }
+
+    #[test]
+    fn defaults_apply_when_nothing_is_given() {
+        Jail::expect_with(|jail| {
+            assert_eq!(
+                load_in(jail, None, Flags::default()).unwrap(),
+                Settings::default()
+            );
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn file_then_environment_then_flags_take_precedence() {
+        Jail::expect_with(|jail| {
+            let file =
+                "listen = \"127.0.0.1:1000\"\ndrain_timeout = \"3s\"\nmax_body_bytes = 1000\n";
+            jail.set_env("GUESS_GAME_LISTEN", "127.0.0.1:2000");
+            jail.set_env("GUESS_GAME_MAX_BODY_BYTES", "2000");
+            let flags = Flags {
+                listen: Some("127.0.0.1:3000".into()),
+            };
+            let settings = load_in(jail, Some(file), flags).unwrap();
+            assert_eq!(
+                settings.listen,
+                "127.0.0.1:3000".parse().unwrap(),
+                "flag beats env"
+            );
+            assert_eq!(settings.max_body_bytes, 2000, "env beats file");
+            assert_eq!(
+                settings.drain_timeout,
+                Duration::from_secs(3),
+                "file beats default"
+            );
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn an_invalid_value_names_its_setting() {
+        Jail::expect_with(|jail| {
+            jail.set_env("GUESS_GAME_DRAIN_TIMEOUT", "soon");
+            let error = load_in(jail, None, Flags::default())
+                .unwrap_err()
+                .to_string();
+            assert!(error.to_lowercase().contains("drain_timeout"), "{error}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn an_out_of_range_value_names_its_setting() {
+        Jail::expect_with(|jail| {
+            let error = load_in(jail, Some("max_body_bytes = 1"), Flags::default())
+                .unwrap_err()
+                .to_string();
+            assert!(error.contains("max_body_bytes"), "{error}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn an_unknown_setting_in_the_file_is_rejected_by_name() {
+        Jail::expect_with(|jail| {
+            let error = load_in(jail, Some("lisen = \"x\""), Flags::default())
+                .unwrap_err()
+                .to_string();
+            assert!(error.contains("lisen"), "{error}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn a_missing_config_file_is_an_error() {
+        let error = Settings::load(
+            Some(Path::new("/nonexistent/guess-game.toml")),
+            Flags::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(error.contains("config"), "{error}");
+    }
+}

@@ -1,0 +1,31 @@
+//! The HTTP surface of the game: routes, handlers, wire formats and the error shape.
+//!
+//! Everything here is independent of the connection engine that carries the bytes. An engine
+//! (see [`crate::server`]) parses a request into a borrowed [`Request`], calls [`App::handle`],
+//! and writes the [`Reply`] and the body bytes the handler left in a buffer the engine owns and
+//! reuses. That keeps the request path free of heap allocations and lets every engine share
+//! one definition of routing, negotiation and errors.
+
+mod app;
+pub mod openapi;
+pub mod problem;
+mod reply;
+mod routes;
+pub mod wire;
+
+pub use app::{App, Readiness};
+pub use problem::ApiError;
+pub use reply::{HeaderValue, Reply};
+pub use routes::Route;
+
+/// A request as the handlers see it: borrowed from the engine's buffers, only the parts the
+/// handlers read.
+#[derive(Clone, Copy, Debug)]
+pub struct Request<'a> {
+    pub method: &'a http::Method,
+    /// The path without the query string.
+    pub path: &'a str,
+    pub content_type: Option<&'a [u8]>,
+    pub accept: Option<&'a [u8]>,
+    pub body: &'a [u8],
+}

@@ -1,0 +1,72 @@
+//! What a handler answers, apart from the body bytes: status, content type, extra headers.
+//!
+//! Extra headers are a small fixed array of static names and simple values, so building a reply
+//! never allocates; the engine formats them straight into its output buffer.
+
+use std::fmt;
+
+use http::StatusCode;
+
+/// Most extra headers any reply carries (`Allow`, `Retry-After`, and later rate-limit headers).
+const MAX_EXTRA_HEADERS: usize = 4;
+
+/// A header value that formats without allocating.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HeaderValue {
+    Static(&'static str),
+    Number(u64),
+}
+
+impl fmt::Display for HeaderValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HeaderValue::Static(text) => f.write_str(text),
+            HeaderValue::Number(number) => write!(f, "{number}"),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub content_type: &'static str,
+    headers: [(&'static str, HeaderValue); MAX_EXTRA_HEADERS],
+    header_count: usize,
+}
+
+impl Reply {
+    pub const fn new(status: StatusCode, content_type: &'static str) -> Self {
+        Self {
+            status,
+            content_type,
+            headers: [("", HeaderValue::Static("")); MAX_EXTRA_HEADERS],
+            header_count: 0,
+        }
+    }
+
+    /// Adds a header. Panics in debug builds past [`MAX_EXTRA_HEADERS`], which only code in this
+    /// crate can cause; release builds drop the extra header rather than fail the request.
+    pub fn with_header(mut self, name: &'static str, value: HeaderValue) -> Self {
+        debug_assert!(
+            self.header_count < MAX_EXTRA_HEADERS,
+            "too many extra headers"
+        );
+        if let Some(slot) = self.headers.get_mut(self.header_count) {
+            *slot = (name, value);
+            self.header_count += 1;
+        }
+        self
+    }
+
+    /// The extra headers, in the order they were added.
+    pub fn headers(&self) -> &[(&'static str, HeaderValue)] {
+        &self.headers[..self.header_count]
+    }
+
+    pub fn header(&self, name: &str) -> Option<HeaderValue> {
+        self.headers()
+            .iter()
+            .find(|(candidate, _)| candidate.eq_ignore_ascii_case(name))
+            .map(|&(_, value)| value)
+    }
+}

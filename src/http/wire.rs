@@ -1,0 +1,247 @@
+//! Wire formats: JSON by default, MessagePack on request, with the same field names.
+//!
+//! The request body's format follows `Content-Type` (absent means JSON). The response's format
+//! follows `Accept` when it names one of the two, and otherwise mirrors the request's, so a
+//! MessagePack client gets MessagePack back without having to say so twice.
+
+use std::borrow::Cow;
+
+use serde::{Deserialize, Serialize};
+
+use super::problem::{ApiError, BodyError};
+use crate::game::Outcome;
+
+pub const JSON: &str = "application/json";
+pub const MSGPACK: &str = "application/msgpack";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    Json,
+    MsgPack,
+}
+
+impl Format {
+    pub const fn content_type(self) -> &'static str {
+        match self {
+            Format::Json => JSON,
+            Format::MsgPack => MSGPACK,
+        }
+    }
+
+    /// The format a media type names (parameters and case ignored), if it is one of ours.
+    fn of_media_type(media_type: &[u8]) -> Option<Format> {
+        let essence = media_type
+            .split(|&b| b == b';')
+            .next()
+            .unwrap_or_default()
+            .trim_ascii();
+        let is = |name: &str| essence.eq_ignore_ascii_case(name.as_bytes());
+        if is(JSON)
+            || (essence.len() > 5 && essence[essence.len() - 5..].eq_ignore_ascii_case(b"+json"))
+        {
+            Some(Format::Json)
+        } else if is(MSGPACK) || is("application/x-msgpack") || is("application/vnd.msgpack") {
+            Some(Format::MsgPack)
+        } else {
+            None
+        }
+    }
+}
+
+/// The format of a request body, from its `Content-Type`.
+pub fn request_format(content_type: Option<&[u8]>) -> Result<Format, ApiError<'static>> {
+    match content_type {
+        None => Ok(Format::Json),
+        Some(value) => Format::of_media_type(value).ok_or(ApiError::UnsupportedMediaType),
+    }
+}
+
+/// The format to answer in: the `Accept` entry with the highest q-value among JSON and
+/// MessagePack, the request's own format when `Accept` is absent, a wildcard, or names neither.
+pub fn response_format(accept: Option<&[u8]>, request: Format) -> Format {
+    let Some(accept) = accept else {
+        return request;
+    };
+    let mut best: Option<(u16, Format)> = None;
+    for entry in accept.split(|&b| b == b',') {
+        let Some(format) = Format::of_media_type(entry) else {
+            continue;
+        };
+        let quality = quality(entry);
+        if quality > 0 && best.is_none_or(|(q, _)| quality > q) {
+            best = Some((quality, format));
+        }
+    }
+    best.map_or(request, |(_, format)| format)
+}
+
+/// The q-value of one `Accept` entry in thousandths (1000 when absent or unreadable).
+fn quality(entry: &[u8]) -> u16 {
+    for parameter in entry.split(|&b| b == b';').skip(1) {
+        let parameter = parameter.trim_ascii();
+        if parameter.len() > 2 && parameter[..2].eq_ignore_ascii_case(b"q=") {
+            let value = std::str::from_utf8(&parameter[2..]).ok();
+            return value
+                .and_then(|v| v.parse::<f32>().ok())
+                .map_or(1000, |q| (q.clamp(0.0, 1.0) * 1000.0) as u16);
+        }
+    }
+    1000
+}
+
+/// Body of `POST /play`. Unknown fields are ignored so clients can send more than we read.
+#[derive(Debug, Deserialize)]
+pub struct PlayRequest<'a> {
+    #[serde(borrow)]
+    pub choice: Cow<'a, str>,
+}
+
+/// Body of a successful `POST /play`.
+#[derive(Debug, Serialize)]
+pub struct PlayResponse {
+    pub player_choice: &'static str,
+    pub computer_choice: &'static str,
+    pub winner: &'static str,
+    pub reason: &'static str,
+}
+
+impl From<Outcome> for PlayResponse {
+    fn from(outcome: Outcome) -> Self {
+        Self {
+            player_choice: outcome.player.name(),
+            computer_choice: outcome.computer.name(),
+            winner: outcome.winner.name(),
+            reason: outcome.reason,
+        }
+    }
+}
+
+pub fn decode<'a, T: Deserialize<'a>>(format: Format, body: &'a [u8]) -> Result<T, ApiError<'a>> {
+    let decoded = match format {
+        Format::Json => serde_json::from_slice(body).map_err(BodyError::from),
+        Format::MsgPack => rmp_serde::from_slice(body).map_err(BodyError::from),
+    };
+    decoded.map_err(ApiError::InvalidBody)
+}
+
+/// Serializes `value` into `out` (cleared first). MessagePack uses maps with field names, so
+/// both formats carry the same document.
+pub fn encode<T: Serialize>(format: Format, value: &T, out: &mut Vec<u8>) {
+    out.clear();
+    // Writing plain structs of strings into a Vec cannot fail.
+    let _ = match format {
+        Format::Json => serde_json::to_writer(&mut *out, value).map_err(|_| ()),
+        Format::MsgPack => rmp_serde::encode::write_named(out, value).map_err(|_| ()),
+    };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn content_type_selects_the_request_format() {
+        assert_eq!(request_format(None).unwrap(), Format::Json);
+        assert_eq!(
+            request_format(Some(b"application/json")).unwrap(),
+            Format::Json
+        );
+        assert_eq!(
+            request_format(Some(b"Application/JSON; charset=utf-8")).unwrap(),
+            Format::Json
+        );
+        assert_eq!(
+            request_format(Some(b"application/problem+json")).unwrap(),
+            Format::Json
+        );
+        assert_eq!(
+            request_format(Some(b"application/msgpack")).unwrap(),
+            Format::MsgPack
+        );
+        assert_eq!(
+            request_format(Some(b"application/x-msgpack")).unwrap(),
+            Format::MsgPack
+        );
+        for unsupported in [
+            &b"text/plain"[..],
+            b"application/xml",
+            b"",
+            b"json",
+            b"application/x-www-form-urlencoded",
+        ] {
+            assert!(matches!(
+                request_format(Some(unsupported)),
+                Err(ApiError::UnsupportedMediaType)
+            ));
+        }
+    }
+
+    #[test]
+    fn accept_picks_the_response_format() {
+        let json = Format::Json;
+        let msgpack = Format::MsgPack;
+        assert_eq!(response_format(None, json), json);
+        assert_eq!(response_format(None, msgpack), msgpack);
+        assert_eq!(response_format(Some(b"application/msgpack"), json), msgpack);
+        assert_eq!(response_format(Some(b"application/json"), msgpack), json);
+        assert_eq!(response_format(Some(b"*/*"), msgpack), msgpack);
+        assert_eq!(response_format(Some(b"text/html"), json), json);
+        assert_eq!(
+            response_format(Some(b"application/json;q=0.5, application/msgpack"), json),
+            msgpack
+        );
+        assert_eq!(
+            response_format(
+                Some(b"application/json, application/msgpack;q=0.2"),
+                msgpack
+            ),
+            json
+        );
+        assert_eq!(
+            response_format(Some(b"application/msgpack;q=0"), json),
+            json
+        );
+    }
+
+    #[test]
+    fn both_formats_carry_the_same_fields() {
+        let response = PlayResponse {
+            player_choice: "rock",
+            computer_choice: "paper",
+            winner: "computer",
+            reason: "paper beats rock",
+        };
+        let mut json = Vec::new();
+        encode(Format::Json, &response, &mut json);
+        let mut msgpack = Vec::new();
+        encode(Format::MsgPack, &response, &mut msgpack);
+        let from_json: serde_json::Value = serde_json::from_slice(&json).unwrap();
+        let from_msgpack: serde_json::Value = rmp_serde::from_slice(&msgpack).unwrap();
+        assert_eq!(from_json, from_msgpack);
+        assert_eq!(from_json["reason"], "paper beats rock");
+    }
+
+    #[test]
+    fn a_request_decodes_from_either_format() {
+        let from_json: PlayRequest =
+            decode(Format::Json, br#"{"choice":"Rock","extra":1}"#).unwrap();
+        assert_eq!(from_json.choice, "Rock");
+        let bytes = rmp_serde::to_vec_named(&serde_json::json!({"choice": "paper"})).unwrap();
+        let from_msgpack: PlayRequest = decode(Format::MsgPack, &bytes).unwrap();
+        assert_eq!(from_msgpack.choice, "paper");
+    }
+
+    #[test]
+    fn a_missing_choice_or_garbage_is_an_invalid_body() {
+        for (format, body) in [
+            (Format::Json, &b"{}"[..]),
+            (Format::Json, b"not json"),
+            (Format::Json, b""),
+            (Format::Json, br#"{"choice":5}"#),
+            (Format::MsgPack, b"\xc1"),
+        ] {
+            let result: Result<PlayRequest, _> = decode(format, body);
+            assert!(matches!(result, Err(ApiError::InvalidBody(_))), "{body:?}");
+        }
+    }
+}

@@ -1,0 +1,12 @@
+//! guess-game: a rock-paper-scissors game server built like a production service.
+//!
+//! The crate is a library with a thin binary (`src/main.rs`) on top. Each module is one
+//! concern; ARCHITECTURE.md has the map and the invariants.
+
+pub mod cli;
+pub mod client;
+pub mod config;
+pub mod game;
+pub mod http;
+pub mod server;
+pub mod telemetry;

@@ -1,0 +1,63 @@
+//! The `guess-game` binary: parses the command line, loads configuration, sets up logging and
+//! hands over to the library.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use guess_game::cli::{Cli, Command, ServeArgs, run_play};
+use guess_game::config::Settings;
+use guess_game::server::{Server, shutdown};
+use guess_game::telemetry;
+
+/// Exit code for configuration mistakes, matching clap's code for bad flags.
+const EXIT_BAD_CONFIG: u8 = 2;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command.unwrap_or(Command::Serve(cli.serve)) {
+        Command::Serve(args) => serve(args),
+        Command::Play(args) => match runtime() {
+            Ok(runtime) => runtime.block_on(run_play(args)),
+            Err(error) => fail(&error),
+        },
+    }
+}
+
+fn serve(args: ServeArgs) -> ExitCode {
+    let settings = match Settings::load(args.config.as_deref(), &args) {
+        Ok(settings) => settings,
+        Err(error) => {
+            eprintln!("guess-game: {error}");
+            return ExitCode::from(EXIT_BAD_CONFIG);
+        }
+    };
+    if let Err(error) = telemetry::init(settings.log_level.as_deref(), settings.log_format) {
+        return fail(&error);
+    }
+    let served = runtime().and_then(|runtime| {
+        runtime.block_on(async {
+            let server = Server::build(&settings)?;
+            server.run_until_stopped(shutdown::signal()).await?;
+            Ok(())
+        })
+    });
+    match served {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!(error = format!("{error:#}"), "server failed");
+            fail(&error)
+        }
+    }
+}
+
+/// The main thread only waits for signals and workers, so one thread is all it needs.
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?)
+}
+
+fn fail(error: &anyhow::Error) -> ExitCode {
+    eprintln!("guess-game: {error:#}");
+    ExitCode::FAILURE
+}

@@ -1,0 +1,123 @@
+//! Serving one connection with hyper's HTTP/1.1 implementation.
+//!
+//! hyper parses and frames; this file adapts its request into the engine-neutral
+//! [`crate::http::Request`], enforces the body limit, and turns the [`Reply`] back into a hyper
+//! response.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderName};
+use http::{Method, Response};
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpStream;
+
+use super::ConnectionSettings;
+use crate::http::problem::BodyError;
+use crate::http::{ApiError, App, Reply, Request};
+
+/// Spawns the task serving `stream` on the current runtime, watched by `graceful` so a
+/// shutdown lets its request in flight finish.
+pub(super) fn spawn_connection(
+    stream: TcpStream,
+    app: &Arc<App>,
+    settings: &ConnectionSettings,
+    graceful: &GracefulShutdown,
+) {
+    let app = Arc::clone(app);
+    let service = service_fn(move |request| {
+        let app = Arc::clone(&app);
+        async move { Ok::<_, Infallible>(respond(&app, request).await) }
+    });
+    let connection = http1::Builder::new()
+        // hyper ignores the header-read timeout unless a timer is installed (hyper#3395).
+        .timer(TokioTimer::new())
+        .header_read_timeout(settings.header_read_timeout)
+        .serve_connection(TokioIo::new(stream), service);
+    let connection = graceful.watch(connection);
+    tokio::spawn(async move {
+        if let Err(error) = connection.await {
+            tracing::debug!(%error, "connection ended with an error");
+        }
+    });
+}
+
+async fn respond(app: &App, request: hyper::Request<Incoming>) -> Response<Full<Bytes>> {
+    let (parts, incoming) = request.into_parts();
+    let mut out = Vec::with_capacity(256);
+    let head_only = parts.method == Method::HEAD;
+    let body = if App::reads_body(&parts.method, parts.uri.path()) {
+        match read_body(&parts.headers, incoming, app.max_body_bytes()).await {
+            Ok(body) => body,
+            Err(error) => return into_response(error.write_reply(&mut out), out, head_only),
+        }
+    } else {
+        Bytes::new()
+    };
+    let header = |name: HeaderName| parts.headers.get(name).map(|value| value.as_bytes());
+    let request = Request {
+        method: &parts.method,
+        path: parts.uri.path(),
+        content_type: header(CONTENT_TYPE),
+        accept: header(http::header::ACCEPT),
+        body: &body,
+    };
+    let reply = app.handle(&request, &mut out);
+    tracing::debug!(method = %parts.method, path = parts.uri.path(), status = reply.status.as_u16(), "request");
+    into_response(reply, out, head_only)
+}
+
+/// Reads the whole body, refusing early (from `Content-Length`) or midway (when chunked) once
+/// it exceeds `limit`.
+async fn read_body(
+    headers: &http::HeaderMap,
+    incoming: Incoming,
+    limit: usize,
+) -> Result<Bytes, ApiError<'static>> {
+    let declared = headers
+        .get(CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > limit as u64) {
+        return Err(ApiError::PayloadTooLarge { limit });
+    }
+    match Limited::new(incoming, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(error) if error.is::<LengthLimitError>() => Err(ApiError::PayloadTooLarge { limit }),
+        Err(_) => Err(ApiError::InvalidBody(BodyError::Truncated)),
+    }
+}
+
+fn into_response(reply: Reply, body: Vec<u8>, head_only: bool) -> Response<Full<Bytes>> {
+    let length = body.len();
+    let body = if head_only {
+        Bytes::new()
+    } else {
+        Bytes::from(body)
+    };
+    let mut response = Response::new(Full::new(body));
+    *response.status_mut() = reply.status;
+    let headers = response.headers_mut();
+    headers.insert(
+        CONTENT_TYPE,
+        http::HeaderValue::from_static(reply.content_type),
+    );
+    if head_only {
+        headers.insert(CONTENT_LENGTH, http::HeaderValue::from(length));
+    }
+    for &(name, value) in reply.headers() {
+        let value = match value {
+            crate::http::HeaderValue::Static(text) => http::HeaderValue::from_static(text),
+            crate::http::HeaderValue::Number(number) => http::HeaderValue::from(number),
+        };
+        // Reply header names are lowercase `'static` literals of this crate.
+        headers.insert(HeaderName::from_static(name), value);
+    }
+    response
+}

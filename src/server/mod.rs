@@ -1,0 +1,151 @@
+//! The serving layer: listeners, worker threads, connection engines and graceful shutdown.
+//!
+//! [`Server::build`] binds the public listener (port 0 works, for tests) and reports the bound
+//! address; [`Server::run_until_stopped`] serves until the given future resolves, then drains.
+//! Each worker is an OS thread running its own single-threaded tokio runtime and accepting from
+//! the listener, so a connection lives its whole life on one core with no cross-thread wake-ups.
+//!
+//! Shutdown, in order: `/readyz` turns 503, every worker stops accepting, connections finish
+//! the request they are in (and close instead of waiting for another), and after
+//! `drain_timeout` whatever is left is closed. Then `run_until_stopped` returns.
+
+mod hyper_engine;
+mod listener;
+pub mod shutdown;
+mod worker;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Settings;
+use crate::http::{App, Readiness};
+
+/// A failure to start or keep serving.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("cannot listen on {address}: {source}")]
+    Bind {
+        address: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("worker {index} failed: {source}")]
+    Worker {
+        index: usize,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// What each worker needs to serve connections, shared read-only.
+#[derive(Debug)]
+pub(crate) struct ConnectionSettings {
+    pub header_read_timeout: Duration,
+    pub drain_timeout: Duration,
+}
+
+/// A bound, not yet running server.
+pub struct Server {
+    listener: std::net::TcpListener,
+    local_addr: SocketAddr,
+    workers: usize,
+    app: Arc<App>,
+    readiness: Readiness,
+    connection: Arc<ConnectionSettings>,
+}
+
+impl Server {
+    /// Binds the listener described by `settings`. Serving starts with [`Self::run_until_stopped`].
+    pub fn build(settings: &Settings) -> Result<Server, ServeError> {
+        let listener = listener::bind(settings.listen).map_err(|source| ServeError::Bind {
+            address: settings.listen,
+            source,
+        })?;
+        let local_addr = listener.local_addr().map_err(|source| ServeError::Bind {
+            address: settings.listen,
+            source,
+        })?;
+        let readiness = Readiness::new();
+        Ok(Server {
+            listener,
+            local_addr,
+            workers: worker_count(settings.workers),
+            app: Arc::new(App::new(readiness.clone(), settings.max_body_bytes)),
+            readiness,
+            connection: Arc::new(ConnectionSettings {
+                header_read_timeout: settings.header_read_timeout,
+                drain_timeout: settings.drain_timeout,
+            }),
+        })
+    }
+
+    /// The address the listener is bound to (with the real port when port 0 was asked for).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Serves until `shutdown` resolves, then drains and returns. Returns early with an error
+    /// if a worker cannot run.
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<(), ServeError> {
+        let stop = CancellationToken::new();
+        let (finished_tx, mut finished_rx) = tokio::sync::mpsc::unbounded_channel();
+        for index in 0..self.workers {
+            let listener = self
+                .listener
+                .try_clone()
+                .map_err(|source| ServeError::Worker { index, source })?;
+            let worker = worker::Worker {
+                index,
+                listener,
+                app: Arc::clone(&self.app),
+                connection: Arc::clone(&self.connection),
+                stop: stop.clone(),
+            };
+            let finished_tx = finished_tx.clone();
+            std::thread::Builder::new()
+                .name(format!("guess-game-worker-{index}"))
+                .spawn(move || {
+                    let result = worker.run();
+                    let _ = finished_tx.send((index, result));
+                })
+                .map_err(|source| ServeError::Worker { index, source })?;
+        }
+        drop(finished_tx);
+        drop(self.listener);
+        tracing::info!(address = %self.local_addr, workers = self.workers, "guess-game listening");
+
+        let mut first_failure = None;
+        tokio::select! {
+            () = shutdown => tracing::info!("shutdown requested; draining"),
+            Some((index, result)) = finished_rx.recv() => {
+                first_failure = result.err().map(|source| ServeError::Worker { index, source });
+            }
+        }
+        self.readiness.set_not_ready();
+        stop.cancel();
+        while let Some((index, result)) = finished_rx.recv().await {
+            if let Err(source) = result {
+                tracing::error!(worker = index, error = %source, "worker failed");
+                first_failure.get_or_insert(ServeError::Worker { index, source });
+            }
+        }
+        tracing::info!("stopped");
+        first_failure.map_or(Ok(()), Err)
+    }
+}
+
+/// Workers to run: the configured number, or one per CPU this process may use. The standard
+/// library's count honours the CPU affinity mask and cgroup CPU quotas.
+fn worker_count(configured: usize) -> usize {
+    if configured > 0 {
+        return configured;
+    }
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}

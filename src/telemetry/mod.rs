@@ -1,0 +1,33 @@
+//! Logging set-up: structured `tracing` output, JSON lines for machines, readable text for
+//! people.
+
+use std::io::IsTerminal;
+
+use tracing_subscriber::EnvFilter;
+
+use crate::config::LogFormat;
+
+/// Installs the global subscriber. The filter is `level` when given (the `log_level` setting),
+/// otherwise `RUST_LOG`, otherwise "info". "auto" picks JSON unless stdout is a terminal.
+pub fn init(level: Option<&str>, format: LogFormat) -> anyhow::Result<()> {
+    let filter = match level {
+        Some(level) => EnvFilter::try_new(level)?,
+        None => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+    };
+    let json = match format {
+        LogFormat::Json => true,
+        LogFormat::Pretty => false,
+        LogFormat::Auto => !std::io::stdout().is_terminal(),
+    };
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let installed = if json {
+        builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .try_init()
+    } else {
+        builder.try_init()
+    };
+    installed.map_err(|error| anyhow::anyhow!("cannot install the log subscriber: {error}"))
+}
