@@ -28,12 +28,19 @@ pub enum ClientError {
     Timeout(Duration),
 }
 
-/// The status, content type and body of an answer.
+/// The status, headers and body of an answer.
 #[derive(Debug)]
 pub struct Answer {
     pub status: StatusCode,
-    pub content_type: Option<String>,
+    pub headers: http::HeaderMap,
     pub body: Bytes,
+}
+
+impl Answer {
+    /// A header's value as text, if present and readable.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|value| value.to_str().ok())
+    }
 }
 
 /// A base URL such as `http://127.0.0.1:8080`, checked once.
@@ -111,16 +118,11 @@ impl ServerUrl {
                 reason: "cannot form a request to it",
             })?;
         let response = sender.send_request(request).await?;
-        let status = response.status();
-        let content_type = response
-            .headers()
-            .get(http::header::CONTENT_TYPE)
-            .and_then(|value| value.to_str().ok())
-            .map(str::to_owned);
-        let body = response.into_body().collect().await?.to_bytes();
+        let (parts, body) = response.into_parts();
+        let body = body.collect().await?.to_bytes();
         Ok(Answer {
-            status,
-            content_type,
+            status: parts.status,
+            headers: parts.headers,
             body,
         })
     }

@@ -89,11 +89,78 @@ fn quality(entry: &[u8]) -> u16 {
     1000
 }
 
-/// Body of `POST /play`. Unknown fields are ignored so clients can send more than we read.
-#[derive(Debug, Deserialize)]
+/// Body of `POST /play`: a map (JSON object or MessagePack map) with a `choice` string.
+/// Unknown fields are ignored so clients can send more than we read.
+#[derive(Debug)]
 pub struct PlayRequest<'a> {
-    #[serde(borrow)]
     pub choice: Cow<'a, str>,
+}
+
+/// Written by hand because serde's derive also accepts a sequence (`["rock"]`) for a struct;
+/// the documented body is a map with named fields and nothing else.
+impl<'de> Deserialize<'de> for PlayRequest<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct MapOnly;
+
+        impl<'de> serde::de::Visitor<'de> for MapOnly {
+            type Value = PlayRequest<'de>;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(r#"an object such as {"choice":"rock"}"#)
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Self::Value, A::Error> {
+                let mut choice: Option<Cow<'de, str>> = None;
+                while let Some(key) = map.next_key::<BorrowedOrOwned<'de>>()? {
+                    if key.0 != "choice" {
+                        map.next_value::<serde::de::IgnoredAny>()?;
+                    } else if choice.is_some() {
+                        return Err(serde::de::Error::duplicate_field("choice"));
+                    } else {
+                        choice = Some(map.next_value::<BorrowedOrOwned<'de>>()?.0);
+                    }
+                }
+                let choice = choice.ok_or_else(|| serde::de::Error::missing_field("choice"))?;
+                Ok(PlayRequest { choice })
+            }
+        }
+
+        deserializer.deserialize_map(MapOnly)
+    }
+}
+
+/// A string that borrows from the input when it can (no escapes), so decoding allocates nothing
+/// in the common case. `Cow<str>`'s own `Deserialize` always copies.
+struct BorrowedOrOwned<'de>(Cow<'de, str>);
+
+impl<'de> Deserialize<'de> for BorrowedOrOwned<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Text;
+
+        impl<'de> serde::de::Visitor<'de> for Text {
+            type Value = BorrowedOrOwned<'de>;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a string")
+            }
+
+            fn visit_borrowed_str<E: serde::de::Error>(
+                self,
+                text: &'de str,
+            ) -> Result<Self::Value, E> {
+                Ok(BorrowedOrOwned(Cow::Borrowed(text)))
+            }
+
+            fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Self::Value, E> {
+                Ok(BorrowedOrOwned(Cow::Owned(text.to_owned())))
+            }
+        }
+
+        deserializer.deserialize_str(Text)
+    }
 }
 
 /// Body of a successful `POST /play`.
@@ -232,12 +299,22 @@ mod tests {
     }
 
     #[test]
+    fn an_unescaped_choice_is_borrowed_from_the_body() {
+        let request: PlayRequest = decode(Format::Json, br#"{"choice":"rock"}"#).unwrap();
+        assert!(matches!(request.choice, Cow::Borrowed("rock")));
+        let escaped: PlayRequest = decode(Format::Json, br#"{"choice":"r\u006fck"}"#).unwrap();
+        assert_eq!(escaped.choice, "rock");
+    }
+
+    #[test]
     fn a_missing_choice_or_garbage_is_an_invalid_body() {
         for (format, body) in [
             (Format::Json, &b"{}"[..]),
             (Format::Json, b"not json"),
             (Format::Json, b""),
             (Format::Json, br#"{"choice":5}"#),
+            (Format::Json, br#"["rock"]"#),
+            (Format::Json, br#"{"choice":"rock","choice":"paper"}"#),
             (Format::MsgPack, b"\xc1"),
         ] {
             let result: Result<PlayRequest, _> = decode(format, body);

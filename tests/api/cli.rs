@@ -1,0 +1,199 @@
+//! The built binary, run as a user would.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use crate::helpers::spawn_app;
+
+const BINARY: &str = env!("CARGO_BIN_EXE_guess-game");
+
+async fn run(args: Vec<String>, env: Vec<(&'static str, &'static str)>) -> std::process::Output {
+    tokio::task::spawn_blocking(move || {
+        Command::new(BINARY)
+            .args(args)
+            .envs(env)
+            .env_remove("RUST_LOG")
+            .output()
+            .expect("the binary runs")
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn play_prints_the_round_for_people() {
+    let app = spawn_app().await;
+    let output = run(
+        vec![
+            "play".into(),
+            "Paper".into(),
+            "--server".into(),
+            format!("http://{}", app.address),
+        ],
+        vec![],
+    )
+    .await;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{output:?}");
+    assert!(
+        stdout.starts_with("You played paper, the computer played "),
+        "{stdout}"
+    );
+    assert!(
+        [
+            "You win: paper beats rock.",
+            "The computer wins: scissors beats paper.",
+            "It's a draw: paper vs paper — draw."
+        ]
+        .iter()
+        .any(|line| stdout.contains(line)),
+        "{stdout}"
+    );
+    app.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn play_json_prints_the_raw_answer() {
+    let app = spawn_app().await;
+    let output = run(
+        vec![
+            "play".into(),
+            "rock".into(),
+            "--json".into(),
+            "--server".into(),
+            format!("http://{}", app.address),
+        ],
+        vec![],
+    )
+    .await;
+    assert!(output.status.success(), "{output:?}");
+    let round: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(round["player_choice"], "rock");
+    app.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn play_reports_an_unreachable_server_and_exits_1() {
+    // Bind then drop a listener to find a port nothing listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let output = run(
+        vec![
+            "play".into(),
+            "rock".into(),
+            "--server".into(),
+            format!("http://127.0.0.1:{port}"),
+        ],
+        vec![],
+    )
+    .await;
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("cannot connect"),
+        "{output:?}"
+    );
+}
+
+#[tokio::test]
+async fn play_rejects_an_unknown_choice_before_sending() {
+    let output = run(vec!["play".into(), "lizard".into()], vec![]).await;
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("rock, paper, scissors"),
+        "{output:?}"
+    );
+}
+
+#[tokio::test]
+async fn an_invalid_setting_fails_start_up_with_exit_2_naming_it() {
+    let output = run(
+        vec!["serve".into()],
+        vec![("GUESS_GAME_MAX_BODY_BYTES", "1")],
+    )
+    .await;
+    assert_eq!(output.status.code(), Some(2), "{output:?}");
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("max_body_bytes"),
+        "{output:?}"
+    );
+
+    let output = run(vec!["--listen".into(), "not-an-address".into()], vec![]).await;
+    assert_eq!(output.status.code(), Some(2), "{output:?}");
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("--listen"),
+        "{output:?}"
+    );
+}
+
+#[tokio::test]
+async fn version_and_help_work_everywhere() {
+    for args in [
+        vec!["--version"],
+        vec!["--help"],
+        vec!["serve", "--help"],
+        vec!["play", "--help"],
+    ] {
+        let output = run(args.iter().map(|s| s.to_string()).collect(), vec![]).await;
+        assert!(output.status.success(), "{args:?}: {output:?}");
+        assert!(!output.stdout.is_empty());
+    }
+    let output = run(vec!["--version".into()], vec![]).await;
+    assert!(String::from_utf8_lossy(&output.stdout).contains(env!("CARGO_PKG_VERSION")));
+}
+
+#[tokio::test]
+async fn the_server_logs_its_address_serves_and_exits_0_on_sigterm() {
+    let mut child = Command::new(BINARY)
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--log-format",
+            "json",
+            "--workers",
+            "1",
+        ])
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let address = tokio::task::spawn_blocking(move || {
+        let mut lines = BufReader::new(stdout).lines();
+        lines
+            .find_map(|line| {
+                let event: serde_json::Value = serde_json::from_str(&line.ok()?).ok()?;
+                (event["message"] == "guess-game listening")
+                    .then(|| event["address"].as_str().unwrap().to_owned())
+            })
+            .expect("a start-up line with the address")
+    })
+    .await
+    .unwrap();
+
+    let url = guess_game::client::ServerUrl::parse(&format!("http://{address}")).unwrap();
+    let answer = url
+        .send(
+            http::Method::POST,
+            "/play",
+            &[("content-type", "application/json")],
+            r#"{"choice":"rock"}"#.into(),
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap();
+    assert_eq!(answer.status, http::StatusCode::OK);
+
+    // SAFETY: kill(2) with a child's pid and a valid signal number has no memory effects.
+    let signalled = unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+    assert_eq!(signalled, 0);
+    let status = tokio::task::spawn_blocking(move || child.wait().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
+}

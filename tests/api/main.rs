@@ -1,0 +1,8 @@
+//! Integration tests: the real server on port 0, spoken to over real sockets.
+
+mod cli;
+mod errors;
+mod health;
+mod helpers;
+mod play;
+mod shutdown;
