@@ -14,7 +14,7 @@ const EXIT_BAD_CONFIG: u8 = 2;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match cli.command.unwrap_or(Command::Serve(cli.serve)) {
+    match cli.command.unwrap_or(Command::Serve(Box::new(cli.serve))) {
         Command::Serve(args) => serve(args),
         Command::Play(args) => match runtime() {
             Ok(runtime) => runtime.block_on(run_play(args)),
@@ -23,7 +23,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn serve(args: ServeArgs) -> ExitCode {
+fn serve(args: Box<ServeArgs>) -> ExitCode {
     let settings = match Settings::load(args.config.as_deref(), &args) {
         Ok(settings) => settings,
         Err(error) => {

@@ -32,7 +32,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the game server (the default when no subcommand is given).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Play one round against a running server.
     Play(PlayArgs),
 }
@@ -68,10 +68,34 @@ pub struct ServeArgs {
     #[arg(long, value_name = "BYTES")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_body_bytes: Option<usize>,
-    /// Longest time to receive a request's headers [default: 10s]
+    /// Longest time to receive a whole request once it has started [default: 10s]
     #[arg(long, value_name = "DURATION")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub header_read_timeout: Option<String>,
+    /// Longest an idle keep-alive connection stays open [default: 60s]
+    #[arg(long, value_name = "DURATION")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub keep_alive_timeout: Option<String>,
+    /// Longest time to write a response to a client [default: 10s]
+    #[arg(long, value_name = "DURATION")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub write_timeout: Option<String>,
+    /// HTTP/1.1 implementation: native or hyper [default: native]
+    #[arg(long, value_name = "ENGINE")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub engine: Option<String>,
+    /// Kernel accept-queue length [default: 4096]
+    #[arg(long, value_name = "N")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen_backlog: Option<u32>,
+    /// One listening socket per worker with SO_REUSEPORT [default: false]
+    #[arg(long, value_name = "BOOL")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reuse_port: Option<bool>,
+    /// Set TCP_NODELAY on accepted connections [default: true]
+    #[arg(long, value_name = "BOOL")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tcp_nodelay: Option<bool>,
 }
 
 #[cfg(test)]

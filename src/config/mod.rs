@@ -35,9 +35,33 @@ pub struct Settings {
     pub drain_timeout: Duration,
     /// Largest request body accepted; larger ones get 413.
     pub max_body_bytes: usize,
-    /// Longest a client may take to send a request's headers; then the connection is closed.
+    /// Longest a client may take to send a whole request (head and body) once it has started;
+    /// then it gets 408 and the connection is closed.
     #[serde(with = "humantime_serde")]
     pub header_read_timeout: Duration,
+    /// Longest an idle keep-alive connection is kept open waiting for its next request.
+    #[serde(with = "humantime_serde")]
+    pub keep_alive_timeout: Duration,
+    /// Longest a response may take to be written to a client that does not read.
+    #[serde(with = "humantime_serde")]
+    pub write_timeout: Duration,
+    /// The HTTP/1.1 implementation: "native" (the project's own, on httparse) or "hyper".
+    pub engine: Engine,
+    /// Length of the kernel's queue of connections not yet accepted (capped by
+    /// `net.core.somaxconn`; a warning is logged at start-up when that is lower).
+    pub listen_backlog: u32,
+    /// One listening socket per worker (SO_REUSEPORT) instead of one shared socket.
+    pub reuse_port: bool,
+    /// Disable Nagle's algorithm on accepted connections, so small answers leave at once.
+    pub tcp_nodelay: bool,
+}
+
+/// Which HTTP/1.1 implementation serves connections.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Engine {
+    Native,
+    Hyper,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -58,6 +82,12 @@ impl Default for Settings {
             drain_timeout: Duration::from_secs(10),
             max_body_bytes: 4 * 1024,
             header_read_timeout: Duration::from_secs(10),
+            keep_alive_timeout: Duration::from_secs(60),
+            write_timeout: Duration::from_secs(10),
+            engine: Engine::Native,
+            listen_backlog: 4096,
+            reuse_port: false,
+            tcp_nodelay: true,
         }
     }
 }
@@ -113,8 +143,17 @@ impl Settings {
         if self.drain_timeout.is_zero() || self.drain_timeout > Duration::from_secs(3600) {
             return invalid("drain_timeout", "must be between 1ms and 1h");
         }
-        if self.header_read_timeout.is_zero() {
-            return invalid("header_read_timeout", "must be greater than zero");
+        for (setting, value) in [
+            ("header_read_timeout", self.header_read_timeout),
+            ("keep_alive_timeout", self.keep_alive_timeout),
+            ("write_timeout", self.write_timeout),
+        ] {
+            if value.is_zero() {
+                return invalid(setting, "must be greater than zero");
+            }
+        }
+        if !(1..=65535).contains(&self.listen_backlog) {
+            return invalid("listen_backlog", "must be between 1 and 65535");
         }
         if let Some(filter) = &self.log_level
             && let Err(error) = tracing_subscriber::EnvFilter::try_new(filter)

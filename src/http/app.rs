@@ -58,6 +58,11 @@ impl App {
         self.max_body_bytes
     }
 
+    /// False once a graceful shutdown has begun: connections close after their current request.
+    pub fn is_ready(&self) -> bool {
+        self.readiness.is_ready()
+    }
+
     /// Answers one request: writes the body into `body` (cleared first) and returns the rest
     /// of the response. Never fails: every error becomes a problem document here.
     pub fn handle(&self, request: &Request<'_>, body: &mut Vec<u8>) -> Reply {

@@ -37,6 +37,14 @@ pub enum ApiError<'a> {
     NotFound,
     #[error("the server is shutting down and not accepting new work")]
     ShuttingDown,
+    #[error("the request is not valid HTTP/1.1: {reason}")]
+    MalformedRequest { reason: &'static str },
+    #[error("the request head is too large")]
+    HeadersTooLarge,
+    #[error("only the chunked transfer-encoding is supported")]
+    UnsupportedTransferEncoding,
+    #[error("the request was not received in time")]
+    RequestTimeout,
     #[error("the computer could not draw a move: {0}")]
     RandomUnavailable(#[from] RandomUnavailable),
 }
@@ -99,6 +107,22 @@ impl ApiError<'_> {
             }
             ApiError::NotFound => kind!(NOT_FOUND, "not_found", "Not found"),
             ApiError::ShuttingDown => kind!(SERVICE_UNAVAILABLE, "shutting_down", "Shutting down"),
+            ApiError::MalformedRequest { .. } => {
+                kind!(BAD_REQUEST, "malformed_request", "Malformed HTTP request")
+            }
+            ApiError::HeadersTooLarge => kind!(
+                REQUEST_HEADER_FIELDS_TOO_LARGE,
+                "headers_too_large",
+                "Request head too large"
+            ),
+            ApiError::UnsupportedTransferEncoding => kind!(
+                NOT_IMPLEMENTED,
+                "unsupported_transfer_encoding",
+                "Transfer-encoding not supported"
+            ),
+            ApiError::RequestTimeout => {
+                kind!(REQUEST_TIMEOUT, "request_timeout", "Request timeout")
+            }
             ApiError::RandomUnavailable(_) => kind!(
                 SERVICE_UNAVAILABLE,
                 "random_unavailable",

@@ -11,6 +11,7 @@
 
 mod hyper_engine;
 mod listener;
+mod native;
 pub mod shutdown;
 mod worker;
 
@@ -21,7 +22,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::config::Settings;
+use crate::config::{Engine, Settings};
 use crate::http::{App, Readiness};
 
 /// A failure to start or keep serving.
@@ -44,13 +45,18 @@ pub enum ServeError {
 /// What each worker needs to serve connections, shared read-only.
 #[derive(Debug)]
 pub(crate) struct ConnectionSettings {
+    pub engine: Engine,
     pub header_read_timeout: Duration,
+    pub keep_alive_timeout: Duration,
+    pub write_timeout: Duration,
     pub drain_timeout: Duration,
+    pub tcp_nodelay: bool,
 }
 
 /// A bound, not yet running server.
 pub struct Server {
-    listener: std::net::TcpListener,
+    /// One shared listener, or one per worker with `reuse_port`.
+    listeners: Vec<std::net::TcpListener>,
     local_addr: SocketAddr,
     workers: usize,
     app: Arc<App>,
@@ -61,24 +67,33 @@ pub struct Server {
 impl Server {
     /// Binds the listener described by `settings`. Serving starts with [`Self::run_until_stopped`].
     pub fn build(settings: &Settings) -> Result<Server, ServeError> {
-        let listener = listener::bind(settings.listen).map_err(|source| ServeError::Bind {
+        let bind_error = |source| ServeError::Bind {
             address: settings.listen,
             source,
-        })?;
-        let local_addr = listener.local_addr().map_err(|source| ServeError::Bind {
-            address: settings.listen,
-            source,
-        })?;
+        };
+        let workers = worker_count(settings.workers);
+        let listeners = listener::bind_all(
+            settings.listen,
+            workers,
+            settings.listen_backlog,
+            settings.reuse_port,
+        )
+        .map_err(bind_error)?;
+        let local_addr = listeners[0].local_addr().map_err(bind_error)?;
         let readiness = Readiness::new();
         Ok(Server {
-            listener,
+            listeners,
             local_addr,
-            workers: worker_count(settings.workers),
+            workers,
             app: Arc::new(App::new(readiness.clone(), settings.max_body_bytes)),
             readiness,
             connection: Arc::new(ConnectionSettings {
+                engine: settings.engine,
                 header_read_timeout: settings.header_read_timeout,
+                keep_alive_timeout: settings.keep_alive_timeout,
+                write_timeout: settings.write_timeout,
                 drain_timeout: settings.drain_timeout,
+                tcp_nodelay: settings.tcp_nodelay,
             }),
         })
     }
@@ -97,10 +112,11 @@ impl Server {
         let stop = CancellationToken::new();
         let (finished_tx, mut finished_rx) = tokio::sync::mpsc::unbounded_channel();
         for index in 0..self.workers {
-            let listener = self
-                .listener
-                .try_clone()
-                .map_err(|source| ServeError::Worker { index, source })?;
+            let listener = match self.listeners.get(index) {
+                Some(own) if self.listeners.len() > 1 => own.try_clone(),
+                _ => self.listeners[0].try_clone(),
+            }
+            .map_err(|source| ServeError::Worker { index, source })?;
             let worker = worker::Worker {
                 index,
                 listener,
@@ -118,8 +134,13 @@ impl Server {
                 .map_err(|source| ServeError::Worker { index, source })?;
         }
         drop(finished_tx);
-        drop(self.listener);
-        tracing::info!(address = %self.local_addr, workers = self.workers, "guess-game listening");
+        drop(self.listeners);
+        tracing::info!(
+            address = %self.local_addr,
+            workers = self.workers,
+            engine = ?self.connection.engine,
+            "guess-game listening"
+        );
 
         let mut first_failure = None;
         tokio::select! {

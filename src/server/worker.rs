@@ -6,9 +6,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
-use super::{ConnectionSettings, hyper_engine};
+use super::{ConnectionSettings, hyper_engine, native};
+use crate::config::Engine;
 use crate::http::App;
 
 /// How long to pause accepting after running out of file descriptors, so the loop does not
@@ -23,6 +25,40 @@ pub(super) struct Worker {
     pub stop: CancellationToken,
 }
 
+/// The open connections of a worker, by engine; each engine drains its own way.
+enum Connections {
+    Native(native::Connections),
+    Hyper(GracefulShutdown),
+}
+
+impl Connections {
+    fn new(engine: Engine) -> Self {
+        match engine {
+            Engine::Native => Connections::Native(native::Connections::default()),
+            Engine::Hyper => Connections::Hyper(GracefulShutdown::new()),
+        }
+    }
+
+    fn serve(&mut self, stream: TcpStream, app: &Arc<App>, settings: &Arc<ConnectionSettings>) {
+        match self {
+            Connections::Native(connections) => connections.serve(stream, app, settings),
+            Connections::Hyper(graceful) => {
+                hyper_engine::spawn_connection(stream, app, settings, graceful)
+            }
+        }
+    }
+
+    /// Waits for connections to finish, at most `timeout`; false when some had to be cut.
+    async fn drain(self, timeout: Duration) -> bool {
+        match self {
+            Connections::Native(connections) => connections.drain(timeout).await,
+            Connections::Hyper(graceful) => tokio::time::timeout(timeout, graceful.shutdown())
+                .await
+                .is_ok(),
+        }
+    }
+}
+
 impl Worker {
     /// Runs on the calling thread until stopped and drained.
     pub fn run(self) -> io::Result<()> {
@@ -34,7 +70,7 @@ impl Worker {
 
     async fn serve(self) -> io::Result<()> {
         let listener = tokio::net::TcpListener::from_std(self.listener)?;
-        let graceful = GracefulShutdown::new();
+        let mut connections = Connections::new(self.connection.engine);
         loop {
             let accepted = tokio::select! {
                 accepted = listener.accept() => accepted,
@@ -42,11 +78,12 @@ impl Worker {
             };
             match accepted {
                 Ok((stream, _peer)) => {
-                    // Small responses must leave at once, not wait for Nagle's timer.
-                    if let Err(error) = stream.set_nodelay(true) {
+                    if self.connection.tcp_nodelay
+                        && let Err(error) = stream.set_nodelay(true)
+                    {
                         tracing::debug!(%error, "cannot set TCP_NODELAY");
                     }
-                    hyper_engine::spawn_connection(stream, &self.app, &self.connection, &graceful);
+                    connections.serve(stream, &self.app, &self.connection);
                 }
                 Err(error) if is_resource_exhaustion(&error) => {
                     tracing::warn!(worker = self.index, %error, "accept failed; backing off");
@@ -57,11 +94,12 @@ impl Worker {
         }
         drop(listener);
         let drain_timeout = self.connection.drain_timeout;
-        tokio::select! {
-            () = graceful.shutdown() => {}
-            () = tokio::time::sleep(drain_timeout) => {
-                tracing::warn!(worker = self.index, ?drain_timeout, "drain timed out; closing the remaining connections");
-            }
+        if !connections.drain(drain_timeout).await {
+            tracing::warn!(
+                worker = self.index,
+                ?drain_timeout,
+                "drain timed out; closed the remaining connections"
+            );
         }
         Ok(())
     }

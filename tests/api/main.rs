@@ -1,6 +1,7 @@
 //! Integration tests: the real server on port 0, spoken to over real sockets.
 
 mod cli;
+mod conformance;
 mod errors;
 mod health;
 mod helpers;

@@ -1,0 +1,310 @@
+//! Reading one HTTP/1.1 request head and deciding how its body is framed.
+//!
+//! httparse does the tokenizing (it is the parser under hyper too); this file applies the
+//! framing rules of RFC 9112 strictly, because a lenient reading of them is how request
+//! smuggling happens: a body's length is either one valid `Content-Length` or
+//! `Transfer-Encoding: chunked`, never both, never anything ambiguous.
+
+use http::Method;
+
+/// Most header fields a request may carry; more is a 431.
+pub const MAX_HEADERS: usize = 64;
+/// Largest request head (request line and headers); longer is a 431.
+pub const MAX_HEAD_BYTES: usize = 8 * 1024;
+
+/// How the body that follows a head is delimited.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Framing {
+    /// `Content-Length` bytes follow (0 when neither header is present).
+    Length(u64),
+    /// `Transfer-Encoding: chunked`.
+    Chunked,
+}
+
+/// The parts of a request head the engine and the handlers use, borrowed from the read buffer.
+#[derive(Debug)]
+pub struct Head<'a> {
+    pub method: Method,
+    /// The path without query string; absolute-form targets are reduced to their path.
+    pub path: &'a str,
+    pub content_type: Option<&'a [u8]>,
+    pub accept: Option<&'a [u8]>,
+    pub framing: Framing,
+    /// Whether the connection may carry another request after this one.
+    pub keep_alive: bool,
+    /// The client waits for `100 Continue` before sending the body.
+    pub expect_continue: bool,
+    /// Bytes of the head, including the blank line that ends it.
+    pub length: usize,
+}
+
+/// A request head that cannot be served; the connection is closed after the error reply.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum HeadError {
+    #[error("{0}")]
+    Malformed(&'static str),
+    #[error("the request head exceeds {MAX_HEAD_BYTES} bytes or {MAX_HEADERS} fields")]
+    TooLarge,
+    #[error("transfer-encoding other than chunked")]
+    UnsupportedTransferEncoding,
+}
+
+/// Parses the head at the start of `buffer`. `Ok(None)` means more bytes are needed.
+pub fn parse_head(buffer: &[u8]) -> Result<Option<Head<'_>>, HeadError> {
+    let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut request = httparse::Request::new(&mut fields);
+    let length = match request.parse(buffer) {
+        Ok(httparse::Status::Complete(length)) => length,
+        Ok(httparse::Status::Partial) if buffer.len() > MAX_HEAD_BYTES => {
+            return Err(HeadError::TooLarge);
+        }
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(httparse::Error::TooManyHeaders) => return Err(HeadError::TooLarge),
+        Err(_) => {
+            return Err(HeadError::Malformed(
+                "the request line or a header field is malformed",
+            ));
+        }
+    };
+    if length > MAX_HEAD_BYTES {
+        return Err(HeadError::TooLarge);
+    }
+    // httparse guarantees all three once the parse is complete.
+    let (Some(method), Some(target), Some(minor_version)) =
+        (request.method, request.path, request.version)
+    else {
+        return Err(HeadError::Malformed("incomplete request line"));
+    };
+    let method = Method::from_bytes(method.as_bytes())
+        .map_err(|_| HeadError::Malformed("invalid method"))?;
+
+    let mut head = Head {
+        method,
+        path: path_of(target)?,
+        content_type: None,
+        accept: None,
+        framing: Framing::Length(0),
+        keep_alive: minor_version >= 1,
+        expect_continue: false,
+        length,
+    };
+    let mut content_length: Option<u64> = None;
+    let mut chunked = false;
+    for field in request.headers.iter() {
+        let name = field.name.as_bytes();
+        let value = field.value;
+        if name.eq_ignore_ascii_case(b"content-length") {
+            let parsed = parse_content_length(value)?;
+            if content_length.is_some_and(|earlier| earlier != parsed) {
+                return Err(HeadError::Malformed("conflicting content-length fields"));
+            }
+            content_length = Some(parsed);
+        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
+            if chunked || !value.trim_ascii().eq_ignore_ascii_case(b"chunked") {
+                return Err(HeadError::UnsupportedTransferEncoding);
+            }
+            chunked = true;
+        } else if name.eq_ignore_ascii_case(b"content-type") {
+            head.content_type = Some(value);
+        } else if name.eq_ignore_ascii_case(b"accept") {
+            head.accept = Some(value);
+        } else if name.eq_ignore_ascii_case(b"connection") {
+            for option in value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
+                if option.eq_ignore_ascii_case(b"close") {
+                    head.keep_alive = false;
+                } else if option.eq_ignore_ascii_case(b"keep-alive") && minor_version == 0 {
+                    head.keep_alive = true;
+                }
+            }
+        } else if name.eq_ignore_ascii_case(b"expect") {
+            head.expect_continue = value.trim_ascii().eq_ignore_ascii_case(b"100-continue");
+        }
+    }
+    head.framing = match (content_length, chunked) {
+        (Some(_), true) => {
+            return Err(HeadError::Malformed(
+                "both content-length and transfer-encoding",
+            ));
+        }
+        (_, true) if minor_version == 0 => {
+            return Err(HeadError::Malformed("transfer-encoding in HTTP/1.0"));
+        }
+        (_, true) => Framing::Chunked,
+        (length, false) => Framing::Length(length.unwrap_or(0)),
+    };
+    Ok(Some(head))
+}
+
+/// `Content-Length` is one or more ASCII digits and nothing else (no sign, no spaces inside, no
+/// list); anything else is rejected rather than guessed at.
+fn parse_content_length(value: &[u8]) -> Result<u64, HeadError> {
+    const INVALID: HeadError = HeadError::Malformed("invalid content-length");
+    if value.is_empty() || value.len() > 19 || !value.iter().all(u8::is_ascii_digit) {
+        return Err(INVALID);
+    }
+    Ok(value
+        .iter()
+        .fold(0u64, |total, digit| total * 10 + u64::from(digit - b'0')))
+}
+
+/// The path of a request target: origin-form `/path?query` or absolute-form
+/// `http://host/path?query`. `*` (asterisk-form) and authority-form yield a path no route has.
+fn path_of(target: &str) -> Result<&str, HeadError> {
+    let without_query = target.split_once('?').map_or(target, |(path, _)| path);
+    if without_query.starts_with('/') || without_query == "*" {
+        return Ok(without_query);
+    }
+    let after_scheme = without_query
+        .strip_prefix("http://")
+        .or_else(|| without_query.strip_prefix("https://"));
+    match after_scheme {
+        Some(rest) => Ok(rest.find('/').map_or("/", |slash| &rest[slash..])),
+        None => Ok(without_query),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Option<Head<'_>>, HeadError> {
+        parse_head(text.as_bytes())
+    }
+
+    fn complete(text: &str) -> Head<'_> {
+        parse(text).unwrap().expect("a complete head")
+    }
+
+    #[test]
+    fn a_plain_post_is_framed_by_its_content_length() {
+        let head = complete(
+            "POST /play?x=1 HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\nContent-Length: 18\r\n\r\n{",
+        );
+        assert_eq!(head.method, Method::POST);
+        assert_eq!(head.path, "/play");
+        assert_eq!(head.framing, Framing::Length(18));
+        assert_eq!(head.content_type, Some(&b"application/json"[..]));
+        assert!(head.keep_alive);
+        assert_eq!(head.length, "POST /play?x=1 HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\nContent-Length: 18\r\n\r\n".len());
+    }
+
+    #[test]
+    fn an_incomplete_head_asks_for_more() {
+        assert!(
+            parse("POST /play HTTP/1.1\r\nHost: a\r\n")
+                .unwrap()
+                .is_none()
+        );
+        assert!(parse("").unwrap().is_none());
+    }
+
+    #[test]
+    fn keep_alive_follows_the_version_and_connection_header() {
+        assert!(!complete("GET / HTTP/1.1\r\nConnection: close\r\n\r\n").keep_alive);
+        assert!(!complete("GET / HTTP/1.1\r\nConnection: Upgrade, Close\r\n\r\n").keep_alive);
+        assert!(!complete("GET / HTTP/1.0\r\n\r\n").keep_alive);
+        assert!(complete("GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n").keep_alive);
+        assert!(complete("GET / HTTP/1.1\r\n\r\n").keep_alive);
+    }
+
+    #[test]
+    fn chunked_is_the_only_transfer_encoding_accepted() {
+        assert_eq!(
+            complete("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n").framing,
+            Framing::Chunked
+        );
+        for encoding in ["gzip", "gzip, chunked", "chunked, chunked", "identity", ""] {
+            let text = format!("POST / HTTP/1.1\r\nTransfer-Encoding: {encoding}\r\n\r\n");
+            assert_eq!(
+                parse(&text).unwrap_err(),
+                HeadError::UnsupportedTransferEncoding,
+                "{encoding:?}"
+            );
+        }
+        let twice =
+            "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n";
+        assert_eq!(
+            parse(twice).unwrap_err(),
+            HeadError::UnsupportedTransferEncoding
+        );
+    }
+
+    #[test]
+    fn ambiguous_framing_is_rejected_to_prevent_smuggling() {
+        for text in [
+            "POST / HTTP/1.1\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n",
+            "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n",
+            "POST / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n",
+            "POST / HTTP/1.1\r\nContent-Length: 5, 5\r\n\r\n",
+            "POST / HTTP/1.1\r\nContent-Length: +5\r\n\r\n",
+            "POST / HTTP/1.1\r\nContent-Length: -1\r\n\r\n",
+            "POST / HTTP/1.1\r\nContent-Length: 0x10\r\n\r\n",
+            "POST / HTTP/1.1\r\nContent-Length: 99999999999999999999\r\n\r\n",
+            "POST / HTTP/1.1\r\nContent-Length:\r\n\r\n",
+            "POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n",
+            "POST / HTTP/1.1\r\nContent-Length : 5\r\n\r\n",
+            "POST / HTTP/1.1\r\nX: a\r\n b\r\n\r\n",
+            "POST / HTTP/1.1\r\nContent-Length: 5\r\r\n\r\n",
+        ] {
+            assert!(
+                matches!(parse(text), Err(HeadError::Malformed(_))),
+                "{text:?}: {:?}",
+                parse(text)
+            );
+        }
+        // The same length twice is not ambiguous.
+        assert_eq!(
+            complete("POST / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n").framing,
+            Framing::Length(5)
+        );
+    }
+
+    #[test]
+    fn garbage_is_malformed_not_a_crash() {
+        for text in [
+            "\0\0\0\0\r\n\r\n",
+            "GET\r\n\r\n",
+            "GET / HTTP/2.0\r\n\r\n",
+            "G@T / HTTP/1.1\r\n\r\n",
+            "GET / FOO/1.1\r\n\r\n",
+        ] {
+            assert!(
+                matches!(parse(text), Err(HeadError::Malformed(_))),
+                "{text:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn oversized_heads_are_too_large() {
+        let many = format!(
+            "GET / HTTP/1.1\r\n{}\r\n",
+            "X: y\r\n".repeat(MAX_HEADERS + 1)
+        );
+        assert_eq!(parse(&many).unwrap_err(), HeadError::TooLarge);
+        let long = format!("GET / HTTP/1.1\r\nX: {}", "y".repeat(MAX_HEAD_BYTES));
+        assert_eq!(parse(&long).unwrap_err(), HeadError::TooLarge);
+    }
+
+    #[test]
+    fn absolute_form_targets_reduce_to_their_path() {
+        assert_eq!(
+            complete("POST http://example.com/play HTTP/1.1\r\n\r\n").path,
+            "/play"
+        );
+        assert_eq!(
+            complete("GET http://example.com HTTP/1.1\r\n\r\n").path,
+            "/"
+        );
+        assert_eq!(complete("OPTIONS * HTTP/1.1\r\n\r\n").path, "*");
+    }
+
+    #[test]
+    fn expect_continue_is_recognized() {
+        assert!(
+            complete("POST / HTTP/1.1\r\nExpect: 100-Continue\r\nContent-Length: 1\r\n\r\n")
+                .expect_continue
+        );
+        assert!(!complete("POST / HTTP/1.1\r\nContent-Length: 1\r\n\r\n").expect_continue);
+    }
+}
