@@ -111,7 +111,7 @@ fn play<'a>(request: &Request<'a>, body: &mut Vec<u8>) -> Result<Reply, ApiError
     })?;
     let computer = random::computer_choice()?;
     let outcome = game::judge(player, computer);
-    wire::encode(response_format, &PlayResponse::from(outcome), body);
+    wire::encode_play(response_format, &PlayResponse::from(outcome), body);
     tracing::debug!(player = %outcome.player, computer = %outcome.computer, winner = outcome.winner.name(), "round played");
     Ok(Reply::new(StatusCode::OK, response_format.content_type()))
 }

@@ -13,6 +13,7 @@
 //! after any framing error rather than guessing where the next request starts.
 
 mod chunked;
+mod exchange;
 mod parse;
 mod response;
 
@@ -24,22 +25,18 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use http::Method;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::task::AbortHandle;
 use tokio::time::{Instant, Sleep};
 use tokio_util::task::TaskTracker;
 
-use self::parse::{Framing, HeadError};
+use self::exchange::Buffers;
 use super::ConnectionSettings;
-use crate::http::{ApiError, App, Request};
+use crate::http::{ApiError, App};
 
 /// Read buffer a connection starts with; enough for dozens of pipelined /play requests.
 const INITIAL_BUFFER: usize = 4 * 1024;
-/// Answers queued before they are written even if more requests are buffered, so a client
-/// that pipelines without reading cannot make the output grow without bound.
-const OUTPUT_HIGH_WATER: usize = 64 * 1024;
 
 /// The connections of one worker, so a shutdown can close the idle ones at once and wait for
 /// the busy ones.
@@ -136,23 +133,20 @@ struct Connection {
     settings: Arc<ConnectionSettings>,
     /// True while waiting for a new request with nothing buffered: safe to close at shutdown.
     idle: Arc<AtomicBool>,
-    input: Vec<u8>,
-    output: Vec<u8>,
-    /// Scratch for a response body before its head is written.
-    body: Vec<u8>,
-    /// Scratch for a decoded chunked request body.
-    decoded: Vec<u8>,
+    buffers: Buffers,
     /// When the first byte of the request being received arrived.
     request_started: Instant,
     continue_sent: bool,
 }
 
-/// What serving the buffered requests left to do.
-struct Progress {
-    consumed: usize,
-    close: bool,
-    /// A request's head is in, its body is not, and the client asked for `100 Continue`.
-    wants_continue: bool,
+/// What a read brought.
+enum Read {
+    /// The first bytes of a new request.
+    NewRequest,
+    /// More of a request already started.
+    More,
+    /// The client closed the connection, or it idled out.
+    Closed,
 }
 
 enum Wait<T> {
@@ -172,10 +166,7 @@ impl Connection {
             app,
             settings,
             idle,
-            input: Vec::with_capacity(INITIAL_BUFFER),
-            output: Vec::with_capacity(INITIAL_BUFFER),
-            body: Vec::with_capacity(256),
-            decoded: Vec::new(),
+            buffers: Buffers::with_capacity(INITIAL_BUFFER),
             request_started: Instant::now(),
             continue_sent: false,
         }
@@ -187,179 +178,96 @@ impl Connection {
         // the rest of the bookkeeping together.
         let timer = tokio::time::sleep(self.settings.keep_alive_timeout);
         tokio::pin!(timer);
+        // One clock read per batch of requests serves every deadline and the Date header.
+        let mut now = Instant::now();
         loop {
-            let progress = self.serve_buffered();
+            let progress = self.buffers.serve(&self.app, now);
             if progress.consumed > 0 {
-                self.input.drain(..progress.consumed);
+                self.buffers.input.drain(..progress.consumed);
                 self.continue_sent = false;
-                self.request_started = Instant::now();
+                self.request_started = now;
             }
             if progress.wants_continue && !self.continue_sent {
-                self.output.extend_from_slice(response::CONTINUE);
+                self.buffers.output.extend_from_slice(response::CONTINUE);
                 self.continue_sent = true;
             }
-            if !self.output.is_empty() {
-                let deadline = Instant::now() + self.settings.write_timeout;
-                let Wait::Done(written) = with_deadline(
-                    timer.as_mut(),
-                    deadline,
-                    self.stream.write_all(&self.output),
-                )
-                .await
-                else {
-                    return Err(io::Error::new(io::ErrorKind::TimedOut, "write timed out"));
-                };
-                written?;
-                self.output.clear();
+            if !self.buffers.output.is_empty() {
+                self.flush(timer.as_mut(), now).await?;
             }
             if progress.close {
                 return self.stream.shutdown().await;
             }
-            if self.input.is_empty() && !self.app.is_ready() {
+            if self.buffers.input.is_empty() && !self.app.is_ready() {
                 // Draining: an idle connection closes instead of waiting for another request.
                 return Ok(());
             }
-            if !self.read_more(timer.as_mut()).await? {
-                return Ok(());
+            let read = self.read_more(timer.as_mut(), now).await?;
+            now = Instant::now();
+            match read {
+                Read::Closed => return Ok(()),
+                Read::NewRequest => self.request_started = now,
+                Read::More => {}
             }
         }
     }
 
-    /// Reads more bytes into `input`. Returns false when the connection should end quietly
-    /// (the client closed it, or it idled out); answers 408 when a request stalled midway.
-    async fn read_more(&mut self, timer: Pin<&mut Sleep>) -> io::Result<bool> {
-        let waiting_for_new_request = self.input.is_empty();
+    /// Writes `output` out. One non-blocking write takes it all almost always; only when the
+    /// client is slow to read does this wait, and then at most `write_timeout`.
+    async fn flush(&mut self, timer: Pin<&mut Sleep>, now: Instant) -> io::Result<()> {
+        let written = match self.stream.try_write(&self.buffers.output) {
+            Ok(written) => written,
+            Err(error) if error.kind() == io::ErrorKind::WouldBlock => 0,
+            Err(error) => return Err(error),
+        };
+        if written < self.buffers.output.len() {
+            let deadline = now + self.settings.write_timeout;
+            let rest = &self.buffers.output[written..];
+            let Wait::Done(result) =
+                with_deadline(timer, deadline, self.stream.write_all(rest)).await
+            else {
+                return Err(io::Error::new(io::ErrorKind::TimedOut, "write timed out"));
+            };
+            result?;
+        }
+        self.buffers.output.clear();
+        Ok(())
+    }
+
+    /// Reads more bytes into `input`, waiting at most until the relevant deadline: the
+    /// keep-alive timeout between requests, the request's read timeout within one. A request
+    /// that stalls midway is answered 408.
+    async fn read_more(&mut self, timer: Pin<&mut Sleep>, now: Instant) -> io::Result<Read> {
+        let waiting_for_new_request = self.buffers.input.is_empty();
         let deadline = if waiting_for_new_request {
-            Instant::now() + self.settings.keep_alive_timeout
+            now + self.settings.keep_alive_timeout
         } else {
             self.request_started + self.settings.header_read_timeout
         };
-        if self.input.capacity() - self.input.len() < INITIAL_BUFFER / 4 {
-            self.input.reserve(INITIAL_BUFFER);
+        if self.buffers.input.capacity() - self.buffers.input.len() < INITIAL_BUFFER / 4 {
+            self.buffers.input.reserve(INITIAL_BUFFER);
         }
         self.idle.store(waiting_for_new_request, Ordering::Relaxed);
-        let read = with_deadline(timer, deadline, self.stream.read_buf(&mut self.input)).await;
+        let read = with_deadline(
+            timer,
+            deadline,
+            self.stream.read_buf(&mut self.buffers.input),
+        )
+        .await;
         self.idle.store(false, Ordering::Relaxed);
         match read {
-            Wait::Done(Ok(0)) => Ok(false),
-            Wait::Done(Ok(_)) => {
-                if waiting_for_new_request {
-                    self.request_started = Instant::now();
-                }
-                Ok(true)
-            }
+            Wait::Done(Ok(0)) => Ok(Read::Closed),
+            Wait::Done(Ok(_)) if waiting_for_new_request => Ok(Read::NewRequest),
+            Wait::Done(Ok(_)) => Ok(Read::More),
             Wait::Done(Err(error)) => Err(error),
-            Wait::TimedOut if waiting_for_new_request => Ok(false),
+            Wait::TimedOut if waiting_for_new_request => Ok(Read::Closed),
             Wait::TimedOut => {
-                self.reject(&ApiError::RequestTimeout);
-                let _ = self.stream.write_all(&self.output).await;
-                Ok(false)
+                self.buffers
+                    .reject(&ApiError::RequestTimeout, Instant::now());
+                let _ = self.stream.write_all(&self.buffers.output).await;
+                Ok(Read::Closed)
             }
         }
     }
-
-    /// Answers every complete request in `input`, appending the answers to `output`.
-    fn serve_buffered(&mut self) -> Progress {
-        let mut progress = Progress {
-            consumed: 0,
-            close: false,
-            wants_continue: false,
-        };
-        let max_body = self.app.max_body_bytes();
-        while progress.consumed < self.input.len() && self.output.len() < OUTPUT_HIGH_WATER {
-            let rest = &self.input[progress.consumed..];
-            let head = match parse::parse_head(rest) {
-                Ok(Some(head)) => head,
-                Ok(None) => break,
-                Err(error) => {
-                    progress.close = true;
-                    let error = match error {
-                        HeadError::Malformed(reason) => ApiError::MalformedRequest { reason },
-                        HeadError::TooLarge => ApiError::HeadersTooLarge,
-                        HeadError::UnsupportedTransferEncoding => {
-                            ApiError::UnsupportedTransferEncoding
-                        }
-                    };
-                    reject_into(&mut self.output, &mut self.body, &error);
-                    break;
-                }
-            };
-            let after_head = &rest[head.length..];
-            let (body, body_length): (&[u8], usize) = match head.framing {
-                Framing::Length(length) if length > max_body as u64 => {
-                    progress.close = true;
-                    reject_into(
-                        &mut self.output,
-                        &mut self.body,
-                        &ApiError::PayloadTooLarge { limit: max_body },
-                    );
-                    break;
-                }
-                // Fits in usize: bounded by max_body just above.
-                Framing::Length(length) if after_head.len() < length as usize => {
-                    progress.wants_continue = head.expect_continue;
-                    break;
-                }
-                Framing::Length(length) => (&after_head[..length as usize], length as usize),
-                Framing::Chunked => {
-                    match chunked::decode(after_head, max_body, &mut self.decoded) {
-                        Ok(Some(raw_length)) => (&self.decoded[..], raw_length),
-                        Ok(None) => {
-                            progress.wants_continue = head.expect_continue;
-                            break;
-                        }
-                        Err(error) => {
-                            progress.close = true;
-                            let error = match error {
-                                chunked::ChunkedError::TooLarge => {
-                                    ApiError::PayloadTooLarge { limit: max_body }
-                                }
-                                chunked::ChunkedError::Malformed(reason) => {
-                                    ApiError::MalformedRequest { reason }
-                                }
-                            };
-                            reject_into(&mut self.output, &mut self.body, &error);
-                            break;
-                        }
-                    }
-                }
-            };
-            let close = !head.keep_alive || !self.app.is_ready();
-            let request = Request {
-                method: &head.method,
-                path: head.path,
-                content_type: head.content_type,
-                accept: head.accept,
-                body,
-            };
-            let reply = self.app.handle(&request, &mut self.body);
-            tracing::debug!(method = %head.method, path = head.path, status = reply.status.as_u16(), "request");
-            response::write_response(
-                &mut self.output,
-                &reply,
-                &self.body,
-                head.method == Method::HEAD,
-                close,
-            );
-            progress.consumed += head.length + body_length;
-            if close {
-                progress.close = true;
-                break;
-            }
-        }
-        progress
-    }
-
-    fn reject(&mut self, error: &ApiError<'_>) {
-        reject_into(&mut self.output, &mut self.body, error);
-    }
-}
-
-/// Appends an error answer that closes the connection.
-fn reject_into(output: &mut Vec<u8>, body: &mut Vec<u8>, error: &ApiError<'_>) {
-    tracing::debug!(code = error.code(), "request rejected by the engine");
-    let reply = error.write_reply(body);
-    response::write_response(output, &reply, body, false, true);
 }
 
 /// Runs `operation` until it finishes or `deadline` passes, using the connection's one timer.

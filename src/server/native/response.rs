@@ -6,7 +6,9 @@
 
 use std::cell::RefCell;
 use std::io::Write;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::time::Instant;
 
 use http::StatusCode;
 
@@ -14,14 +16,21 @@ use crate::http::{HeaderValue, Reply};
 
 /// Appends a complete response to `out`. With `head_only` (a HEAD request) the body is left
 /// out but its length still announced.
-pub fn write_response(out: &mut Vec<u8>, reply: &Reply, body: &[u8], head_only: bool, close: bool) {
+pub fn write_response(
+    out: &mut Vec<u8>,
+    reply: &Reply,
+    body: &[u8],
+    head_only: bool,
+    close: bool,
+    date: &HttpDate,
+) {
     write_status_line(out, reply.status);
     out.extend_from_slice(b"content-type: ");
     out.extend_from_slice(reply.content_type.as_bytes());
     out.extend_from_slice(b"\r\ncontent-length: ");
     out.extend_from_slice(itoa::Buffer::new().format(body.len()).as_bytes());
     out.extend_from_slice(b"\r\ndate: ");
-    with_date(|date| out.extend_from_slice(date));
+    out.extend_from_slice(date);
     out.extend_from_slice(b"\r\n");
     for &(name, value) in reply.headers() {
         out.extend_from_slice(name.as_bytes());
@@ -62,29 +71,37 @@ fn write_status_line(out: &mut Vec<u8>, status: StatusCode) {
     out.extend_from_slice(line);
 }
 
-/// The `Date` header value for the current second, formatted at most once per second per
-/// thread (RFC 9110 needs only one-second resolution).
-fn with_date<R>(use_date: impl FnOnce(&[u8]) -> R) -> R {
+/// A formatted `Date` header value ("Sun, 06 Nov 1994 08:49:37 GMT" is always 29 bytes).
+pub type HttpDate = [u8; 29];
+
+/// The `Date` header value at `now`, formatted at most once per second per thread (RFC 9110
+/// needs only one-second resolution). Keyed by the monotonic clock the caller already read, so
+/// the common case costs one comparison and no second clock read.
+pub fn current_date(now: Instant) -> HttpDate {
     struct CachedDate {
-        second: u64,
-        text: [u8; 29],
+        valid_until: Option<Instant>,
+        text: HttpDate,
     }
     thread_local! {
-        static DATE: RefCell<CachedDate> = const { RefCell::new(CachedDate { second: u64::MAX, text: [b' '; 29] }) };
+        static DATE: RefCell<CachedDate> = const { RefCell::new(CachedDate { valid_until: None, text: [b' '; 29] }) };
     }
-    let now = SystemTime::now();
-    let second = now
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |elapsed| elapsed.as_secs());
     DATE.with(|cell| {
         let mut cached = cell.borrow_mut();
-        if cached.second != second {
+        if cached.valid_until.is_none_or(|until| now >= until) {
+            let wall = SystemTime::now();
+            let into_second = wall
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |elapsed| elapsed.subsec_nanos());
             let mut text = [b' '; 29];
-            // An HTTP date is always exactly 29 bytes ("Sun, 06 Nov 1994 08:49:37 GMT").
-            let _ = write!(&mut text[..], "{}", httpdate::HttpDate::from(now));
-            *cached = CachedDate { second, text };
+            let _ = write!(&mut text[..], "{}", httpdate::HttpDate::from(wall));
+            *cached = CachedDate {
+                valid_until: Some(
+                    now + Duration::from_nanos(u64::from(1_000_000_000 - into_second)),
+                ),
+                text,
+            };
         }
-        use_date(&cached.text)
+        cached.text
     })
 }
 
@@ -94,7 +111,14 @@ mod tests {
 
     fn render(reply: Reply, body: &[u8], head_only: bool, close: bool) -> String {
         let mut out = Vec::new();
-        write_response(&mut out, &reply, body, head_only, close);
+        write_response(
+            &mut out,
+            &reply,
+            body,
+            head_only,
+            close,
+            &current_date(Instant::now()),
+        );
         String::from_utf8(out).unwrap()
     }
 
@@ -112,7 +136,9 @@ mod tests {
         assert_eq!(lines.next(), Some("content-type: application/json"));
         assert_eq!(lines.next(), Some("content-length: 2"));
         let date = lines.next().unwrap().strip_prefix("date: ").unwrap();
-        assert!(httpdate::parse_http_date(date).is_ok(), "{date}");
+        let parsed = httpdate::parse_http_date(date).unwrap();
+        let skew = SystemTime::now().duration_since(parsed).unwrap_or_default();
+        assert!(skew < Duration::from_secs(2), "{date}");
         assert_eq!(lines.next(), None);
         assert_eq!(body, "{}");
     }

@@ -1,0 +1,87 @@
+//! Micro-benchmarks of the request path's pure parts: judging, encoding, decoding, and the
+//! whole handler. Run with `cargo bench`; figures and their meaning are in docs/BENCHMARKS.md.
+
+use std::hint::black_box;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use guess_game::game::{Choice, judge};
+use guess_game::http::wire::{self, Format, PlayRequest, PlayResponse};
+use guess_game::http::{App, Readiness, Request};
+
+fn judging(c: &mut Criterion) {
+    c.bench_function("judge all nine pairs", |b| {
+        b.iter(|| {
+            for player in Choice::ALL {
+                for computer in Choice::ALL {
+                    black_box(judge(black_box(player), black_box(computer)));
+                }
+            }
+        })
+    });
+}
+
+fn encoding(c: &mut Criterion) {
+    let response = PlayResponse::from(judge(Choice::Paper, Choice::Rock));
+    let mut out = Vec::with_capacity(256);
+    let mut group = c.benchmark_group("encode a round");
+    group.bench_function("json (hand-written, served)", |b| {
+        b.iter(|| wire::encode_play(Format::Json, black_box(&response), &mut out))
+    });
+    group.bench_function("json (serde_json, for comparison)", |b| {
+        b.iter(|| wire::encode(Format::Json, black_box(&response), &mut out))
+    });
+    group.bench_function("msgpack", |b| {
+        b.iter(|| wire::encode_play(Format::MsgPack, black_box(&response), &mut out))
+    });
+    group.finish();
+}
+
+fn decoding(c: &mut Criterion) {
+    let json = br#"{"choice":"paper"}"#;
+    let msgpack = rmp_serde::to_vec_named(&serde_json::json!({"choice": "paper"})).unwrap();
+    let mut group = c.benchmark_group("decode a play");
+    group.bench_function("json", |b| {
+        b.iter(|| black_box(wire::decode::<PlayRequest>(Format::Json, black_box(json)).is_ok()))
+    });
+    group.bench_function("msgpack", |b| {
+        b.iter(|| {
+            black_box(wire::decode::<PlayRequest>(Format::MsgPack, black_box(&msgpack)).is_ok())
+        })
+    });
+    group.finish();
+}
+
+fn handling(c: &mut Criterion) {
+    let app = App::new(Readiness::new(), 4096);
+    let mut out = Vec::with_capacity(256);
+    let msgpack = rmp_serde::to_vec_named(&serde_json::json!({"choice": "paper"})).unwrap();
+    let mut group = c.benchmark_group("handle POST /play");
+    for (name, content_type, body) in [
+        (
+            "json",
+            &b"application/json"[..],
+            &br#"{"choice":"paper"}"#[..],
+        ),
+        ("msgpack", b"application/msgpack", &msgpack[..]),
+        (
+            "invalid choice",
+            b"application/json",
+            br#"{"choice":"lizard"}"#,
+        ),
+    ] {
+        let request = Request {
+            method: &http::Method::POST,
+            path: "/play",
+            content_type: Some(content_type),
+            accept: None,
+            body,
+        };
+        group.bench_function(name, |b| {
+            b.iter(|| black_box(app.handle(black_box(&request), &mut out)))
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, judging, encoding, decoding, handling);
+criterion_main!(benches);

@@ -1,0 +1,323 @@
+//! Turning the bytes of buffered requests into the bytes of their answers: parse, frame,
+//! handle, write. No I/O here, so it is tested (and its allocations counted) without sockets.
+
+use http::Method;
+use tokio::time::Instant;
+
+use super::parse::{self, Framing, HeadError};
+use super::{chunked, response};
+use crate::http::{ApiError, App, Request};
+
+/// Answers queued before they are written even if more requests are buffered, so a client
+/// that pipelines without reading cannot make the output grow without bound.
+const OUTPUT_HIGH_WATER: usize = 64 * 1024;
+
+/// A connection's buffers, reused for every request it carries.
+#[derive(Debug, Default)]
+pub struct Buffers {
+    pub input: Vec<u8>,
+    pub output: Vec<u8>,
+    /// Scratch for a response body before its head is written.
+    body: Vec<u8>,
+    /// Scratch for a decoded chunked request body.
+    decoded: Vec<u8>,
+}
+
+/// What serving the buffered requests left to do.
+pub struct Progress {
+    pub consumed: usize,
+    pub close: bool,
+    /// A request's head is in, its body is not, and the client asked for `100 Continue`.
+    pub wants_continue: bool,
+}
+
+impl Buffers {
+    pub fn with_capacity(capacity: usize) -> Self {
+        Self {
+            input: Vec::with_capacity(capacity),
+            output: Vec::with_capacity(capacity),
+            body: Vec::with_capacity(256),
+            decoded: Vec::new(),
+        }
+    }
+
+    /// Answers every complete request in `input`, appending the answers to `output`. Leaves
+    /// `input` as it is; the caller drops the `consumed` bytes.
+    pub fn serve(&mut self, app: &App, now: Instant) -> Progress {
+        let date = response::current_date(now);
+        let mut progress = Progress {
+            consumed: 0,
+            close: false,
+            wants_continue: false,
+        };
+        let max_body = app.max_body_bytes();
+        while progress.consumed < self.input.len() && self.output.len() < OUTPUT_HIGH_WATER {
+            let rest = &self.input[progress.consumed..];
+            let head = match parse::parse_head(rest) {
+                Ok(Some(head)) => head,
+                Ok(None) => break,
+                Err(error) => {
+                    progress.close = true;
+                    let error = match error {
+                        HeadError::Malformed(reason) => ApiError::MalformedRequest { reason },
+                        HeadError::TooLarge => ApiError::HeadersTooLarge,
+                        HeadError::UnsupportedTransferEncoding => {
+                            ApiError::UnsupportedTransferEncoding
+                        }
+                    };
+                    reject_into(&mut self.output, &mut self.body, &error, &date);
+                    break;
+                }
+            };
+            let after_head = &rest[head.length..];
+            let (body, body_length): (&[u8], usize) = match head.framing {
+                Framing::Length(length) if length > max_body as u64 => {
+                    progress.close = true;
+                    reject_into(
+                        &mut self.output,
+                        &mut self.body,
+                        &ApiError::PayloadTooLarge { limit: max_body },
+                        &date,
+                    );
+                    break;
+                }
+                // Fits in usize: bounded by max_body just above.
+                Framing::Length(length) if after_head.len() < length as usize => {
+                    progress.wants_continue = head.expect_continue;
+                    break;
+                }
+                Framing::Length(length) => (&after_head[..length as usize], length as usize),
+                Framing::Chunked => {
+                    match chunked::decode(after_head, max_body, &mut self.decoded) {
+                        Ok(Some(raw_length)) => (&self.decoded[..], raw_length),
+                        Ok(None) => {
+                            progress.wants_continue = head.expect_continue;
+                            break;
+                        }
+                        Err(error) => {
+                            progress.close = true;
+                            let error = match error {
+                                chunked::ChunkedError::TooLarge => {
+                                    ApiError::PayloadTooLarge { limit: max_body }
+                                }
+                                chunked::ChunkedError::Malformed(reason) => {
+                                    ApiError::MalformedRequest { reason }
+                                }
+                            };
+                            reject_into(&mut self.output, &mut self.body, &error, &date);
+                            break;
+                        }
+                    }
+                }
+            };
+            let close = !head.keep_alive || !app.is_ready();
+            let request = Request {
+                method: &head.method,
+                path: head.path,
+                content_type: head.content_type,
+                accept: head.accept,
+                body,
+            };
+            let reply = app.handle(&request, &mut self.body);
+            tracing::debug!(method = %head.method, path = head.path, status = reply.status.as_u16(), "request");
+            response::write_response(
+                &mut self.output,
+                &reply,
+                &self.body,
+                head.method == Method::HEAD,
+                close,
+                &date,
+            );
+            progress.consumed += head.length + body_length;
+            if close {
+                progress.close = true;
+                break;
+            }
+        }
+        progress
+    }
+
+    /// Appends an error answer that closes the connection.
+    pub fn reject(&mut self, error: &ApiError<'_>, now: Instant) {
+        reject_into(
+            &mut self.output,
+            &mut self.body,
+            error,
+            &response::current_date(now),
+        );
+    }
+}
+
+/// Appends an error answer that closes the connection.
+fn reject_into(
+    output: &mut Vec<u8>,
+    body: &mut Vec<u8>,
+    error: &ApiError<'_>,
+    date: &response::HttpDate,
+) {
+    tracing::debug!(code = error.code(), "request rejected by the engine");
+    let reply = error.write_reply(body);
+    response::write_response(output, &reply, body, false, true, date);
+}
+
+#[cfg(test)]
+mod tests {
+    //! The request path's heap allocations, counted by a global allocator that tallies per
+    //! thread (so tests running in parallel do not disturb each other's counts).
+
+    use std::alloc::{GlobalAlloc, Layout, System};
+    use std::cell::Cell;
+
+    use super::*;
+    use crate::http::Readiness;
+
+    struct CountingAllocator;
+
+    thread_local! {
+        static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
+    }
+
+    fn count_one() {
+        // `try_with`: allocations during thread teardown must not panic.
+        let _ = ALLOCATIONS.try_with(|count| count.set(count.get() + 1));
+    }
+
+    // SAFETY: every method forwards to the system allocator unchanged; counting touches only a
+    // const-initialized thread-local, which never allocates.
+    unsafe impl GlobalAlloc for CountingAllocator {
+        unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+            count_one();
+            // SAFETY: forwarded with the caller's guarantees.
+            unsafe { System.alloc(layout) }
+        }
+        unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+            count_one();
+            // SAFETY: forwarded with the caller's guarantees.
+            unsafe { System.alloc_zeroed(layout) }
+        }
+        unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+            count_one();
+            // SAFETY: forwarded with the caller's guarantees.
+            unsafe { System.realloc(ptr, layout, new_size) }
+        }
+        unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+            // SAFETY: forwarded with the caller's guarantees.
+            unsafe { System.dealloc(ptr, layout) }
+        }
+    }
+
+    #[global_allocator]
+    static GLOBAL: CountingAllocator = CountingAllocator;
+
+    const CALLS: u64 = 10_000;
+
+    /// Allocations per call of `call`, after a warm-up that lets buffers reach their size.
+    fn allocations_per_call(mut call: impl FnMut()) -> f64 {
+        for _ in 0..100 {
+            call();
+        }
+        let before = ALLOCATIONS.with(Cell::get);
+        for _ in 0..CALLS {
+            call();
+        }
+        (ALLOCATIONS.with(Cell::get) - before) as f64 / CALLS as f64
+    }
+
+    fn app() -> App {
+        App::new(Readiness::new(), 4096)
+    }
+
+    /// Calls the handler with a request built beforehand; returns allocations per call.
+    fn handler_allocations(
+        method: http::Method,
+        path: &str,
+        content_type: &[u8],
+        body: &[u8],
+    ) -> f64 {
+        let app = app();
+        let request = Request {
+            method: &method,
+            path,
+            content_type: Some(content_type),
+            accept: None,
+            body,
+        };
+        let mut out = Vec::with_capacity(512);
+        allocations_per_call(|| {
+            app.handle(&request, &mut out);
+        })
+    }
+
+    #[test]
+    fn the_counter_sees_allocations() {
+        let per_call = allocations_per_call(|| {
+            std::hint::black_box(vec![0u8; 16]);
+        });
+        assert_eq!(per_call, 1.0);
+    }
+
+    #[test]
+    fn playing_a_round_allocates_at_most_once() {
+        let json = handler_allocations(
+            http::Method::POST,
+            "/play",
+            b"application/json",
+            br#"{"choice":"paper"}"#,
+        );
+        let msgpack_body =
+            rmp_serde::to_vec_named(&serde_json::json!({"choice": "paper"})).unwrap();
+        let msgpack = handler_allocations(
+            http::Method::POST,
+            "/play",
+            b"application/msgpack",
+            &msgpack_body,
+        );
+        assert!(json <= 1.0, "{json} allocations per JSON round");
+        assert!(
+            msgpack <= 1.0,
+            "{msgpack} allocations per MessagePack round"
+        );
+    }
+
+    #[test]
+    fn rejections_allocate_nothing() {
+        let cases: [(http::Method, &str, &[u8], &[u8]); 5] = [
+            (
+                http::Method::POST,
+                "/play",
+                b"application/json",
+                br#"{"choice":"lizard"}"#,
+            ),
+            (
+                http::Method::POST,
+                "/play",
+                b"text/plain",
+                br#"{"choice":"rock"}"#,
+            ),
+            (http::Method::GET, "/play", b"application/json", b""),
+            (http::Method::GET, "/nope", b"application/json", b""),
+            (http::Method::GET, "/healthz", b"application/json", b""),
+        ];
+        for (method, path, content_type, body) in cases {
+            let per_call = handler_allocations(method.clone(), path, content_type, body);
+            assert_eq!(per_call, 0.0, "{method} {path} {body:?}");
+        }
+    }
+
+    #[test]
+    fn the_whole_engine_path_allocates_at_most_once_per_request() {
+        let app = app();
+        let request = b"POST /play HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 18\r\n\r\n{\"choice\":\"paper\"}";
+        let mut buffers = Buffers::with_capacity(4096);
+        let now = Instant::now();
+        let per_request = allocations_per_call(|| {
+            buffers.input.clear();
+            buffers.input.extend_from_slice(request);
+            buffers.output.clear();
+            let progress = buffers.serve(&app, now);
+            assert_eq!(progress.consumed, request.len());
+        });
+        assert!(buffers.output.starts_with(b"HTTP/1.1 200 OK\r\n"));
+        assert!(per_request <= 1.0, "{per_request} allocations per request");
+    }
+}
