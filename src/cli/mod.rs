@@ -88,7 +88,7 @@ pub struct ServeArgs {
     #[arg(long, value_name = "N")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub listen_backlog: Option<u32>,
-    /// One listening socket per worker with SO_REUSEPORT [default: false]
+    /// One listening socket per worker with SO_REUSEPORT [default: true]
     #[arg(long, value_name = "BOOL")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reuse_port: Option<bool>,

@@ -86,7 +86,7 @@ impl Default for Settings {
             write_timeout: Duration::from_secs(10),
             engine: Engine::Native,
             listen_backlog: 4096,
-            reuse_port: false,
+            reuse_port: true,
             tcp_nodelay: true,
         }
     }
