@@ -36,8 +36,9 @@ fn serve(args: Box<ServeArgs>) -> ExitCode {
     }
     let served = runtime().and_then(|runtime| {
         runtime.block_on(async {
+            let shutdown = shutdown::signal();
             let server = Server::build(&settings)?;
-            server.run_until_stopped(shutdown::signal()).await?;
+            server.run_until_stopped(shutdown).await?;
             Ok(())
         })
     });
