@@ -6,7 +6,9 @@
 pub mod cli;
 pub mod client;
 pub mod config;
+mod deadline;
 pub mod game;
 pub mod http;
+pub mod loadtest;
 pub mod server;
 pub mod telemetry;

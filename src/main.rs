@@ -7,7 +7,7 @@ use clap::Parser;
 use guess_game::cli::{Cli, Command, ServeArgs, run_play};
 use guess_game::config::Settings;
 use guess_game::server::{Server, shutdown};
-use guess_game::telemetry;
+use guess_game::{loadtest, telemetry};
 
 /// Exit code for configuration mistakes, matching clap's code for bad flags.
 const EXIT_BAD_CONFIG: u8 = 2;
@@ -18,6 +18,10 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve(args),
         Command::Play(args) => match runtime() {
             Ok(runtime) => runtime.block_on(run_play(args)),
+            Err(error) => fail(&error),
+        },
+        Command::Loadtest(args) => match runtime() {
+            Ok(runtime) => runtime.block_on(loadtest::run(*args)),
             Err(error) => fail(&error),
         },
     }
@@ -51,7 +55,8 @@ fn serve(args: Box<ServeArgs>) -> ExitCode {
     }
 }
 
-/// The main thread only waits for signals and workers, so one thread is all it needs.
+/// One thread: the server's main thread only waits for signals and workers, and the load
+/// tester drives all its connections from one thread by design.
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -74,6 +74,16 @@ impl ServerUrl {
         })
     }
 
+    /// `host:port` of the server.
+    pub fn authority(&self) -> &str {
+        &self.authority
+    }
+
+    /// The request target for `path` under the URL's base path.
+    pub fn target(&self, path: &str) -> String {
+        format!("{}{}", self.base_path, path)
+    }
+
     /// Sends one request and reads the whole answer, all within `timeout`.
     pub async fn send(
         &self,

@@ -5,5 +5,6 @@ mod conformance;
 mod errors;
 mod health;
 mod helpers;
+mod loadtest;
 mod play;
 mod shutdown;

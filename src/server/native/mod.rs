@@ -18,7 +18,6 @@ mod parse;
 mod response;
 
 use std::collections::HashMap;
-use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -29,6 +28,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::task::AbortHandle;
 use tokio::time::{Instant, Sleep};
+
+use crate::deadline::{Wait, with_deadline};
 use tokio_util::task::TaskTracker;
 
 use self::exchange::Buffers;
@@ -149,11 +150,6 @@ enum Read {
     Closed,
 }
 
-enum Wait<T> {
-    Done(T),
-    TimedOut,
-}
-
 impl Connection {
     fn new(
         stream: TcpStream,
@@ -265,30 +261,6 @@ impl Connection {
                     .reject(&ApiError::RequestTimeout, Instant::now());
                 let _ = self.stream.write_all(&self.buffers.output).await;
                 Ok(Read::Closed)
-            }
-        }
-    }
-}
-
-/// Runs `operation` until it finishes or `deadline` passes, using the connection's one timer.
-async fn with_deadline<F: Future>(
-    mut timer: Pin<&mut Sleep>,
-    deadline: Instant,
-    operation: F,
-) -> Wait<F::Output> {
-    if deadline < timer.deadline() {
-        timer.as_mut().reset(deadline);
-    }
-    tokio::pin!(operation);
-    loop {
-        tokio::select! {
-            biased;
-            output = &mut operation => return Wait::Done(output),
-            () = &mut timer => {
-                if Instant::now() >= deadline {
-                    return Wait::TimedOut;
-                }
-                timer.as_mut().reset(deadline);
             }
         }
     }

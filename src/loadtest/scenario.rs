@@ -1,0 +1,130 @@
+//! What the load tester sends: one request per scenario, with a random valid choice and, when
+//! asked, a player id drawn from a fixed population.
+
+use std::fmt::Write;
+
+use clap::ValueEnum;
+use serde::{Deserialize, Serialize};
+
+use crate::game::Choice;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Scenario {
+    /// POST /play with a JSON body.
+    Play,
+    /// POST /play with a MessagePack body, asking for a MessagePack answer.
+    PlayMsgpack,
+}
+
+impl Scenario {
+    pub fn name(self) -> &'static str {
+        match self {
+            Scenario::Play => "play",
+            Scenario::PlayMsgpack => "play-msgpack",
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct PlayBody<'a> {
+    choice: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    player_id: Option<&'a str>,
+}
+
+/// Builds request bytes for a scenario. Owned by one connection; reuses its buffers.
+pub struct RequestWriter {
+    scenario: Scenario,
+    /// `POST <path> HTTP/1.1\r\nHost: <host>\r\n` plus the content headers, computed once.
+    head_prefix: Vec<u8>,
+    players: u32,
+    rng: fastrand::Rng,
+    body: Vec<u8>,
+    player_id: String,
+}
+
+impl RequestWriter {
+    pub fn new(scenario: Scenario, host: &str, target: &str, players: u32, seed: u64) -> Self {
+        let content_headers = match scenario {
+            Scenario::Play => "Content-Type: application/json\r\n",
+            Scenario::PlayMsgpack => {
+                "Content-Type: application/msgpack\r\nAccept: application/msgpack\r\n"
+            }
+        };
+        let head_prefix =
+            format!("POST {target} HTTP/1.1\r\nHost: {host}\r\n{content_headers}Content-Length: ")
+                .into_bytes();
+        Self {
+            scenario,
+            head_prefix,
+            players,
+            rng: fastrand::Rng::with_seed(seed),
+            body: Vec::with_capacity(64),
+            player_id: String::with_capacity(16),
+        }
+    }
+
+    /// Writes one complete request into `out` (cleared first).
+    pub fn write(&mut self, out: &mut Vec<u8>) {
+        let choice = Choice::ALL[self.rng.usize(..Choice::ALL.len())].name();
+        let player_id = (self.players > 0).then(|| {
+            self.player_id.clear();
+            let _ = write!(self.player_id, "player-{}", self.rng.u32(..self.players));
+            self.player_id.as_str()
+        });
+        let body = PlayBody { choice, player_id };
+        self.body.clear();
+        // Serializing a struct of two strings into a Vec cannot fail.
+        let _ = match self.scenario {
+            Scenario::Play => serde_json::to_writer(&mut self.body, &body).map_err(|_| ()),
+            Scenario::PlayMsgpack => {
+                rmp_serde::encode::write_named(&mut self.body, &body).map_err(|_| ())
+            }
+        };
+        out.clear();
+        out.extend_from_slice(&self.head_prefix);
+        out.extend_from_slice(itoa::Buffer::new().format(self.body.len()).as_bytes());
+        out.extend_from_slice(b"\r\n\r\n");
+        out.extend_from_slice(&self.body);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_play_request_is_complete_http_with_a_valid_choice() {
+        let mut writer = RequestWriter::new(Scenario::Play, "127.0.0.1:8080", "/play", 0, 1);
+        let mut out = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..100 {
+            writer.write(&mut out);
+            let text = String::from_utf8(out.clone()).unwrap();
+            let (head, body) = text.split_once("\r\n\r\n").unwrap();
+            assert!(head.starts_with("POST /play HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n"));
+            assert!(head.ends_with(&format!("Content-Length: {}", body.len())));
+            let parsed: serde_json::Value = serde_json::from_str(body).unwrap();
+            seen.insert(parsed["choice"].as_str().unwrap().to_owned());
+            assert!(parsed.get("player_id").is_none());
+        }
+        assert_eq!(seen.len(), 3, "the mix covers every choice: {seen:?}");
+    }
+
+    #[test]
+    fn msgpack_requests_carry_players_from_the_population() {
+        let mut writer = RequestWriter::new(Scenario::PlayMsgpack, "h:1", "/play", 5, 2);
+        let mut out = Vec::new();
+        writer.write(&mut out);
+        let text = String::from_utf8_lossy(&out);
+        assert!(
+            text.contains("Content-Type: application/msgpack\r\nAccept: application/msgpack\r\n")
+        );
+        let body = &out[out.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4..];
+        let parsed: serde_json::Value = rmp_serde::from_slice(body).unwrap();
+        let player = parsed["player_id"].as_str().unwrap();
+        let number: u32 = player.strip_prefix("player-").unwrap().parse().unwrap();
+        assert!(number < 5);
+    }
+}

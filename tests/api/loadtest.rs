@@ -1,0 +1,243 @@
+//! `guess-game loadtest`, run as a user would against the real server.
+
+use std::process::Output;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::helpers::spawn_app;
+
+const BINARY: &str = env!("CARGO_BIN_EXE_guess-game");
+
+async fn loadtest(args: Vec<String>) -> Output {
+    tokio::task::spawn_blocking(move || {
+        std::process::Command::new(BINARY)
+            .arg("loadtest")
+            .args(args)
+            .output()
+            .expect("the binary runs")
+    })
+    .await
+    .unwrap()
+}
+
+fn args(list: &[&str]) -> Vec<String> {
+    list.iter().map(|arg| arg.to_string()).collect()
+}
+
+fn read_report(path: &std::path::Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+}
+
+#[tokio::test]
+async fn a_closed_loop_run_answers_every_request_and_writes_its_reports() {
+    let app = spawn_app().await;
+    let dir = tempdir();
+    let json = dir.join("run.json");
+    let svg = dir.join("run.svg");
+    let target = format!("http://{}", app.address);
+    let output = loadtest(args(&[
+        "--target",
+        &target,
+        "-c",
+        "4",
+        "--requests",
+        "300",
+        "--warmup",
+        "0s",
+        "--duration",
+        "20s",
+        "--json",
+        json.to_str().unwrap(),
+        "--plot",
+        svg.to_str().unwrap(),
+        "--fail-on-error-rate",
+        "0",
+    ]))
+    .await;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{output:?}");
+    assert!(
+        stdout.contains("status 200") && stdout.contains("p99.9"),
+        "{stdout}"
+    );
+    let report = read_report(&json);
+    assert_eq!(report["responses"], 300, "{report}");
+    assert_eq!(report["statuses"]["200"], 300);
+    assert_eq!(report["errors"], 0);
+    assert_eq!(report["mode"], "closed");
+    assert!(report["latency_ms"]["p50"].as_f64().unwrap() > 0.0);
+    assert!(!report["timeline"].as_array().unwrap().is_empty());
+    assert!(std::fs::read_to_string(&svg).unwrap().starts_with("<svg"));
+    app.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn an_open_loop_run_offers_the_asked_rate_and_steps_report_each_step() {
+    let app = spawn_app().await;
+    let dir = tempdir();
+    let json = dir.join("steps.json");
+    let target = format!("http://{}", app.address);
+    let output = loadtest(args(&[
+        "--target",
+        &target,
+        "-c",
+        "8",
+        "--steps",
+        "1,2",
+        "--capacity",
+        "200",
+        "--duration",
+        "1s",
+        "--warmup",
+        "0s",
+        "--scenario",
+        "play-msgpack",
+        "--players",
+        "10",
+        "--json",
+        json.to_str().unwrap(),
+    ]))
+    .await;
+    assert!(output.status.success(), "{output:?}");
+    let report = read_report(&json);
+    let steps = report["steps"].as_array().unwrap();
+    assert_eq!(steps.len(), 2);
+    for (step, rate) in steps.iter().zip([200.0, 400.0]) {
+        assert_eq!(step["report"]["target_rate"], rate);
+        let offered = step["report"]["offered_rps"].as_f64().unwrap();
+        assert!(
+            (rate * 0.8..rate * 1.2).contains(&offered),
+            "offered {offered} for {rate}"
+        );
+        assert_eq!(step["report"]["errors"], 0, "{step}");
+        assert!(step["report"]["goodput_rps"].as_f64().unwrap() > rate * 0.8);
+    }
+    app.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn an_unreachable_target_is_reported_and_fails_the_run() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let output = loadtest(args(&[
+        "--target",
+        &format!("http://127.0.0.1:{port}"),
+        "-c",
+        "2",
+        "--duration",
+        "300ms",
+        "--warmup",
+        "0s",
+    ]))
+    .await;
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("connect_refused"), "{stdout}");
+    assert!(String::from_utf8_lossy(&output.stderr).contains("no request was answered"));
+}
+
+#[tokio::test]
+async fn malformed_answers_are_counted_by_kind() {
+    // A server that answers every connection with something that is not HTTP.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let garbage = tokio::spawn(async move {
+        loop {
+            let Ok((mut stream, _)) = listener.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                let mut buffer = [0u8; 1024];
+                let _ = stream.read(&mut buffer).await;
+                let _ = stream.write_all(b"SSH-2.0-not-http\r\n\r\n").await;
+            });
+        }
+    });
+    let output = loadtest(args(&[
+        "--target",
+        &format!("http://{address}"),
+        "-c",
+        "2",
+        "--duration",
+        "300ms",
+        "--warmup",
+        "0s",
+    ]))
+    .await;
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    assert!(
+        String::from_utf8_lossy(&output.stdout).contains("malformed_response"),
+        "{output:?}"
+    );
+    garbage.abort();
+}
+
+#[tokio::test]
+async fn compare_prints_the_change_in_each_figure() {
+    let app = spawn_app().await;
+    let dir = tempdir();
+    let target = format!("http://{}", app.address);
+    for name in ["before.json", "after.json"] {
+        let path = dir.join(name);
+        let output = loadtest(args(&[
+            "--target",
+            &target,
+            "-c",
+            "2",
+            "--requests",
+            "100",
+            "--warmup",
+            "0s",
+            "--json",
+            path.to_str().unwrap(),
+        ]))
+        .await;
+        assert!(output.status.success(), "{output:?}");
+    }
+    let output = loadtest(args(&[
+        "compare",
+        dir.join("before.json").to_str().unwrap(),
+        dir.join("after.json").to_str().unwrap(),
+    ]))
+    .await;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{output:?}");
+    for figure in ["answers/s", "goodput/s", "p99 ms", "p99.9 ms", "failure %"] {
+        assert!(stdout.contains(figure), "{figure} missing: {stdout}");
+    }
+    app.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn bad_arguments_exit_2_with_a_message() {
+    for bad in [
+        vec![],
+        args(&["--target", "http://h:1", "--rate", "0"]),
+        args(&["--target", "http://h:1", "--duration", "2h"]),
+    ] {
+        let output = loadtest(bad.clone()).await;
+        assert_eq!(output.status.code(), Some(2), "{bad:?}: {output:?}");
+        assert!(!output.stderr.is_empty());
+    }
+    let output = loadtest(args(&[
+        "compare",
+        "/nonexistent/a.json",
+        "/nonexistent/b.json",
+    ]))
+    .await;
+    assert_eq!(output.status.code(), Some(2), "{output:?}");
+}
+
+/// A fresh directory under the system temp dir, unique to the calling test.
+fn tempdir() -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "guess-game-loadtest-{}-{}",
+        std::process::id(),
+        fastrand::u64(..)
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
