@@ -75,18 +75,13 @@ async fn play_json_prints_the_raw_answer() {
 
 #[tokio::test]
 async fn play_reports_an_unreachable_server_and_exits_1() {
-    // Bind then drop a listener to find a port nothing listens on.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let address = crate::helpers::unused_address();
     let output = run(
         vec![
             "play".into(),
             "rock".into(),
             "--server".into(),
-            format!("http://127.0.0.1:{port}"),
+            format!("http://{address}"),
         ],
         vec![],
     )

@@ -124,6 +124,14 @@ pub async fn read_to_close(stream: &mut TcpStream) -> String {
     String::from_utf8_lossy(&received).into_owned()
 }
 
+/// An address on loopback that nothing listens on: bound, then released.
+pub fn unused_address() -> SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
 pub fn json(answer: &Answer) -> serde_json::Value {
     serde_json::from_slice(&answer.body).unwrap_or_else(|error| {
         panic!(

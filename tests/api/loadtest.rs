@@ -24,6 +24,23 @@ fn args(list: &[&str]) -> Vec<String> {
     list.iter().map(|arg| arg.to_string()).collect()
 }
 
+/// A short closed-loop run with two connections against `address`, expected to fail.
+async fn short_failing_run(address: std::net::SocketAddr) -> Output {
+    let output = loadtest(args(&[
+        "--target",
+        &format!("http://{address}"),
+        "-c",
+        "2",
+        "--duration",
+        "300ms",
+        "--warmup",
+        "0s",
+    ]))
+    .await;
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    output
+}
+
 fn read_report(path: &std::path::Path) -> serde_json::Value {
     serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
 }
@@ -117,23 +134,7 @@ async fn an_open_loop_run_offers_the_asked_rate_and_steps_report_each_step() {
 
 #[tokio::test]
 async fn an_unreachable_target_is_reported_and_fails_the_run() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let output = loadtest(args(&[
-        "--target",
-        &format!("http://127.0.0.1:{port}"),
-        "-c",
-        "2",
-        "--duration",
-        "300ms",
-        "--warmup",
-        "0s",
-    ]))
-    .await;
-    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    let output = short_failing_run(crate::helpers::unused_address()).await;
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(stdout.contains("connect_refused"), "{stdout}");
     assert!(String::from_utf8_lossy(&output.stderr).contains("no request was answered"));
@@ -156,18 +157,7 @@ async fn malformed_answers_are_counted_by_kind() {
             });
         }
     });
-    let output = loadtest(args(&[
-        "--target",
-        &format!("http://{address}"),
-        "-c",
-        "2",
-        "--duration",
-        "300ms",
-        "--warmup",
-        "0s",
-    ]))
-    .await;
-    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    let output = short_failing_run(address).await;
     assert!(
         String::from_utf8_lossy(&output.stdout).contains("malformed_response"),
         "{output:?}"
