@@ -3,6 +3,7 @@
 //! The crate is a library with a thin binary (`src/main.rs`) on top. Each module is one
 //! concern; ARCHITECTURE.md has the map and the invariants.
 
+pub mod admin;
 pub mod cli;
 pub mod client;
 pub mod config;

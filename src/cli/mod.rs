@@ -98,6 +98,22 @@ pub struct ServeArgs {
     #[arg(long, value_name = "BOOL")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tcp_nodelay: Option<bool>,
+    /// Admin listener for /metrics and /debug/pprof [default: 127.0.0.1:6060]
+    #[arg(long, value_name = "ADDR")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub admin_listen: Option<SocketAddr>,
+    /// Allow the admin listener on a non-loopback address
+    #[arg(long)]
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub admin_public: bool,
+    /// OTLP/HTTP collector base URL for span export [default: off]
+    #[arg(long, value_name = "URL")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub otlp_endpoint: Option<String>,
+    /// Share of requests written to the access log, 0 to 1 [default: 1]
+    #[arg(long, value_name = "RATE")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub access_log_sample: Option<f64>,
 }
 
 #[cfg(test)]

@@ -54,6 +54,16 @@ pub struct Settings {
     pub reuse_port: bool,
     /// Disable Nagle's algorithm on accepted connections, so small answers leave at once.
     pub tcp_nodelay: bool,
+    /// Address of the admin listener (metrics, CPU profiles). Loopback only unless
+    /// `admin_public` is set.
+    pub admin_listen: SocketAddr,
+    /// Allow `admin_listen` to be a non-loopback address.
+    pub admin_public: bool,
+    /// Base URL of an OTLP/HTTP collector (e.g. http://127.0.0.1:4318); spans are exported
+    /// to `<url>/v1/traces` when set.
+    pub otlp_endpoint: Option<String>,
+    /// Share of requests written to the access log, 0 to 1 (0 turns it off).
+    pub access_log_sample: f64,
 }
 
 /// Which HTTP/1.1 implementation serves connections.
@@ -88,6 +98,10 @@ impl Default for Settings {
             listen_backlog: 4096,
             reuse_port: true,
             tcp_nodelay: true,
+            admin_listen: SocketAddr::from(([127, 0, 0, 1], 6060)),
+            admin_public: false,
+            otlp_endpoint: None,
+            access_log_sample: 1.0,
         }
     }
 }
@@ -154,6 +168,24 @@ impl Settings {
         }
         if !(1..=65535).contains(&self.listen_backlog) {
             return invalid("listen_backlog", "must be between 1 and 65535");
+        }
+        if !self.admin_listen.ip().is_loopback() && !self.admin_public {
+            return invalid(
+                "admin_listen",
+                "is not a loopback address; the admin listener serves metrics and CPU profiles, \
+                 so it binds a public address only with admin_public = true (--admin-public)",
+            );
+        }
+        if !(0.0..=1.0).contains(&self.access_log_sample) {
+            return invalid("access_log_sample", "must be between 0 and 1");
+        }
+        if let Some(endpoint) = &self.otlp_endpoint
+            && let Err(error) = crate::client::ServerUrl::parse(endpoint)
+        {
+            return Err(ConfigError::Invalid {
+                setting: "otlp_endpoint",
+                reason: error.to_string(),
+            });
         }
         if let Some(filter) = &self.log_level
             && let Err(error) = tracing_subscriber::EnvFilter::try_new(filter)
@@ -255,6 +287,23 @@ mod tests {
                 .unwrap_err()
                 .to_string();
             assert!(error.contains("lisen"), "{error}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn the_admin_listener_stays_on_loopback_unless_told_otherwise() {
+        Jail::expect_with(|jail| {
+            jail.set_env("GUESS_GAME_ADMIN_LISTEN", "0.0.0.0:6060");
+            let error = load_in(jail, None, Flags::default())
+                .unwrap_err()
+                .to_string();
+            assert!(
+                error.contains("admin_listen") && error.contains("admin_public"),
+                "{error}"
+            );
+            jail.set_env("GUESS_GAME_ADMIN_PUBLIC", "true");
+            assert!(load_in(jail, None, Flags::default()).is_ok());
             Ok(())
         });
     }

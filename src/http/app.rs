@@ -11,6 +11,9 @@ use super::routes::Route;
 use super::wire::{self, PlayRequest, PlayResponse};
 use super::{Request, openapi};
 use crate::game::{self, Choice, random};
+use crate::telemetry::metrics::{self, method_index, route_index};
+use crate::telemetry::observe::{Completed, Observability};
+use crate::telemetry::trace::{RequestId, TraceContext};
 
 /// Whether the instance wants new work. Cleared when a graceful shutdown starts, so `/readyz`
 /// tells load balancers to stop sending traffic while requests in flight drain.
@@ -40,18 +43,24 @@ impl Default for Readiness {
 }
 
 /// The application: everything a request needs, shared read-only by all workers.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct App {
     readiness: Readiness,
     max_body_bytes: usize,
+    observability: Observability,
 }
 
 impl App {
-    pub fn new(readiness: Readiness, max_body_bytes: usize) -> Self {
+    pub fn new(readiness: Readiness, max_body_bytes: usize, observability: Observability) -> Self {
         Self {
             readiness,
             max_body_bytes,
+            observability,
         }
+    }
+
+    pub fn observability(&self) -> &Observability {
+        &self.observability
     }
 
     pub fn max_body_bytes(&self) -> usize {
@@ -65,26 +74,71 @@ impl App {
 
     /// Answers one request: writes the body into `body` (cleared first) and returns the rest
     /// of the response. Never fails: every error becomes a problem document here.
+    ///
+    /// Every reply carries the request's trace context and id, and is counted in the metrics.
     pub fn handle(&self, request: &Request<'_>, body: &mut Vec<u8>) -> Reply {
         body.clear();
-        let result = match Route::recognize(request.path) {
+        let (trace, invalid_traceparent) = TraceContext::from_header(request.traceparent);
+        let route = Route::recognize(request.path);
+        let result = match route {
             None => Err(ApiError::NotFound),
             Some(route) if !route.accepts(request.method) => Err(ApiError::MethodNotAllowed {
                 allow: route.allow(),
             }),
-            Some(route) => self.dispatch(route, request, body),
+            Some(route) => self.dispatch(route, request, &trace, body),
         };
-        result.unwrap_or_else(|error| error.write_reply(body))
+        let mut reply = result.unwrap_or_else(|error| error.write_reply(body));
+        reply.route = route;
+        reply.trace = Some(trace);
+        reply.request_id = Some(RequestId::from_header(request.request_id));
+        metrics::with_shard(|shard| {
+            if invalid_traceparent {
+                shard.traceparent_invalid.add(1);
+            }
+            shard.count_request(
+                route_index(route),
+                method_index(request.method),
+                reply.status.as_u16(),
+                request.body.len(),
+                body.len(),
+            );
+        });
+        reply
+    }
+
+    /// What the engines report once `reply` to `request` has been written.
+    pub fn completed(
+        request_method: &Method,
+        reply: &Reply,
+        request_bytes: usize,
+        response_bytes: usize,
+    ) -> Completed {
+        let route_index = route_index(reply.route);
+        let method_index = method_index(request_method);
+        Completed {
+            route: reply.route.map_or("unmatched", Route::template),
+            route_index,
+            method: ["GET", "HEAD", "POST", "other"][method_index],
+            method_index,
+            status: reply.status.as_u16(),
+            request_bytes: request_bytes as u32,
+            response_bytes: response_bytes as u32,
+            trace: reply.trace.unwrap_or_else(TraceContext::start),
+            request_id: reply
+                .request_id
+                .unwrap_or_else(|| RequestId::from_header(None)),
+        }
     }
 
     fn dispatch<'a>(
         &self,
         route: Route,
         request: &Request<'a>,
+        trace: &TraceContext,
         body: &mut Vec<u8>,
     ) -> Result<Reply, ApiError<'a>> {
         match route {
-            Route::Play => play(request, body),
+            Route::Play => self.play(request, trace, body),
             Route::Healthz => Ok(status_document(body, "ok")),
             Route::Readyz if self.readiness.is_ready() => Ok(status_document(body, "ready")),
             Route::Readyz => Err(ApiError::ShuttingDown),
@@ -95,25 +149,43 @@ impl App {
         }
     }
 
+    fn play<'a>(
+        &self,
+        request: &Request<'a>,
+        trace: &TraceContext,
+        body: &mut Vec<u8>,
+    ) -> Result<Reply, ApiError<'a>> {
+        // Inner steps are timed only when spans are exported: two clock reads per step
+        // are not free, and nothing else reads them.
+        let steps = self.observability.exporting();
+        let started = steps.then(tokio::time::Instant::now);
+        let request_format = wire::request_format(request.content_type)?;
+        let response_format = wire::response_format(request.accept, request_format);
+        let play: PlayRequest<'a> = wire::decode(request_format, request.body)?;
+        let player = Choice::parse(&play.choice).map_err(|_| ApiError::InvalidChoice {
+            given: borrowed_or_placeholder(&play.choice),
+        })?;
+        let decoded = steps.then(tokio::time::Instant::now);
+        let computer = random::computer_choice()?;
+        let outcome = game::judge(player, computer);
+        let judged = steps.then(tokio::time::Instant::now);
+        wire::encode_play(response_format, &PlayResponse::from(outcome), body);
+        metrics::with_shard(|shard| shard.rounds[player as usize][computer as usize].add(1));
+        if let (Some(started), Some(decoded), Some(judged)) = (started, decoded, judged) {
+            let encoded = tokio::time::Instant::now();
+            self.observability.step(trace, "decode", started, decoded);
+            self.observability.step(trace, "judge", decoded, judged);
+            self.observability.step(trace, "encode", judged, encoded);
+        }
+        tracing::debug!(player = %outcome.player, computer = %outcome.computer, winner = outcome.winner.name(), "round played");
+        Ok(Reply::new(StatusCode::OK, response_format.content_type()))
+    }
+
     /// Whether `method` on `path` would be routed to a handler that reads a body. Engines use
     /// it to reject an oversized body before reading it, but only where a body matters.
     pub fn reads_body(method: &Method, path: &str) -> bool {
         *method == Method::POST && Route::recognize(path) == Some(Route::Play)
     }
-}
-
-fn play<'a>(request: &Request<'a>, body: &mut Vec<u8>) -> Result<Reply, ApiError<'a>> {
-    let request_format = wire::request_format(request.content_type)?;
-    let response_format = wire::response_format(request.accept, request_format);
-    let play: PlayRequest<'a> = wire::decode(request_format, request.body)?;
-    let player = Choice::parse(&play.choice).map_err(|_| ApiError::InvalidChoice {
-        given: borrowed_or_placeholder(&play.choice),
-    })?;
-    let computer = random::computer_choice()?;
-    let outcome = game::judge(player, computer);
-    wire::encode_play(response_format, &PlayResponse::from(outcome), body);
-    tracing::debug!(player = %outcome.player, computer = %outcome.computer, winner = outcome.winner.name(), "round played");
-    Ok(Reply::new(StatusCode::OK, response_format.content_type()))
 }
 
 /// The error echoes the client's choice only when it borrows from the request; a choice that

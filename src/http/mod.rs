@@ -27,5 +27,9 @@ pub struct Request<'a> {
     pub path: &'a str,
     pub content_type: Option<&'a [u8]>,
     pub accept: Option<&'a [u8]>,
+    /// W3C `traceparent`, continued when valid.
+    pub traceparent: Option<&'a [u8]>,
+    /// `x-request-id`, kept when sane.
+    pub request_id: Option<&'a [u8]>,
     pub body: &'a [u8],
 }

@@ -45,6 +45,15 @@ pub enum ApiError<'a> {
     UnsupportedTransferEncoding,
     #[error("the request was not received in time")]
     RequestTimeout,
+    #[error("invalid query parameter `{name}`: {reason}")]
+    InvalidParameter {
+        name: &'static str,
+        reason: &'static str,
+    },
+    #[error("a CPU profile is already being taken; try again when it is done")]
+    ProfileInProgress,
+    #[error("the CPU profiler failed: {0}")]
+    ProfilerFailed(String),
     #[error("the computer could not draw a move: {0}")]
     RandomUnavailable(#[from] RandomUnavailable),
 }
@@ -122,6 +131,15 @@ impl ApiError<'_> {
             ),
             ApiError::RequestTimeout => {
                 kind!(REQUEST_TIMEOUT, "request_timeout", "Request timeout")
+            }
+            ApiError::InvalidParameter { .. } => {
+                kind!(BAD_REQUEST, "invalid_parameter", "Invalid parameter")
+            }
+            ApiError::ProfileInProgress => {
+                kind!(CONFLICT, "profile_in_progress", "Profile in progress")
+            }
+            ApiError::ProfilerFailed(_) => {
+                kind!(INTERNAL_SERVER_ERROR, "profiler_failed", "Profiler failed")
             }
             ApiError::RandomUnavailable(_) => kind!(
                 SERVICE_UNAVAILABLE,

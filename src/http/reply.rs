@@ -7,7 +7,11 @@ use std::fmt;
 
 use http::StatusCode;
 
-/// Most extra headers any reply carries (`Allow`, `Retry-After`, and later rate-limit headers).
+use super::Route;
+use crate::telemetry::trace::{RequestId, TraceContext};
+
+/// Most extra headers any reply carries (`Allow`, `Retry-After`, rate-limit headers), besides
+/// `traceparent` and `x-request-id`, which every reply of the application carries.
 const MAX_EXTRA_HEADERS: usize = 4;
 
 /// A header value that formats without allocating.
@@ -26,12 +30,18 @@ impl fmt::Display for HeaderValue {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Reply {
     pub status: StatusCode,
     pub content_type: &'static str,
     headers: [(&'static str, HeaderValue); MAX_EXTRA_HEADERS],
     header_count: usize,
+    /// The route that answered; None when none matched.
+    pub route: Option<Route>,
+    /// The request's trace; engines send it back as `traceparent`.
+    pub trace: Option<TraceContext>,
+    /// The request's id; engines send it back as `x-request-id`.
+    pub request_id: Option<RequestId>,
 }
 
 impl Reply {
@@ -41,6 +51,9 @@ impl Reply {
             content_type,
             headers: [("", HeaderValue::Static("")); MAX_EXTRA_HEADERS],
             header_count: 0,
+            route: None,
+            trace: None,
+            request_id: None,
         }
     }
 

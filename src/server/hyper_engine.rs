@@ -66,9 +66,15 @@ async fn respond(app: &App, request: hyper::Request<Incoming>) -> Response<Full<
         path: parts.uri.path(),
         content_type: header(CONTENT_TYPE),
         accept: header(http::header::ACCEPT),
+        traceparent: header(HeaderName::from_static("traceparent")),
+        request_id: header(HeaderName::from_static("x-request-id")),
         body: &body,
     };
+    let arrived = tokio::time::Instant::now();
     let reply = app.handle(&request, &mut out);
+    let completed = App::completed(&parts.method, &reply, body.len(), out.len());
+    app.observability()
+        .request_finished(&completed, arrived, tokio::time::Instant::now());
     tracing::debug!(method = %parts.method, path = parts.uri.path(), status = reply.status.as_u16(), "request");
     into_response(reply, out, head_only)
 }
@@ -110,6 +116,16 @@ fn into_response(reply: Reply, body: Vec<u8>, head_only: bool) -> Response<Full<
     );
     if head_only {
         headers.insert(CONTENT_LENGTH, http::HeaderValue::from(length));
+    }
+    if let Some(trace) = &reply.trace
+        && let Ok(value) = http::HeaderValue::from_str(&trace.to_string())
+    {
+        headers.insert(HeaderName::from_static("traceparent"), value);
+    }
+    if let Some(request_id) = &reply.request_id
+        && let Ok(value) = http::HeaderValue::from_bytes(request_id.as_bytes())
+    {
+        headers.insert(HeaderName::from_static("x-request-id"), value);
     }
     for &(name, value) in reply.headers() {
         let value = match value {

@@ -22,8 +22,12 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
+use crate::admin::{self, AdminState};
 use crate::config::{Engine, Settings};
 use crate::http::{App, Readiness};
+use crate::telemetry::access_log::AccessLog;
+use crate::telemetry::export::SpanExporter;
+use crate::telemetry::observe::Observability;
 
 /// A failure to start or keep serving.
 #[derive(Debug, thiserror::Error)]
@@ -34,6 +38,8 @@ pub enum ServeError {
         #[source]
         source: std::io::Error,
     },
+    #[error("cannot start {what}: {reason}")]
+    Telemetry { what: &'static str, reason: String },
     #[error("worker {index} failed: {source}")]
     Worker {
         index: usize,
@@ -58,6 +64,8 @@ pub struct Server {
     /// One shared listener, or one per worker with `reuse_port`.
     listeners: Vec<std::net::TcpListener>,
     local_addr: SocketAddr,
+    admin_listener: std::net::TcpListener,
+    admin_addr: SocketAddr,
     workers: usize,
     app: Arc<App>,
     readiness: Readiness,
@@ -80,12 +88,24 @@ impl Server {
         )
         .map_err(bind_error)?;
         let local_addr = listeners[0].local_addr().map_err(bind_error)?;
+        let admin_bind_error = |source| ServeError::Bind {
+            address: settings.admin_listen,
+            source,
+        };
+        let admin_listener = admin::bind(settings.admin_listen).map_err(admin_bind_error)?;
+        let admin_addr = admin_listener.local_addr().map_err(admin_bind_error)?;
         let readiness = Readiness::new();
         Ok(Server {
             listeners,
             local_addr,
+            admin_listener,
+            admin_addr,
             workers,
-            app: Arc::new(App::new(readiness.clone(), settings.max_body_bytes)),
+            app: Arc::new(App::new(
+                readiness.clone(),
+                settings.max_body_bytes,
+                observability(settings)?,
+            )),
             readiness,
             connection: Arc::new(ConnectionSettings {
                 engine: settings.engine,
@@ -101,6 +121,11 @@ impl Server {
     /// The address the listener is bound to (with the real port when port 0 was asked for).
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The address the admin listener is bound to.
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin_addr
     }
 
     /// Serves until `shutdown` resolves, then drains and returns. Returns early with an error
@@ -134,9 +159,18 @@ impl Server {
                 .map_err(|source| ServeError::Worker { index, source })?;
         }
         drop(finished_tx);
+        let admin_state = Arc::new(AdminState {
+            public_listeners: self
+                .listeners
+                .iter()
+                .filter_map(|listener| listener.try_clone().ok())
+                .collect(),
+        });
         drop(self.listeners);
+        let admin = tokio::spawn(admin::serve(self.admin_listener, admin_state, stop.clone()));
         tracing::info!(
             address = %self.local_addr,
+            admin_address = %self.admin_addr,
             workers = self.workers,
             engine = ?self.connection.engine,
             "guess-game listening"
@@ -157,9 +191,32 @@ impl Server {
                 first_failure.get_or_insert(ServeError::Worker { index, source });
             }
         }
+        let _ = admin.await;
+        self.app.observability().shutdown();
         tracing::info!("stopped");
         first_failure.map_or(Ok(()), Err)
     }
+}
+
+/// The access log and span exporter the settings ask for.
+fn observability(settings: &Settings) -> Result<Observability, ServeError> {
+    let access_log = (settings.access_log_sample > 0.0)
+        .then(|| AccessLog::start(settings.access_log_sample))
+        .transpose()
+        .map_err(|error| ServeError::Telemetry {
+            what: "the access log",
+            reason: error.to_string(),
+        })?;
+    let exporter = settings
+        .otlp_endpoint
+        .as_deref()
+        .map(SpanExporter::start)
+        .transpose()
+        .map_err(|error| ServeError::Telemetry {
+            what: "span export",
+            reason: error.to_string(),
+        })?;
+    Ok(Observability::new(access_log, exporter))
 }
 
 /// Workers to run: the configured number, or one per CPU this process may use. The standard

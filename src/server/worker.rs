@@ -16,6 +16,9 @@ use crate::http::App;
 /// How long to pause accepting after running out of file descriptors, so the loop does not
 /// spin while connections close and free some.
 const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(50);
+/// How often a worker hands its buffered access-log lines to the writer.
+/// Each tick wakes the worker, so it is kept at once a second.
+const ACCESS_LOG_FLUSH: Duration = Duration::from_secs(1);
 
 pub(super) struct Worker {
     pub index: usize,
@@ -71,6 +74,15 @@ impl Worker {
     async fn serve(self) -> io::Result<()> {
         let listener = tokio::net::TcpListener::from_std(self.listener)?;
         let mut connections = Connections::new(self.connection.engine);
+        crate::telemetry::process::register_runtime(tokio::runtime::Handle::current());
+        let app = Arc::clone(&self.app);
+        let flusher = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(ACCESS_LOG_FLUSH);
+            loop {
+                tick.tick().await;
+                app.observability().flush_thread();
+            }
+        });
         loop {
             let accepted = tokio::select! {
                 accepted = listener.accept() => accepted,
@@ -101,6 +113,8 @@ impl Worker {
                 "drain timed out; closed the remaining connections"
             );
         }
+        flusher.abort();
+        self.app.observability().flush_thread();
         Ok(())
     }
 }

@@ -1,5 +1,12 @@
-//! Logging set-up: structured `tracing` output, JSON lines for machines, readable text for
-//! people.
+//! Observability: logging set-up (structured `tracing` output, JSON lines for machines,
+//! readable text for people), metrics, trace context, the access log and span export.
+
+pub mod access_log;
+pub mod export;
+pub mod metrics;
+pub mod observe;
+pub mod process;
+pub mod trace;
 
 use std::io::IsTerminal;
 

@@ -151,6 +151,8 @@ async fn the_server_logs_its_address_serves_and_exits_0_on_sigterm() {
             "json",
             "--workers",
             "1",
+            "--admin-listen",
+            "127.0.0.1:0",
         ])
         .env_remove("RUST_LOG")
         .stdout(Stdio::piped())

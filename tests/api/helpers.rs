@@ -18,6 +18,7 @@ pub const TIMEOUT: Duration = Duration::from_secs(10);
 /// A running server and a way to stop it.
 pub struct TestApp {
     pub address: SocketAddr,
+    pub admin: SocketAddr,
     pub url: ServerUrl,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<Result<(), ServeError>>,
@@ -31,18 +32,23 @@ pub async fn spawn_app() -> TestApp {
 pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
     let mut settings = Settings {
         listen: "127.0.0.1:0".parse().unwrap(),
+        admin_listen: "127.0.0.1:0".parse().unwrap(),
         workers: 2,
+        // Tests that read the access log run the binary and read its stdout.
+        access_log_sample: 0.0,
         ..Settings::default()
     };
     configure(&mut settings);
     let server = Server::build(&settings).expect("server binds");
     let address = server.local_addr();
+    let admin = server.admin_addr();
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(server.run_until_stopped(async {
         let _ = stopped.await;
     }));
     TestApp {
         address,
+        admin,
         url: ServerUrl::parse(&format!("http://{address}")).unwrap(),
         stop: Some(stop),
         task,

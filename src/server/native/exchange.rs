@@ -7,6 +7,8 @@ use tokio::time::Instant;
 use super::parse::{self, Framing, HeadError};
 use super::{chunked, response};
 use crate::http::{ApiError, App, Request};
+use crate::telemetry::metrics;
+use crate::telemetry::observe::Completed;
 
 /// Answers queued before they are written even if more requests are buffered, so a client
 /// that pipelines without reading cannot make the output grow without bound.
@@ -21,6 +23,8 @@ pub struct Buffers {
     body: Vec<u8>,
     /// Scratch for a decoded chunked request body.
     decoded: Vec<u8>,
+    /// Requests answered into `output` and not yet reported finished.
+    pub completed: Vec<Completed>,
 }
 
 /// What serving the buffered requests left to do.
@@ -38,6 +42,7 @@ impl Buffers {
             output: Vec::with_capacity(capacity),
             body: Vec::with_capacity(256),
             decoded: Vec::new(),
+            completed: Vec::with_capacity(16),
         }
     }
 
@@ -116,6 +121,8 @@ impl Buffers {
                 path: head.path,
                 content_type: head.content_type,
                 accept: head.accept,
+                traceparent: head.traceparent,
+                request_id: head.request_id,
                 body,
             };
             let reply = app.handle(&request, &mut self.body);
@@ -128,6 +135,12 @@ impl Buffers {
                 close,
                 &date,
             );
+            self.completed.push(App::completed(
+                &head.method,
+                &reply,
+                body.len(),
+                self.body.len(),
+            ));
             progress.consumed += head.length + body_length;
             if close {
                 progress.close = true;
@@ -157,6 +170,17 @@ fn reject_into(
 ) {
     tracing::debug!(code = error.code(), "request rejected by the engine");
     let reply = error.write_reply(body);
+    // Counted with the routed requests, under route "unmatched" and method "other": the
+    // request never reached the router.
+    metrics::with_shard(|shard| {
+        shard.count_request(
+            metrics::route_index(None),
+            3,
+            reply.status.as_u16(),
+            0,
+            body.len(),
+        )
+    });
     response::write_response(output, &reply, body, false, true, date);
 }
 
@@ -224,7 +248,11 @@ mod tests {
     }
 
     fn app() -> App {
-        App::new(Readiness::new(), 4096)
+        App::new(
+            Readiness::new(),
+            4096,
+            crate::telemetry::observe::Observability::default(),
+        )
     }
 
     /// Calls the handler with a request built beforehand; returns allocations per call.
@@ -240,6 +268,8 @@ mod tests {
             path,
             content_type: Some(content_type),
             accept: None,
+            traceparent: None,
+            request_id: None,
             body,
         };
         let mut out = Vec::with_capacity(512);
@@ -314,6 +344,7 @@ mod tests {
             buffers.input.clear();
             buffers.input.extend_from_slice(request);
             buffers.output.clear();
+            buffers.completed.clear();
             let progress = buffers.serve(&app, now);
             assert_eq!(progress.consumed, request.len());
         });

@@ -35,6 +35,7 @@ use tokio_util::task::TaskTracker;
 use self::exchange::Buffers;
 use super::ConnectionSettings;
 use crate::http::{ApiError, App};
+use crate::telemetry::metrics;
 
 /// Read buffer a connection starts with; enough for dozens of pipelined /play requests.
 const INITIAL_BUFFER: usize = 4 * 1024;
@@ -72,6 +73,7 @@ impl Connections {
         let registry = Arc::clone(&self.registry);
         // Holding the lock across spawn makes sure the entry exists before the task can remove it.
         let mut entries = registry.lock().unwrap_or_else(PoisonError::into_inner);
+        metrics::with_shard(|shard| shard.connections_accepted.add(1));
         let task = self.tracker.spawn(async move {
             let _deregister = deregister;
             if let Err(error) = connection.run().await {
@@ -121,6 +123,7 @@ struct Deregister {
 
 impl Drop for Deregister {
     fn drop(&mut self) {
+        metrics::with_shard(|shard| shard.connections_closed.add(1));
         self.registry
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -188,7 +191,17 @@ impl Connection {
                 self.continue_sent = true;
             }
             if !self.buffers.output.is_empty() {
-                self.flush(timer.as_mut(), now).await?;
+                let answered = self.buffers.completed.len() as u64;
+                metrics::with_shard(|shard| shard.in_flight.add(answered));
+                let flushed = self.flush(timer.as_mut(), now).await;
+                let finished = Instant::now();
+                metrics::with_shard(|shard| shard.in_flight.sub(answered));
+                for completed in self.buffers.completed.drain(..) {
+                    self.app
+                        .observability()
+                        .request_finished(&completed, now, finished);
+                }
+                flushed?;
             }
             if progress.close {
                 return self.stream.shutdown().await;

@@ -29,6 +29,8 @@ pub struct Head<'a> {
     pub path: &'a str,
     pub content_type: Option<&'a [u8]>,
     pub accept: Option<&'a [u8]>,
+    pub traceparent: Option<&'a [u8]>,
+    pub request_id: Option<&'a [u8]>,
     pub framing: Framing,
     /// Whether the connection may carry another request after this one.
     pub keep_alive: bool,
@@ -83,6 +85,8 @@ pub fn parse_head(buffer: &[u8]) -> Result<Option<Head<'_>>, HeadError> {
         path: path_of(target)?,
         content_type: None,
         accept: None,
+        traceparent: None,
+        request_id: None,
         framing: Framing::Length(0),
         keep_alive: minor_version >= 1,
         expect_continue: false,
@@ -116,6 +120,10 @@ pub fn parse_head(buffer: &[u8]) -> Result<Option<Head<'_>>, HeadError> {
                     head.keep_alive = true;
                 }
             }
+        } else if name.eq_ignore_ascii_case(b"traceparent") {
+            head.traceparent = Some(value);
+        } else if name.eq_ignore_ascii_case(b"x-request-id") {
+            head.request_id = Some(value);
         } else if name.eq_ignore_ascii_case(b"expect") {
             head.expect_continue = value.trim_ascii().eq_ignore_ascii_case(b"100-continue");
         }

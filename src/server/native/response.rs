@@ -43,6 +43,16 @@ pub fn write_response(
         }
         out.extend_from_slice(b"\r\n");
     }
+    if let Some(trace) = &reply.trace {
+        out.extend_from_slice(b"traceparent: ");
+        trace.write_traceparent(out);
+        out.extend_from_slice(b"\r\n");
+    }
+    if let Some(request_id) = &reply.request_id {
+        out.extend_from_slice(b"x-request-id: ");
+        out.extend_from_slice(request_id.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
     if close {
         out.extend_from_slice(b"connection: close\r\n");
     }

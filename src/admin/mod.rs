@@ -1,0 +1,152 @@
+//! The admin listener: `/metrics` and `/debug/pprof/profile`, on a separate port that binds
+//! loopback only unless told otherwise (`admin_public`). The public listener never serves
+//! these.
+//!
+//! Served with hyper on the main thread's runtime: traffic here is a scrape every few seconds
+//! and the odd profile, so ease beats speed, and a profile's seconds of waiting must not
+//! occupy a serving worker.
+
+mod profile;
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{Method, Response, StatusCode};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio_util::sync::CancellationToken;
+
+use crate::http::ApiError;
+use crate::telemetry::metrics::{self, Exposition, Format, Kind};
+use crate::telemetry::process;
+
+/// What the admin endpoints read.
+pub struct AdminState {
+    /// Duplicates of the public listening sockets, for their accept-queue figures.
+    pub public_listeners: Vec<std::net::TcpListener>,
+}
+
+/// Binds the admin listener (the loopback rule is enforced by configuration validation).
+pub fn bind(address: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    let listener = std::net::TcpListener::bind(address)?;
+    listener.set_nonblocking(true)?;
+    Ok(listener)
+}
+
+/// Serves admin requests until `stop` is cancelled.
+pub async fn serve(
+    listener: std::net::TcpListener,
+    state: Arc<AdminState>,
+    stop: CancellationToken,
+) {
+    let listener = match tokio::net::TcpListener::from_std(listener) {
+        Ok(listener) => listener,
+        Err(error) => {
+            tracing::error!(%error, "cannot serve the admin listener");
+            return;
+        }
+    };
+    loop {
+        let (stream, _) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    tracing::debug!(%error, "admin accept failed");
+                    continue;
+                }
+            },
+            () = stop.cancelled() => return,
+        };
+        let state = Arc::clone(&state);
+        let service = service_fn(move |request| {
+            let state = Arc::clone(&state);
+            async move { Ok::<_, Infallible>(respond(&state, request).await) }
+        });
+        let connection = http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(std::time::Duration::from_secs(10))
+            .serve_connection(TokioIo::new(stream), service);
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = connection => {}
+                () = stop.cancelled() => {}
+            }
+        });
+    }
+}
+
+async fn respond(state: &AdminState, request: hyper::Request<Incoming>) -> Response<Full<Bytes>> {
+    let path = request.uri().path();
+    let allowed = match path {
+        "/metrics" | "/debug/pprof/profile" => "GET",
+        _ => return problem(&ApiError::NotFound),
+    };
+    if request.method() != Method::GET {
+        return problem(&ApiError::MethodNotAllowed { allow: allowed });
+    }
+    if path == "/metrics" {
+        let accept = request
+            .headers()
+            .get(http::header::ACCEPT)
+            .and_then(|value| value.to_str().ok());
+        let format = Format::from_accept(accept);
+        let text = scrape(state, format);
+        return answer(StatusCode::OK, format.content_type(), text.into_bytes());
+    }
+    match profile::take(request.uri().query()).await {
+        Ok(profile) => answer(StatusCode::OK, profile.content_type, profile.body),
+        Err(error) => problem(&error),
+    }
+}
+
+/// Every metric family, in `format`.
+pub fn scrape(state: &AdminState, format: Format) -> String {
+    let mut exposition = Exposition::new(format);
+    exposition.family(
+        "guess_game_build",
+        "The running build: version and git commit.",
+        Kind::Info,
+    );
+    let labels = format!(
+        "version=\"{}\",git_commit=\"{}\"",
+        env!("CARGO_PKG_VERSION"),
+        env!("GUESSGAME_BUILD_GIT_COMMIT")
+    );
+    exposition.sample("guess_game_build_info", &labels, 1.0);
+    metrics::write_request_metrics(&mut exposition);
+    process::write_runtime_metrics(&mut exposition);
+    process::write_process_metrics(&mut exposition);
+    process::write_allocator_metrics(&mut exposition);
+    process::write_kernel_metrics(&mut exposition, &state.public_listeners);
+    exposition.finish()
+}
+
+fn problem(error: &ApiError<'_>) -> Response<Full<Bytes>> {
+    let mut body = Vec::new();
+    let reply = error.write_reply(&mut body);
+    let mut response = answer(reply.status, reply.content_type, body);
+    for &(name, value) in reply.headers() {
+        if let Ok(value) = http::HeaderValue::from_str(&value.to_string()) {
+            response
+                .headers_mut()
+                .insert(http::HeaderName::from_static(name), value);
+        }
+    }
+    response
+}
+
+fn answer(status: StatusCode, content_type: &'static str, body: Vec<u8>) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static(content_type),
+    );
+    response
+}

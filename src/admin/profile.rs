@@ -1,0 +1,139 @@
+//! `GET /debug/pprof/profile?seconds=N[&format=svg]`: a CPU profile of the whole process.
+//!
+//! pprof-rs samples every thread with SIGPROF at 99 Hz for N seconds (1 to 60, default 10) and
+//! answers in pprof's protobuf format (readable by `go tool pprof` and other pprof tools), or
+//! as a flame graph with `format=svg`. One profile at a time: a second request gets 409.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+// pprof encodes with its own prost version, re-exported here.
+use pprof::protos::Message;
+
+use crate::http::ApiError;
+
+const SAMPLING_HZ: i32 = 99;
+const DEFAULT_SECONDS: u64 = 10;
+const MAX_SECONDS: u64 = 60;
+
+static PROFILING: AtomicBool = AtomicBool::new(false);
+
+pub struct Profile {
+    pub content_type: &'static str,
+    pub body: Vec<u8>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Output {
+    Protobuf,
+    Svg,
+}
+
+/// Frees the one profiling slot however the request ends.
+struct Slot;
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        PROFILING.store(false, Ordering::Release);
+    }
+}
+
+pub async fn take(query: Option<&str>) -> Result<Profile, ApiError<'static>> {
+    let (seconds, output) = parse_query(query)?;
+    if PROFILING.swap(true, Ordering::Acquire) {
+        return Err(ApiError::ProfileInProgress);
+    }
+    let _slot = Slot;
+    let guard = pprof::ProfilerGuardBuilder::default()
+        .frequency(SAMPLING_HZ)
+        .blocklist(&["libc", "libgcc", "pthread", "vdso"])
+        .build()
+        .map_err(|error| ApiError::ProfilerFailed(error.to_string()))?;
+    tokio::time::sleep(Duration::from_secs(seconds)).await;
+    let report = guard
+        .report()
+        .build()
+        .map_err(|error| ApiError::ProfilerFailed(error.to_string()))?;
+    match output {
+        Output::Protobuf => {
+            let profile = report
+                .pprof()
+                .map_err(|error| ApiError::ProfilerFailed(error.to_string()))?;
+            Ok(Profile {
+                content_type: "application/octet-stream",
+                body: profile.encode_to_vec(),
+            })
+        }
+        Output::Svg => {
+            let mut body = Vec::new();
+            report
+                .flamegraph(&mut body)
+                .map_err(|error| ApiError::ProfilerFailed(error.to_string()))?;
+            Ok(Profile {
+                content_type: "image/svg+xml",
+                body,
+            })
+        }
+    }
+}
+
+fn parse_query(query: Option<&str>) -> Result<(u64, Output), ApiError<'static>> {
+    let mut seconds = DEFAULT_SECONDS;
+    let mut output = Output::Protobuf;
+    for pair in query
+        .unwrap_or_default()
+        .split('&')
+        .filter(|pair| !pair.is_empty())
+    {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        match name {
+            "seconds" => {
+                seconds = value
+                    .parse()
+                    .ok()
+                    .filter(|s| (1..=MAX_SECONDS).contains(s))
+                    .ok_or(ApiError::InvalidParameter {
+                        name: "seconds",
+                        reason: "must be a whole number from 1 to 60",
+                    })?;
+            }
+            "format" => {
+                output = match value {
+                    "svg" => Output::Svg,
+                    "proto" | "pprof" | "" => Output::Protobuf,
+                    _ => {
+                        return Err(ApiError::InvalidParameter {
+                            name: "format",
+                            reason: "must be svg or proto",
+                        });
+                    }
+                };
+            }
+            _ => {}
+        }
+    }
+    Ok((seconds, output))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_query_is_bounded() {
+        assert_eq!(parse_query(None).unwrap(), (10, Output::Protobuf));
+        assert_eq!(
+            parse_query(Some("seconds=3&format=svg")).unwrap(),
+            (3, Output::Svg)
+        );
+        for bad in ["seconds=0", "seconds=61", "seconds=x", "format=png"] {
+            assert!(
+                matches!(
+                    parse_query(Some(bad)),
+                    Err(ApiError::InvalidParameter { .. })
+                ),
+                "{bad}"
+            );
+        }
+    }
+}

@@ -1,0 +1,127 @@
+//! What happens when a request has been answered: its latency is recorded, its access-log
+//! line written (if sampled), and its span queued for export (if exporting). The engines call
+//! [`Observability::request_finished`] once the answer has left; `crate::http::App` owns one.
+
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::access_log::{self, AccessLog};
+use super::export::{SpanExporter, SpanRecord};
+use super::metrics;
+use super::trace::{RequestId, TraceContext};
+
+/// The facts about one answered request that outlive the request's buffers.
+#[derive(Clone, Copy, Debug)]
+pub struct Completed {
+    pub route: &'static str,
+    pub route_index: usize,
+    pub method: &'static str,
+    pub method_index: usize,
+    pub status: u16,
+    pub request_bytes: u32,
+    pub response_bytes: u32,
+    pub trace: TraceContext,
+    pub request_id: RequestId,
+}
+
+/// Access log and span export, as configured; metrics are always on.
+#[derive(Default)]
+pub struct Observability {
+    access_log: Option<AccessLog>,
+    exporter: Option<SpanExporter>,
+}
+
+impl Observability {
+    pub fn new(access_log: Option<AccessLog>, exporter: Option<SpanExporter>) -> Self {
+        Self {
+            access_log,
+            exporter,
+        }
+    }
+
+    /// Whether spans are exported; handlers time their inner steps only then.
+    pub fn exporting(&self) -> bool {
+        self.exporter.is_some()
+    }
+
+    /// Records a request answered at `answered` that arrived at `arrived`.
+    pub fn request_finished(&self, completed: &Completed, arrived: Instant, answered: Instant) {
+        let latency = answered.saturating_duration_since(arrived);
+        metrics::with_shard(|shard| {
+            shard.latency[completed.route_index].observe(latency.as_secs_f64())
+        });
+        if self.access_log.is_none() && self.exporter.is_none() {
+            return;
+        }
+        let now_unix = access_log::unix_now();
+        if let Some(log) = &self.access_log {
+            log.log(completed, latency, now_unix);
+        }
+        if let Some(exporter) = &self.exporter
+            && completed.trace.sampled()
+        {
+            let end = now_unix.saturating_sub(Instant::now().saturating_duration_since(answered));
+            exporter.queue(SpanRecord::request(
+                completed,
+                end.saturating_sub(latency),
+                end,
+            ));
+        }
+    }
+
+    /// Queues an inner step of a request's span (decode, judge, encode).
+    pub fn step(
+        &self,
+        trace: &TraceContext,
+        name: &'static str,
+        started: Instant,
+        finished: Instant,
+    ) {
+        let Some(exporter) = &self.exporter else {
+            return;
+        };
+        if !trace.sampled() {
+            return;
+        }
+        let now_unix = access_log::unix_now();
+        let ago = |at: Instant| Instant::now().saturating_duration_since(at);
+        exporter.queue(SpanRecord::step(
+            trace,
+            name,
+            now_unix.saturating_sub(ago(started)),
+            now_unix.saturating_sub(ago(finished)),
+        ));
+    }
+
+    /// Ships this thread's buffered access-log lines.
+    pub fn flush_thread(&self) {
+        if let Some(log) = &self.access_log {
+            log.flush_thread();
+        }
+    }
+
+    /// Writes out what is buffered and stops the background writers.
+    pub fn shutdown(&self) {
+        if let Some(log) = &self.access_log {
+            log.shutdown();
+        }
+        if let Some(exporter) = &self.exporter {
+            exporter.shutdown();
+        }
+    }
+}
+
+impl std::fmt::Debug for Observability {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Observability")
+            .field("access_log", &self.access_log.is_some())
+            .field("exporting", &self.exporter.is_some())
+            .finish()
+    }
+}
+
+/// Durations since the Unix epoch in nanoseconds, as OTLP wants them.
+pub fn unix_nanos(at: Duration) -> u64 {
+    at.as_nanos() as u64
+}
