@@ -7,6 +7,7 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use guess_game::game::{Choice, judge};
 use guess_game::http::wire::{self, Format, PlayRequest, PlayResponse};
 use guess_game::http::{App, Readiness, Request};
+use guess_game::telemetry::observe::Observability;
 
 fn judging(c: &mut Criterion) {
     c.bench_function("judge all nine pairs", |b| {
@@ -52,7 +53,7 @@ fn decoding(c: &mut Criterion) {
 }
 
 fn handling(c: &mut Criterion) {
-    let app = App::new(Readiness::new(), 4096);
+    let app = App::new(Readiness::new(), 4096, Observability::default());
     let mut out = Vec::with_capacity(256);
     let msgpack = rmp_serde::to_vec_named(&serde_json::json!({"choice": "paper"})).unwrap();
     let mut group = c.benchmark_group("handle POST /play");
@@ -74,6 +75,8 @@ fn handling(c: &mut Criterion) {
             path: "/play",
             content_type: Some(content_type),
             accept: None,
+            traceparent: None,
+            request_id: None,
             body,
         };
         group.bench_function(name, |b| {
