@@ -192,7 +192,10 @@ impl Server {
             }
         }
         let _ = admin.await;
-        self.app.observability().shutdown();
+        // Joining the writer threads blocks; keep it off this runtime, whose other tasks
+        // (a collector in the same process, for one) may be what they are waiting on.
+        let app = Arc::clone(&self.app);
+        let _ = tokio::task::spawn_blocking(move || app.observability().shutdown()).await;
         tracing::info!("stopped");
         first_failure.map_or(Ok(()), Err)
     }

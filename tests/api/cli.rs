@@ -194,3 +194,110 @@ async fn the_server_logs_its_address_serves_and_exits_0_on_sigterm() {
         .unwrap();
     assert_eq!(status.code(), Some(0));
 }
+
+#[tokio::test]
+async fn the_admin_listener_refuses_a_public_address_unless_told() {
+    let output = run(
+        vec![
+            "serve".into(),
+            "--listen".into(),
+            "127.0.0.1:0".into(),
+            "--admin-listen".into(),
+            "0.0.0.0:0".into(),
+        ],
+        vec![],
+    )
+    .await;
+    assert_eq!(output.status.code(), Some(2), "{output:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("admin_listen") && stderr.contains("admin_public"),
+        "{stderr}"
+    );
+}
+
+/// The next JSON log line whose message or target is `wanted`.
+async fn next_line(
+    lines: &mut tokio::sync::mpsc::UnboundedReceiver<serde_json::Value>,
+    wanted: &str,
+) -> serde_json::Value {
+    loop {
+        let event = tokio::time::timeout(Duration::from_secs(10), lines.recv())
+            .await
+            .expect("a log line in time")
+            .expect("stdout open");
+        if event["message"] == wanted || event["target"] == wanted {
+            return event;
+        }
+    }
+}
+
+#[tokio::test]
+async fn each_request_gets_one_access_log_line_without_its_body() {
+    let mut child = Command::new(BINARY)
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+            "--workers",
+            "1",
+            "--log-format",
+            "json",
+        ])
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let (lines_tx, mut lines_rx) = tokio::sync::mpsc::unbounded_channel::<serde_json::Value>();
+    let stdout = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Ok(event) = serde_json::from_str(&line)
+                && lines_tx.send(event).is_err()
+            {
+                return;
+            }
+        }
+    });
+    let started = next_line(&mut lines_rx, "guess-game listening").await;
+    let address = started["address"].as_str().unwrap().to_owned();
+    let url = guess_game::client::ServerUrl::parse(&format!("http://{address}")).unwrap();
+    let answer = url
+        .send(
+            http::Method::POST,
+            "/play",
+            &[
+                ("content-type", "application/json"),
+                ("x-request-id", "audit-7"),
+            ],
+            r#"{"choice":"scissors","secret":"do-not-log"}"#.into(),
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap();
+    assert_eq!(answer.status, http::StatusCode::OK);
+    let line = next_line(&mut lines_rx, "access").await;
+    assert_eq!(line["method"], "POST");
+    assert_eq!(line["route"], "/play");
+    assert_eq!(line["status"], 200);
+    assert_eq!(line["request_id"], "audit-7");
+    assert_eq!(line["trace_id"].as_str().unwrap().len(), 32);
+    assert!(
+        line["latency_us"].is_u64()
+            && line["request_bytes"].is_u64()
+            && line["response_bytes"].is_u64()
+    );
+    assert!(
+        !line.to_string().contains("do-not-log"),
+        "bodies are never logged: {line}"
+    );
+    // SAFETY: kill(2) with a child's pid and a valid signal number has no memory effects.
+    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+    let status = tokio::task::spawn_blocking(move || child.wait().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
+}

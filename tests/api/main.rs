@@ -6,5 +6,6 @@ mod errors;
 mod health;
 mod helpers;
 mod loadtest;
+mod observability;
 mod play;
 mod shutdown;
