@@ -412,3 +412,45 @@ async fn otlp_receiver() -> (std::net::SocketAddr, Received) {
     });
     (address, received)
 }
+
+#[tokio::test]
+async fn the_dashboard_and_alert_rules_use_only_exposed_metrics() {
+    let app = spawn_app().await;
+    assert_eq!(
+        app.play_json(r#"{"choice":"rock"}"#).await.status,
+        StatusCode::OK
+    );
+    let (families, _) = scrape(&app).await;
+    let dashboard = include_str!("../../deploy/grafana/guess-game.json");
+    let rules = include_str!("../../deploy/prometheus/rules.yml");
+    serde_json::from_str::<serde_json::Value>(dashboard).expect("the dashboard is JSON");
+    let mut checked = 0;
+    for source in [dashboard, rules] {
+        for (start, _) in source
+            .match_indices("guess_game_")
+            .chain(source.match_indices("process_"))
+        {
+            // Recording-rule names (guess_game:...) are not exposed metrics.
+            if start > 0 && source.as_bytes()[start - 1] == b':' {
+                continue;
+            }
+            let name: String = source[start..]
+                .chars()
+                .take_while(|c| c.is_ascii_lowercase() || *c == '_' || c.is_ascii_digit())
+                .collect();
+            let base = ["_bucket", "_sum", "_count"]
+                .iter()
+                .find_map(|suffix| name.strip_suffix(suffix))
+                .unwrap_or(&name);
+            assert!(
+                families
+                    .iter()
+                    .any(|family| family == &name || family == base),
+                "{name} is not exposed"
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked > 20, "{checked}");
+    app.shutdown().await.unwrap();
+}
