@@ -98,6 +98,10 @@ pub struct ServeArgs {
     #[arg(long, value_name = "BOOL")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tcp_nodelay: Option<bool>,
+    /// Most open public connections; 0 derives it from the open-file limit [default: 0]
+    #[arg(long, value_name = "N")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_connections: Option<usize>,
     /// Admin listener for /metrics and /debug/pprof [default: 127.0.0.1:6060]
     #[arg(long, value_name = "ADDR")]
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -54,6 +54,9 @@ pub struct Settings {
     pub reuse_port: bool,
     /// Disable Nagle's algorithm on accepted connections, so small answers leave at once.
     pub tcp_nodelay: bool,
+    /// Most public connections open at once; more are answered 503 and closed at accept.
+    /// 0 derives it from the open-file limit (raised to the hard limit at start-up).
+    pub max_connections: usize,
     /// Address of the admin listener (metrics, CPU profiles). Loopback only unless
     /// `admin_public` is set.
     pub admin_listen: SocketAddr,
@@ -98,6 +101,7 @@ impl Default for Settings {
             listen_backlog: 4096,
             reuse_port: true,
             tcp_nodelay: true,
+            max_connections: 0,
             admin_listen: SocketAddr::from(([127, 0, 0, 1], 6060)),
             admin_public: false,
             otlp_endpoint: None,

@@ -45,6 +45,8 @@ pub enum ApiError<'a> {
     UnsupportedTransferEncoding,
     #[error("the request was not received in time")]
     RequestTimeout,
+    #[error("the server has reached its limit of open connections; try again shortly")]
+    TooManyConnections,
     #[error("invalid query parameter `{name}`: {reason}")]
     InvalidParameter {
         name: &'static str,
@@ -132,6 +134,11 @@ impl ApiError<'_> {
             ApiError::RequestTimeout => {
                 kind!(REQUEST_TIMEOUT, "request_timeout", "Request timeout")
             }
+            ApiError::TooManyConnections => kind!(
+                SERVICE_UNAVAILABLE,
+                "connection_limit",
+                "Too many connections"
+            ),
             ApiError::InvalidParameter { .. } => {
                 kind!(BAD_REQUEST, "invalid_parameter", "Invalid parameter")
             }
@@ -184,7 +191,9 @@ impl ApiError<'_> {
             ApiError::MethodNotAllowed { allow } => {
                 reply.with_header("allow", HeaderValue::Static(allow))
             }
-            ApiError::ShuttingDown | ApiError::RandomUnavailable(_) => {
+            ApiError::ShuttingDown
+            | ApiError::RandomUnavailable(_)
+            | ApiError::TooManyConnections => {
                 reply.with_header("retry-after", HeaderValue::Number(1))
             }
             _ => reply,

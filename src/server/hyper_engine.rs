@@ -19,6 +19,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpStream;
 
 use super::ConnectionSettings;
+use super::limits::ConnectionPermit;
 use crate::http::problem::BodyError;
 use crate::http::{ApiError, App, Reply, Request};
 
@@ -29,6 +30,7 @@ pub(super) fn spawn_connection(
     app: &Arc<App>,
     settings: &ConnectionSettings,
     graceful: &GracefulShutdown,
+    permit: ConnectionPermit,
 ) {
     let app = Arc::clone(app);
     let service = service_fn(move |request| {
@@ -42,6 +44,7 @@ pub(super) fn spawn_connection(
         .serve_connection(TokioIo::new(stream), service);
     let connection = graceful.watch(connection);
     tokio::spawn(async move {
+        let _permit = permit;
         if let Err(error) = connection.await {
             tracing::debug!(%error, "connection ended with an error");
         }

@@ -10,6 +10,7 @@
 //! `drain_timeout` whatever is left is closed. Then `run_until_stopped` returns.
 
 mod hyper_engine;
+mod limits;
 mod listener;
 mod native;
 pub mod shutdown;
@@ -67,6 +68,7 @@ pub struct Server {
     admin_listener: std::net::TcpListener,
     admin_addr: SocketAddr,
     workers: usize,
+    connection_gate: Arc<limits::ConnectionGate>,
     app: Arc<App>,
     readiness: Readiness,
     connection: Arc<ConnectionSettings>,
@@ -80,6 +82,11 @@ impl Server {
             source,
         };
         let workers = worker_count(settings.workers);
+        let fd_limit = limits::raise_open_file_limit();
+        let max_connections = match settings.max_connections {
+            0 => limits::default_max_connections(fd_limit),
+            configured => configured,
+        };
         let listeners = listener::bind_all(
             settings.listen,
             workers,
@@ -101,6 +108,7 @@ impl Server {
             admin_listener,
             admin_addr,
             workers,
+            connection_gate: limits::ConnectionGate::new(max_connections),
             app: Arc::new(App::new(
                 readiness.clone(),
                 settings.max_body_bytes,
@@ -147,6 +155,7 @@ impl Server {
                 listener,
                 app: Arc::clone(&self.app),
                 connection: Arc::clone(&self.connection),
+                gate: Arc::clone(&self.connection_gate),
                 stop: stop.clone(),
             };
             let finished_tx = finished_tx.clone();
@@ -172,6 +181,7 @@ impl Server {
             address = %self.local_addr,
             admin_address = %self.admin_addr,
             workers = self.workers,
+            max_connections = self.connection_gate.max(),
             engine = ?self.connection.engine,
             "guess-game listening"
         );

@@ -9,6 +9,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
+use super::limits::{ConnectionGate, ConnectionPermit};
 use super::{ConnectionSettings, hyper_engine, native};
 use crate::config::Engine;
 use crate::http::App;
@@ -25,6 +26,7 @@ pub(super) struct Worker {
     pub listener: std::net::TcpListener,
     pub app: Arc<App>,
     pub connection: Arc<ConnectionSettings>,
+    pub gate: Arc<ConnectionGate>,
     pub stop: CancellationToken,
 }
 
@@ -42,11 +44,17 @@ impl Connections {
         }
     }
 
-    fn serve(&mut self, stream: TcpStream, app: &Arc<App>, settings: &Arc<ConnectionSettings>) {
+    fn serve(
+        &mut self,
+        stream: TcpStream,
+        app: &Arc<App>,
+        settings: &Arc<ConnectionSettings>,
+        permit: ConnectionPermit,
+    ) {
         match self {
-            Connections::Native(connections) => connections.serve(stream, app, settings),
+            Connections::Native(connections) => connections.serve(stream, app, settings, permit),
             Connections::Hyper(graceful) => {
-                hyper_engine::spawn_connection(stream, app, settings, graceful)
+                hyper_engine::spawn_connection(stream, app, settings, graceful, permit)
             }
         }
     }
@@ -74,6 +82,7 @@ impl Worker {
     async fn serve(self) -> io::Result<()> {
         let listener = tokio::net::TcpListener::from_std(self.listener)?;
         let mut connections = Connections::new(self.connection.engine);
+        let refusal = connection_limit_answer();
         crate::telemetry::process::register_runtime(tokio::runtime::Handle::current());
         let app = Arc::clone(&self.app);
         let flusher = tokio::spawn(async move {
@@ -90,12 +99,16 @@ impl Worker {
             };
             match accepted {
                 Ok((stream, _peer)) => {
+                    let Some(permit) = self.gate.try_enter() else {
+                        refuse(&stream, &refusal);
+                        continue;
+                    };
                     if self.connection.tcp_nodelay
                         && let Err(error) = stream.set_nodelay(true)
                     {
                         tracing::debug!(%error, "cannot set TCP_NODELAY");
                     }
-                    connections.serve(stream, &self.app, &self.connection);
+                    connections.serve(stream, &self.app, &self.connection, permit);
                 }
                 Err(error) if is_resource_exhaustion(&error) => {
                     tracing::warn!(worker = self.index, %error, "accept failed; backing off");
@@ -117,6 +130,28 @@ impl Worker {
         self.app.observability().flush_thread();
         Ok(())
     }
+}
+
+/// The answer a connection over the cap gets: 503 `connection_limit` with `Retry-After`, sent
+/// before reading anything (HTTP lets a server answer early), then the connection is closed.
+fn connection_limit_answer() -> Vec<u8> {
+    let mut body = Vec::new();
+    let reply = crate::http::ApiError::TooManyConnections.write_reply(&mut body);
+    let mut answer = format!(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: {}\r\ncontent-length: {}\r\nretry-after: 1\r\nconnection: close\r\n\r\n",
+        reply.content_type,
+        body.len()
+    )
+    .into_bytes();
+    answer.extend_from_slice(&body);
+    answer
+}
+
+/// Sends the refusal without waiting (a full socket buffer just means the client gets a
+/// closed connection instead) and closes.
+fn refuse(stream: &TcpStream, answer: &[u8]) {
+    let _ = stream.try_write(answer);
+    crate::telemetry::metrics::with_shard(|shard| shard.connections_rejected.add(1));
 }
 
 fn is_resource_exhaustion(error: &io::Error) -> bool {

@@ -137,6 +137,8 @@ pub struct Shard {
     pub connections_accepted: Counter,
     /// Connections closed; open connections are accepted minus closed.
     pub connections_closed: Counter,
+    /// Connections refused at accept because `max_connections` were open.
+    pub connections_rejected: Counter,
     pub traceparent_invalid: Counter,
     pub access_log_lines: Counter,
     pub access_log_dropped: Counter,
@@ -155,6 +157,7 @@ impl Shard {
             rounds: Default::default(),
             connections_accepted: Counter::default(),
             connections_closed: Counter::default(),
+            connections_rejected: Counter::default(),
             traceparent_invalid: Counter::default(),
             access_log_lines: Counter::default(),
             access_log_dropped: Counter::default(),
@@ -416,6 +419,13 @@ pub fn write_request_metrics(exposition: &mut Exposition) {
         Kind::Counter,
     );
     exposition.sample("guess_game_connections_accepted_total", "", accepted);
+    exposition.family(
+        "guess_game_connections_rejected",
+        "Connections refused at accept because max_connections were open.",
+        Kind::Counter,
+    );
+    let rejected = sum(&|shard| shard.connections_rejected.get());
+    exposition.sample("guess_game_connections_rejected_total", "", rejected);
     exposition.family(
         "guess_game_connections_open",
         "Connections open on the public listener.",

@@ -56,6 +56,17 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
 }
 
 impl TestApp {
+    /// A handle on the same server for another task: it can send requests but not stop it.
+    pub fn view(address: SocketAddr, url: ServerUrl) -> TestApp {
+        TestApp {
+            address,
+            admin: address,
+            url,
+            stop: None,
+            task: tokio::spawn(async { Ok(()) }),
+        }
+    }
+
     pub async fn request(
         &self,
         method: Method,

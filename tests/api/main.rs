@@ -8,4 +8,5 @@ mod helpers;
 mod loadtest;
 mod observability;
 mod play;
+mod protection;
 mod shutdown;

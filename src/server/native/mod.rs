@@ -34,6 +34,7 @@ use tokio_util::task::TaskTracker;
 
 use self::exchange::Buffers;
 use super::ConnectionSettings;
+use super::limits::ConnectionPermit;
 use crate::http::{ApiError, App};
 use crate::telemetry::metrics;
 
@@ -56,7 +57,13 @@ struct Registered {
 
 impl Connections {
     /// Spawns the task that serves `stream` on the current runtime.
-    pub fn serve(&mut self, stream: TcpStream, app: &Arc<App>, settings: &Arc<ConnectionSettings>) {
+    pub fn serve(
+        &mut self,
+        stream: TcpStream,
+        app: &Arc<App>,
+        settings: &Arc<ConnectionSettings>,
+        permit: ConnectionPermit,
+    ) {
         let id = self.next_id;
         self.next_id += 1;
         let idle = Arc::new(AtomicBool::new(true));
@@ -76,6 +83,7 @@ impl Connections {
         metrics::with_shard(|shard| shard.connections_accepted.add(1));
         let task = self.tracker.spawn(async move {
             let _deregister = deregister;
+            let _permit = permit;
             if let Err(error) = connection.run().await {
                 tracing::debug!(%error, "connection ended with an error");
             }

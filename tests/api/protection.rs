@@ -1,0 +1,186 @@
+//! Surviving slow clients: connection caps and read deadlines, over real sockets.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+
+use crate::helpers::{TestApp, spawn_app_with};
+
+/// How a slow connection ended, and when.
+#[derive(Debug)]
+struct SlowEnd {
+    lasted: Duration,
+    /// The first bytes of whatever the server answered before closing.
+    answer: String,
+}
+
+/// Opens a connection that dribbles a request one byte every `pace`: a head that never ends
+/// (slowloris) or, with `slow_body`, a complete head and a body that never does. Returns when
+/// the server closes it, or after `give_up`.
+async fn slow_client(
+    address: std::net::SocketAddr,
+    slow_body: bool,
+    pace: Duration,
+    give_up: Duration,
+) -> SlowEnd {
+    let started = Instant::now();
+    let Ok(mut stream) = TcpStream::connect(address).await else {
+        return SlowEnd {
+            lasted: started.elapsed(),
+            answer: "refused".into(),
+        };
+    };
+    let opening: &[u8] = if slow_body {
+        b"POST /play HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n"
+    } else {
+        b"POST /play HTTP/1.1\r\nHost: x\r\n"
+    };
+    let mut answer = Vec::new();
+    if stream.write_all(opening).await.is_ok() {
+        while started.elapsed() < give_up {
+            let mut buffer = [0u8; 512];
+            match stream.try_read(&mut buffer) {
+                Ok(0) => break,
+                Ok(read) => answer.extend_from_slice(&buffer[..read]),
+                Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(_) => break,
+            }
+            if stream
+                .write_all(if slow_body { b"x" } else { b"X" })
+                .await
+                .is_err()
+            {
+                break;
+            }
+            tokio::time::sleep(pace).await;
+        }
+    }
+    SlowEnd {
+        lasted: started.elapsed(),
+        answer: String::from_utf8_lossy(&answer).chars().take(40).collect(),
+    }
+}
+
+/// Plays on one keep-alive connection (reconnecting when it closes) until `until`; returns
+/// (rounds answered 200, rounds attempted).
+async fn normal_client(app: &TestApp, until: Instant) -> (u32, u32) {
+    let mut sender = None;
+    let (mut good, mut tried) = (0, 0);
+    while Instant::now() < until {
+        tried += 1;
+        if sender.is_none()
+            && let Ok(stream) = TcpStream::connect(app.address).await
+            && let Ok((s, connection)) =
+                hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await
+        {
+            tokio::spawn(connection);
+            sender = Some(s);
+        }
+        if let Some(s) = sender.as_mut() {
+            let request = http::Request::post("/play")
+                .header("host", "x")
+                .header("content-type", "application/json")
+                .body(Full::new(Bytes::from_static(br#"{"choice":"rock"}"#)))
+                .unwrap();
+            match tokio::time::timeout(Duration::from_secs(2), s.send_request(request)).await {
+                Ok(Ok(response)) if response.status() == 200 => {
+                    let _ = response.into_body().collect().await;
+                    good += 1;
+                }
+                _ => sender = None,
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    (good, tried)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn slow_clients_beyond_a_small_limit_are_cut_off_while_a_normal_client_plays() {
+    let app = spawn_app_with(|settings| {
+        settings.max_connections = 20;
+        settings.header_read_timeout = Duration::from_secs(1);
+        settings.workers = 1;
+    })
+    .await;
+    // The normal client's connection exists before the flood, as a game client's would.
+    let until = Instant::now() + Duration::from_millis(2500);
+    let normal = {
+        let address = app.address;
+        let url = app.url.clone();
+        let app_view = TestApp::view(address, url);
+        tokio::spawn(async move { normal_client(&app_view, until).await })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let slow: Vec<_> = (0..40)
+        .map(|index| {
+            tokio::spawn(slow_client(
+                app.address,
+                index % 2 == 1,
+                Duration::from_millis(100),
+                Duration::from_secs(5),
+            ))
+        })
+        .collect();
+    let (good, tried) = normal.await.unwrap();
+    assert!(
+        good * 100 >= tried * 95,
+        "normal client: {good} of {tried} rounds answered"
+    );
+    let (mut refused, mut cut) = (0, 0);
+    for end in slow {
+        let end = end.await.unwrap();
+        // Over the cap: refused at once with 503. Within it: cut at the 1 s read deadline (408).
+        assert!(
+            end.lasted < Duration::from_millis(2500),
+            "a slow connection lasted {:?}: {end:?}",
+            end.lasted
+        );
+        refused += u32::from(end.answer.starts_with("HTTP/1.1 503"));
+        cut += u32::from(end.answer.starts_with("HTTP/1.1 408"));
+    }
+    // How many hit the cap depends on how fast the 40 connect relative to the 1 s deadline
+    // freeing places; both mechanisms must have acted.
+    assert!(refused > 0, "no connection over the cap of 20 was refused");
+    assert!(cut > 0, "no slow connection was cut at the read deadline");
+    app.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn thousands_of_slow_clients_do_not_starve_a_normal_one_with_default_settings() {
+    let app = spawn_app_with(|_| {}).await;
+    let until = Instant::now() + Duration::from_secs(3);
+    let normal = {
+        let app_view = TestApp::view(app.address, app.url.clone());
+        tokio::spawn(async move { normal_client(&app_view, until).await })
+    };
+    let slow: Vec<_> = (0..2000)
+        .map(|index| {
+            tokio::spawn(slow_client(
+                app.address,
+                index % 2 == 1,
+                Duration::from_millis(500),
+                Duration::from_secs(14),
+            ))
+        })
+        .collect();
+    let (good, tried) = normal.await.unwrap();
+    assert!(
+        good * 100 >= tried * 95,
+        "normal client: {good} of {tried} rounds answered"
+    );
+    // The default read deadline is 10 s: every slow connection is closed by then (plus slack).
+    for end in slow {
+        let end = end.await.unwrap();
+        assert!(
+            end.lasted < Duration::from_secs(13),
+            "a slow connection lasted {:?}: {end:?}",
+            end.lasted
+        );
+    }
+    app.shutdown().await.unwrap();
+}
