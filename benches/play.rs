@@ -77,6 +77,9 @@ fn handling(c: &mut Criterion) {
             accept: None,
             traceparent: None,
             request_id: None,
+            player_id: None,
+            forwarded_for: None,
+            peer: std::net::Ipv4Addr::LOCALHOST.into(),
             body,
         };
         group.bench_function(name, |b| {

@@ -11,5 +11,6 @@ mod deadline;
 pub mod game;
 pub mod http;
 pub mod loadtest;
+pub mod protection;
 pub mod server;
 pub mod telemetry;

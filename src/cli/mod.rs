@@ -102,6 +102,34 @@ pub struct ServeArgs {
     #[arg(long, value_name = "N")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_connections: Option<usize>,
+    /// Requests/s per client (player id, else IP); 0 is off [default: 100]
+    #[arg(long, value_name = "REQ/S")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rate_limit_per_client: Option<f64>,
+    /// Burst above the per-client rate [default: 200]
+    #[arg(long, value_name = "N")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rate_limit_per_client_burst: Option<u32>,
+    /// Requests/s per route from all clients together; 0 is off [default: 0]
+    #[arg(long, value_name = "REQ/S")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rate_limit_per_route: Option<f64>,
+    /// Burst above the per-route rate [default: 1000]
+    #[arg(long, value_name = "N")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rate_limit_per_route_burst: Option<u32>,
+    /// Requests/s for all limited routes together; 0 is off [default: 0]
+    #[arg(long, value_name = "REQ/S")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rate_limit_global: Option<f64>,
+    /// Burst above the global rate [default: 1000]
+    #[arg(long, value_name = "N")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rate_limit_global_burst: Option<u32>,
+    /// Proxy addresses whose X-Forwarded-For is believed (repeat the flag for several)
+    #[arg(long = "trusted-proxy", value_name = "IP")]
+    #[serde(rename = "trusted_proxies", skip_serializing_if = "Vec::is_empty")]
+    pub trusted_proxies: Vec<std::net::IpAddr>,
     /// Admin listener for /metrics and /debug/pprof [default: 127.0.0.1:6060]
     #[arg(long, value_name = "ADDR")]
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -57,6 +57,19 @@ pub struct Settings {
     /// Most public connections open at once; more are answered 503 and closed at accept.
     /// 0 derives it from the open-file limit (raised to the hard limit at start-up).
     pub max_connections: usize,
+    /// Requests per second each client (player id, else IP address) may make to limited
+    /// routes; 0 turns the per-client limit off.
+    pub rate_limit_per_client: f64,
+    /// Requests a client may make at once above its rate.
+    pub rate_limit_per_client_burst: u32,
+    /// Requests per second each limited route takes from all clients together; 0 is off.
+    pub rate_limit_per_route: f64,
+    pub rate_limit_per_route_burst: u32,
+    /// Requests per second all limited routes take together; 0 is off.
+    pub rate_limit_global: f64,
+    pub rate_limit_global_burst: u32,
+    /// Proxies whose `X-Forwarded-For` is believed when keying limits by client address.
+    pub trusted_proxies: Vec<std::net::IpAddr>,
     /// Address of the admin listener (metrics, CPU profiles). Loopback only unless
     /// `admin_public` is set.
     pub admin_listen: SocketAddr,
@@ -102,6 +115,13 @@ impl Default for Settings {
             reuse_port: true,
             tcp_nodelay: true,
             max_connections: 0,
+            rate_limit_per_client: 100.0,
+            rate_limit_per_client_burst: 200,
+            rate_limit_per_route: 0.0,
+            rate_limit_per_route_burst: 1000,
+            rate_limit_global: 0.0,
+            rate_limit_global_burst: 1000,
+            trusted_proxies: Vec::new(),
             admin_listen: SocketAddr::from(([127, 0, 0, 1], 6060)),
             admin_public: false,
             otlp_endpoint: None,
@@ -123,6 +143,25 @@ pub enum ConfigError {
 }
 
 impl Settings {
+    /// The rate limits these settings describe.
+    pub fn rate_limits(&self) -> crate::protection::rate_limit::RateLimitSettings {
+        use crate::protection::rate_limit::{Limit, RateLimitSettings};
+        RateLimitSettings {
+            per_client: Limit {
+                per_second: self.rate_limit_per_client,
+                burst: self.rate_limit_per_client_burst,
+            },
+            per_route: Limit {
+                per_second: self.rate_limit_per_route,
+                burst: self.rate_limit_per_route_burst,
+            },
+            global: Limit {
+                per_second: self.rate_limit_global,
+                burst: self.rate_limit_global_burst,
+            },
+        }
+    }
+
     /// Merges defaults, the optional TOML file, `GUESS_GAME_*` variables and `flags` (a
     /// serializable struct holding only the flags that were given), then validates.
     pub fn load(file: Option<&Path>, flags: impl Serialize) -> Result<Settings, ConfigError> {
@@ -179,6 +218,18 @@ impl Settings {
                 "is not a loopback address; the admin listener serves metrics and CPU profiles, \
                  so it binds a public address only with admin_public = true (--admin-public)",
             );
+        }
+        for (setting, rate) in [
+            ("rate_limit_per_client", self.rate_limit_per_client),
+            ("rate_limit_per_route", self.rate_limit_per_route),
+            ("rate_limit_global", self.rate_limit_global),
+        ] {
+            if !(rate >= 0.0 && rate.is_finite()) {
+                return invalid(
+                    setting,
+                    "must be a number of requests per second, 0 or more",
+                );
+            }
         }
         if !(0.0..=1.0).contains(&self.access_log_sample) {
             return invalid("access_log_sample", "must be between 0 and 1");

@@ -11,6 +11,9 @@ use super::routes::Route;
 use super::wire::{self, PlayRequest, PlayResponse};
 use super::{Request, openapi};
 use crate::game::{self, Choice, random};
+use std::net::IpAddr;
+
+use crate::protection::rate_limit::{RateLimitSettings, RateLimits};
 use crate::telemetry::metrics::{self, method_index, route_index};
 use crate::telemetry::observe::{Completed, Observability};
 use crate::telemetry::trace::{RequestId, TraceContext};
@@ -43,20 +46,51 @@ impl Default for Readiness {
 }
 
 /// The application: everything a request needs, shared read-only by all workers.
-#[derive(Debug)]
 pub struct App {
     readiness: Readiness,
     max_body_bytes: usize,
     observability: Observability,
+    rate_limits: RateLimits,
+    trusted_proxies: Vec<IpAddr>,
+}
+
+impl std::fmt::Debug for App {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("App")
+            .field("max_body_bytes", &self.max_body_bytes)
+            .finish_non_exhaustive()
+    }
 }
 
 impl App {
     pub fn new(readiness: Readiness, max_body_bytes: usize, observability: Observability) -> Self {
+        Self::with_limits(
+            readiness,
+            max_body_bytes,
+            observability,
+            RateLimits::new(RateLimitSettings::OFF),
+            Vec::new(),
+        )
+    }
+
+    pub fn with_limits(
+        readiness: Readiness,
+        max_body_bytes: usize,
+        observability: Observability,
+        rate_limits: RateLimits,
+        trusted_proxies: Vec<IpAddr>,
+    ) -> Self {
         Self {
             readiness,
             max_body_bytes,
             observability,
+            rate_limits,
+            trusted_proxies,
         }
+    }
+
+    pub fn rate_limits(&self) -> &RateLimits {
+        &self.rate_limits
     }
 
     pub fn observability(&self) -> &Observability {
@@ -85,7 +119,9 @@ impl App {
             Some(route) if !route.accepts(request.method) => Err(ApiError::MethodNotAllowed {
                 allow: route.allow(),
             }),
-            Some(route) => self.dispatch(route, request, &trace, body),
+            Some(route) => self
+                .admit(route, request)
+                .and_then(|()| self.dispatch(route, request, &trace, body)),
         };
         let mut reply = result.unwrap_or_else(|error| error.write_reply(body));
         reply.route = route;
@@ -104,6 +140,17 @@ impl App {
             );
         });
         reply
+    }
+
+    /// Applies the rate limits; a refused request never reaches its handler.
+    fn admit(&self, route: Route, request: &Request<'_>) -> Result<(), ApiError<'static>> {
+        let address = client_address(request.peer, request.forwarded_for, &self.trusted_proxies);
+        let player = request.player_id.filter(|id| is_valid_player_id(id));
+        let key = self.rate_limits.client_key(player, address);
+        self.rate_limits.check(route, key).map_err(|refusal| {
+            metrics::with_shard(|shard| shard.rate_limited[refusal.scope as usize].add(1));
+            ApiError::RateLimited(refusal)
+        })
     }
 
     /// What the engines report once `reply` to `request` has been written.
@@ -197,6 +244,34 @@ fn borrowed_or_placeholder<'a>(choice: &std::borrow::Cow<'a, str>) -> &'a str {
     }
 }
 
+/// A player id is 1 to 64 of `[A-Za-z0-9_.-]`.
+pub fn is_valid_player_id(id: &[u8]) -> bool {
+    (1..=64).contains(&id.len())
+        && id
+            .iter()
+            .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+}
+
+/// The client's address: the peer's, or, when the peer is a trusted proxy, the nearest address
+/// in `X-Forwarded-For` that is not itself a trusted proxy. Anything unreadable in the header
+/// stops the walk at the peer, so a client cannot pick its own key by forging the header.
+pub fn client_address(peer: IpAddr, forwarded_for: Option<&[u8]>, trusted: &[IpAddr]) -> IpAddr {
+    if !trusted.contains(&peer) {
+        return peer;
+    }
+    let Some(header) = forwarded_for.and_then(|value| std::str::from_utf8(value).ok()) else {
+        return peer;
+    };
+    for hop in header.rsplit(',') {
+        match hop.trim().parse::<IpAddr>() {
+            Ok(address) if trusted.contains(&address) => continue,
+            Ok(address) => return address,
+            Err(_) => return peer,
+        }
+    }
+    peer
+}
+
 fn status_document(body: &mut Vec<u8>, status: &'static str) -> Reply {
     #[derive(serde::Serialize)]
     struct Status {
@@ -204,4 +279,45 @@ fn status_document(body: &mut Vec<u8>, status: &'static str) -> Reply {
     }
     wire::encode(wire::Format::Json, &Status { status }, body);
     Reply::new(StatusCode::OK, wire::JSON)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(text: &str) -> IpAddr {
+        text.parse().unwrap()
+    }
+
+    #[test]
+    fn forwarded_for_is_believed_only_from_trusted_proxies() {
+        let trusted = [ip("10.0.0.1"), ip("10.0.0.2")];
+        let header = Some(&b"203.0.113.7, 198.51.100.9, 10.0.0.2"[..]);
+        assert_eq!(
+            client_address(ip("192.0.2.1"), header, &trusted),
+            ip("192.0.2.1"),
+            "untrusted peer"
+        );
+        assert_eq!(
+            client_address(ip("10.0.0.1"), header, &trusted),
+            ip("198.51.100.9"),
+            "nearest untrusted hop"
+        );
+        assert_eq!(
+            client_address(ip("10.0.0.1"), None, &trusted),
+            ip("10.0.0.1")
+        );
+        assert_eq!(
+            client_address(ip("10.0.0.1"), Some(b"garbage, 10.0.0.2"), &trusted),
+            ip("10.0.0.1")
+        );
+    }
+
+    #[test]
+    fn player_ids_are_checked() {
+        assert!(is_valid_player_id(b"player-1.x_Y"));
+        for bad in [&b""[..], b"has space", b"semi;colon", &[b'a'; 65]] {
+            assert!(!is_valid_player_id(bad), "{bad:?}");
+        }
+    }
 }

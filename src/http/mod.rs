@@ -31,5 +31,11 @@ pub struct Request<'a> {
     pub traceparent: Option<&'a [u8]>,
     /// `x-request-id`, kept when sane.
     pub request_id: Option<&'a [u8]>,
+    /// `x-player-id`, the client's own id for rate limiting when valid.
+    pub player_id: Option<&'a [u8]>,
+    /// `x-forwarded-for`, believed only from a trusted proxy.
+    pub forwarded_for: Option<&'a [u8]>,
+    /// The address of the TCP peer.
+    pub peer: std::net::IpAddr,
     pub body: &'a [u8],
 }

@@ -45,6 +45,8 @@ pub enum ApiError<'a> {
     UnsupportedTransferEncoding,
     #[error("the request was not received in time")]
     RequestTimeout,
+    #[error("too many requests ({} limit); retry after {} s", .0.scope.name(), .0.retry_after_seconds())]
+    RateLimited(crate::protection::rate_limit::Refusal),
     #[error("the server has reached its limit of open connections; try again shortly")]
     TooManyConnections,
     #[error("invalid query parameter `{name}`: {reason}")]
@@ -134,6 +136,9 @@ impl ApiError<'_> {
             ApiError::RequestTimeout => {
                 kind!(REQUEST_TIMEOUT, "request_timeout", "Request timeout")
             }
+            ApiError::RateLimited(_) => {
+                kind!(TOO_MANY_REQUESTS, "rate_limited", "Too many requests")
+            }
             ApiError::TooManyConnections => kind!(
                 SERVICE_UNAVAILABLE,
                 "connection_limit",
@@ -195,6 +200,29 @@ impl ApiError<'_> {
             | ApiError::RandomUnavailable(_)
             | ApiError::TooManyConnections => {
                 reply.with_header("retry-after", HeaderValue::Number(1))
+            }
+            ApiError::RateLimited(refusal) => {
+                let policy = refusal.scope.name();
+                let (quota, window) = refusal.policy();
+                let reset = refusal.retry_after_seconds();
+                reply
+                    .with_header("retry-after", HeaderValue::Number(reset))
+                    .with_header(
+                        "ratelimit-policy",
+                        HeaderValue::RateLimitPolicy {
+                            policy,
+                            quota,
+                            window,
+                        },
+                    )
+                    .with_header(
+                        "ratelimit",
+                        HeaderValue::RateLimit {
+                            policy,
+                            remaining: 0,
+                            reset,
+                        },
+                    )
             }
             _ => reply,
         }

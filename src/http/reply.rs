@@ -10,7 +10,8 @@ use http::StatusCode;
 use super::Route;
 use crate::telemetry::trace::{RequestId, TraceContext};
 
-/// Most extra headers any reply carries (`Allow`, `Retry-After`, rate-limit headers), besides
+/// Most extra headers any reply carries (`Allow`, `Retry-After`, the two rate-limit headers),
+/// besides
 /// `traceparent` and `x-request-id`, which every reply of the application carries.
 const MAX_EXTRA_HEADERS: usize = 4;
 
@@ -19,6 +20,18 @@ const MAX_EXTRA_HEADERS: usize = 4;
 pub enum HeaderValue {
     Static(&'static str),
     Number(u64),
+    /// IETF `RateLimit-Policy`: `"<policy>";q=<quota>;w=<window seconds>`.
+    RateLimitPolicy {
+        policy: &'static str,
+        quota: u32,
+        window: u64,
+    },
+    /// IETF `RateLimit`: `"<policy>";r=<remaining>;t=<seconds until reset>`.
+    RateLimit {
+        policy: &'static str,
+        remaining: u32,
+        reset: u64,
+    },
 }
 
 impl fmt::Display for HeaderValue {
@@ -26,6 +39,16 @@ impl fmt::Display for HeaderValue {
         match self {
             HeaderValue::Static(text) => f.write_str(text),
             HeaderValue::Number(number) => write!(f, "{number}"),
+            HeaderValue::RateLimitPolicy {
+                policy,
+                quota,
+                window,
+            } => write!(f, "\"{policy}\";q={quota};w={window}"),
+            HeaderValue::RateLimit {
+                policy,
+                remaining,
+                reset,
+            } => write!(f, "\"{policy}\";r={remaining};t={reset}"),
         }
     }
 }

@@ -33,9 +33,12 @@ pub(super) fn spawn_connection(
     permit: ConnectionPermit,
 ) {
     let app = Arc::clone(app);
+    let peer = stream
+        .peer_addr()
+        .map_or(std::net::IpAddr::from([0, 0, 0, 0]), |address| address.ip());
     let service = service_fn(move |request| {
         let app = Arc::clone(&app);
-        async move { Ok::<_, Infallible>(respond(&app, request).await) }
+        async move { Ok::<_, Infallible>(respond(&app, request, peer).await) }
     });
     let connection = http1::Builder::new()
         // hyper ignores the header-read timeout unless a timer is installed (hyper#3395).
@@ -51,7 +54,11 @@ pub(super) fn spawn_connection(
     });
 }
 
-async fn respond(app: &App, request: hyper::Request<Incoming>) -> Response<Full<Bytes>> {
+async fn respond(
+    app: &App,
+    request: hyper::Request<Incoming>,
+    peer: std::net::IpAddr,
+) -> Response<Full<Bytes>> {
     let (parts, incoming) = request.into_parts();
     let mut out = Vec::with_capacity(256);
     let head_only = parts.method == Method::HEAD;
@@ -71,6 +78,9 @@ async fn respond(app: &App, request: hyper::Request<Incoming>) -> Response<Full<
         accept: header(http::header::ACCEPT),
         traceparent: header(HeaderName::from_static("traceparent")),
         request_id: header(HeaderName::from_static("x-request-id")),
+        player_id: header(HeaderName::from_static("x-player-id")),
+        forwarded_for: header(HeaderName::from_static("x-forwarded-for")),
+        peer,
         body: &body,
     };
     let arrived = tokio::time::Instant::now();
@@ -134,6 +144,10 @@ fn into_response(reply: Reply, body: Vec<u8>, head_only: bool) -> Response<Full<
         let value = match value {
             crate::http::HeaderValue::Static(text) => http::HeaderValue::from_static(text),
             crate::http::HeaderValue::Number(number) => http::HeaderValue::from(number),
+            other => match http::HeaderValue::from_str(&other.to_string()) {
+                Ok(value) => value,
+                Err(_) => continue,
+            },
         };
         // Reply header names are lowercase `'static` literals of this crate.
         headers.insert(HeaderName::from_static(name), value);

@@ -26,6 +26,7 @@ use tokio_util::sync::CancellationToken;
 use crate::admin::{self, AdminState};
 use crate::config::{Engine, Settings};
 use crate::http::{App, Readiness};
+use crate::protection::rate_limit::RateLimits;
 use crate::telemetry::access_log::AccessLog;
 use crate::telemetry::export::SpanExporter;
 use crate::telemetry::observe::Observability;
@@ -109,10 +110,12 @@ impl Server {
             admin_addr,
             workers,
             connection_gate: limits::ConnectionGate::new(max_connections),
-            app: Arc::new(App::new(
+            app: Arc::new(App::with_limits(
                 readiness.clone(),
                 settings.max_body_bytes,
                 observability(settings)?,
+                RateLimits::new(settings.rate_limits()),
+                settings.trusted_proxies.clone(),
             )),
             readiness,
             connection: Arc::new(ConnectionSettings {
@@ -177,6 +180,7 @@ impl Server {
         });
         drop(self.listeners);
         let admin = tokio::spawn(admin::serve(self.admin_listener, admin_state, stop.clone()));
+        let forgetter = tokio::spawn(forget_idle_clients(Arc::clone(&self.app)));
         tracing::info!(
             address = %self.local_addr,
             admin_address = %self.admin_addr,
@@ -202,12 +206,27 @@ impl Server {
             }
         }
         let _ = admin.await;
+        forgetter.abort();
         // Joining the writer threads blocks; keep it off this runtime, whose other tasks
         // (a collector in the same process, for one) may be what they are waiting on.
         let app = Arc::clone(&self.app);
         let _ = tokio::task::spawn_blocking(move || app.observability().shutdown()).await;
         tracing::info!("stopped");
         first_failure.map_or(Ok(()), Err)
+    }
+}
+
+/// How often rate-limit buckets of idle clients are dropped.
+const FORGET_IDLE_EVERY: Duration = Duration::from_secs(10);
+
+/// Keeps the rate limiter's memory bounded: a client whose bucket has refilled is forgotten
+/// (it would start full anyway).
+async fn forget_idle_clients(app: Arc<App>) {
+    let mut tick = tokio::time::interval(FORGET_IDLE_EVERY);
+    loop {
+        tick.tick().await;
+        let tracked = app.rate_limits().forget_idle();
+        tracing::debug!(tracked, "forgot idle rate-limit clients");
     }
 }
 

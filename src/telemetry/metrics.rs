@@ -140,6 +140,8 @@ pub struct Shard {
     /// Connections refused at accept because `max_connections` were open.
     pub connections_rejected: Counter,
     pub traceparent_invalid: Counter,
+    /// Requests refused by a rate limit, by scope (client, route, global).
+    pub rate_limited: [Counter; 3],
     pub access_log_lines: Counter,
     pub access_log_dropped: Counter,
     pub spans_queued: Counter,
@@ -159,6 +161,7 @@ impl Shard {
             connections_closed: Counter::default(),
             connections_rejected: Counter::default(),
             traceparent_invalid: Counter::default(),
+            rate_limited: Default::default(),
             access_log_lines: Counter::default(),
             access_log_dropped: Counter::default(),
             spans_queued: Counter::default(),
@@ -409,6 +412,20 @@ pub fn write_request_metrics(exposition: &mut Exposition) {
             );
             exposition.sample("guess_game_rounds_total", &labels, count);
         }
+    }
+
+    exposition.family(
+        "guess_game_rate_limited",
+        "Requests refused by a rate limit, by scope.",
+        Kind::Counter,
+    );
+    for (index, scope) in ["client", "route", "global"].iter().enumerate() {
+        let refused = sum(&|shard| shard.rate_limited[index].get());
+        exposition.sample(
+            "guess_game_rate_limited_total",
+            &format!("scope=\"{scope}\""),
+            refused,
+        );
     }
 
     let accepted = sum(&|shard| shard.connections_accepted.get());

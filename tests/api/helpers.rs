@@ -36,6 +36,10 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
         workers: 2,
         // Tests that read the access log run the binary and read its stdout.
         access_log_sample: 0.0,
+        // Every test speaks from 127.0.0.1; the limiter stays on but out of the way, and the
+        // rate-limit tests set their own.
+        rate_limit_per_client: 1_000_000.0,
+        rate_limit_per_client_burst: 1_000_000,
         ..Settings::default()
     };
     configure(&mut settings);

@@ -184,3 +184,53 @@ async fn thousands_of_slow_clients_do_not_starve_a_normal_one_with_default_setti
     }
     app.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_client_over_its_rate_gets_429_with_rate_limit_headers_and_others_do_not() {
+    let app = spawn_app_with(|settings| {
+        settings.rate_limit_per_client = 1.0;
+        settings.rate_limit_per_client_burst = 2;
+    })
+    .await;
+    let play = |player: &'static str| {
+        let headers = vec![
+            ("content-type", "application/json"),
+            ("x-player-id", player),
+            ("x-forwarded-for", "203.0.113.9"),
+        ];
+        let url = app.url.clone();
+        async move {
+            url.send(
+                http::Method::POST,
+                "/play",
+                &headers,
+                r#"{"choice":"rock"}"#.into(),
+                crate::helpers::TIMEOUT,
+            )
+            .await
+            .unwrap()
+        }
+    };
+    assert_eq!(play("alice").await.status, 200);
+    assert_eq!(play("alice").await.status, 200);
+    let refused = play("alice").await;
+    assert_eq!(refused.status, 429);
+    assert_eq!(
+        refused.header("content-type"),
+        Some("application/problem+json")
+    );
+    assert_eq!(crate::helpers::json(&refused)["code"], "rate_limited");
+    assert_eq!(refused.header("retry-after"), Some("1"));
+    assert_eq!(
+        refused.header("ratelimit-policy"),
+        Some("\"client\";q=2;w=2")
+    );
+    assert_eq!(refused.header("ratelimit"), Some("\"client\";r=0;t=1"));
+    // Another player, from the same address and the same (untrusted) forwarded-for, has its own bucket.
+    assert_eq!(play("bob").await.status, 200);
+    // Probes are never limited.
+    for _ in 0..5 {
+        assert_eq!(app.get("/healthz").await.status, 200);
+    }
+    app.shutdown().await.unwrap();
+}

@@ -15,7 +15,7 @@ use crate::telemetry::observe::Completed;
 const OUTPUT_HIGH_WATER: usize = 64 * 1024;
 
 /// A connection's buffers, reused for every request it carries.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Buffers {
     pub input: Vec<u8>,
     pub output: Vec<u8>,
@@ -25,6 +25,8 @@ pub struct Buffers {
     decoded: Vec<u8>,
     /// Requests answered into `output` and not yet reported finished.
     pub completed: Vec<Completed>,
+    /// The client's address, for rate limits.
+    pub peer: std::net::IpAddr,
 }
 
 /// What serving the buffered requests left to do.
@@ -36,8 +38,9 @@ pub struct Progress {
 }
 
 impl Buffers {
-    pub fn with_capacity(capacity: usize) -> Self {
+    pub fn with_capacity(capacity: usize, peer: std::net::IpAddr) -> Self {
         Self {
+            peer,
             input: Vec::with_capacity(capacity),
             output: Vec::with_capacity(capacity),
             body: Vec::with_capacity(256),
@@ -123,6 +126,9 @@ impl Buffers {
                 accept: head.accept,
                 traceparent: head.traceparent,
                 request_id: head.request_id,
+                player_id: head.player_id,
+                forwarded_for: head.forwarded_for,
+                peer: self.peer,
                 body,
             };
             let reply = app.handle(&request, &mut self.body);
@@ -270,6 +276,9 @@ mod tests {
             accept: None,
             traceparent: None,
             request_id: None,
+            player_id: None,
+            forwarded_for: None,
+            peer: std::net::Ipv4Addr::LOCALHOST.into(),
             body,
         };
         let mut out = Vec::with_capacity(512);
@@ -338,7 +347,7 @@ mod tests {
     fn the_whole_engine_path_allocates_at_most_once_per_request() {
         let app = app();
         let request = b"POST /play HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 18\r\n\r\n{\"choice\":\"paper\"}";
-        let mut buffers = Buffers::with_capacity(4096);
+        let mut buffers = Buffers::with_capacity(4096, std::net::Ipv4Addr::LOCALHOST.into());
         let now = Instant::now();
         let per_request = allocations_per_call(|| {
             buffers.input.clear();

@@ -168,12 +168,16 @@ impl Connection {
         settings: Arc<ConnectionSettings>,
         idle: Arc<AtomicBool>,
     ) -> Self {
+        // An unknown peer (the socket already gone) is counted as the unspecified address.
+        let peer = stream
+            .peer_addr()
+            .map_or(std::net::IpAddr::from([0, 0, 0, 0]), |address| address.ip());
         Self {
             stream,
             app,
             settings,
             idle,
-            buffers: Buffers::with_capacity(INITIAL_BUFFER),
+            buffers: Buffers::with_capacity(INITIAL_BUFFER, peer),
             request_started: Instant::now(),
             continue_sent: false,
         }

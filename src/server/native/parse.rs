@@ -31,6 +31,8 @@ pub struct Head<'a> {
     pub accept: Option<&'a [u8]>,
     pub traceparent: Option<&'a [u8]>,
     pub request_id: Option<&'a [u8]>,
+    pub player_id: Option<&'a [u8]>,
+    pub forwarded_for: Option<&'a [u8]>,
     pub framing: Framing,
     /// Whether the connection may carry another request after this one.
     pub keep_alive: bool,
@@ -87,6 +89,8 @@ pub fn parse_head(buffer: &[u8]) -> Result<Option<Head<'_>>, HeadError> {
         accept: None,
         traceparent: None,
         request_id: None,
+        player_id: None,
+        forwarded_for: None,
         framing: Framing::Length(0),
         keep_alive: minor_version >= 1,
         expect_continue: false,
@@ -124,6 +128,10 @@ pub fn parse_head(buffer: &[u8]) -> Result<Option<Head<'_>>, HeadError> {
             head.traceparent = Some(value);
         } else if name.eq_ignore_ascii_case(b"x-request-id") {
             head.request_id = Some(value);
+        } else if name.eq_ignore_ascii_case(b"x-player-id") {
+            head.player_id = Some(value);
+        } else if name.eq_ignore_ascii_case(b"x-forwarded-for") {
+            head.forwarded_for = Some(value);
         } else if name.eq_ignore_ascii_case(b"expect") {
             head.expect_continue = value.trim_ascii().eq_ignore_ascii_case(b"100-continue");
         }

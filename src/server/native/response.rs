@@ -40,6 +40,10 @@ pub fn write_response(
             HeaderValue::Number(number) => {
                 out.extend_from_slice(itoa::Buffer::new().format(number).as_bytes())
             }
+            // Only refusals carry these; formatting into the Vec does not allocate once warm.
+            other => {
+                let _ = write!(out, "{other}");
+            }
         }
         out.extend_from_slice(b"\r\n");
     }
