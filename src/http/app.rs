@@ -149,6 +149,9 @@ impl App {
         let key = self.rate_limits.client_key(player, address);
         self.rate_limits.check(route, key).map_err(|refusal| {
             metrics::with_shard(|shard| shard.rate_limited[refusal.scope as usize].add(1));
+            if crate::telemetry::log_this_refusal() {
+                tracing::warn!(scope = refusal.scope.name(), client = ?key, route = route.template(), "rate limited (1% of refusals are logged)");
+            }
             ApiError::RateLimited(refusal)
         })
     }

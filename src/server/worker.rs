@@ -152,6 +152,9 @@ fn connection_limit_answer() -> Vec<u8> {
 fn refuse(stream: &TcpStream, answer: &[u8]) {
     let _ = stream.try_write(answer);
     crate::telemetry::metrics::with_shard(|shard| shard.connections_rejected.add(1));
+    if crate::telemetry::log_this_refusal() {
+        tracing::warn!(peer = ?stream.peer_addr().ok(), "connection refused at max_connections (1% of refusals are logged)");
+    }
 }
 
 fn is_resource_exhaustion(error: &io::Error) -> bool {

@@ -2,6 +2,15 @@
 //! readable text for people), metrics, trace context, the access log and span export.
 
 pub mod access_log;
+
+/// Share of protective refusals (rate limits, connection caps) that are logged: a flood must
+/// not become a flood of log lines; the metrics count every one.
+pub const REFUSAL_LOG_SAMPLE: f64 = 0.01;
+
+/// Whether this refusal is one of the sampled few to log.
+pub fn log_this_refusal() -> bool {
+    fastrand::f64() < REFUSAL_LOG_SAMPLE
+}
 pub mod export;
 pub mod metrics;
 pub mod observe;
