@@ -8,6 +8,7 @@ pub mod cli;
 pub mod client;
 pub mod config;
 mod deadline;
+pub mod flags;
 pub mod game;
 pub mod http;
 pub mod loadtest;

@@ -41,7 +41,10 @@ fn serve(args: Box<ServeArgs>) -> ExitCode {
     let served = runtime().and_then(|runtime| {
         runtime.block_on(async {
             let shutdown = shutdown::signal();
-            let server = Server::build(&settings)?;
+            let config = args.config.clone();
+            let server = Server::build(&settings)?.reload_on_hangup(move || {
+                Settings::load(config.as_deref(), &*args).map_err(|error| error.to_string())
+            });
             server.run_until_stopped(shutdown).await?;
             Ok(())
         })

@@ -21,7 +21,9 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio_util::sync::CancellationToken;
 
+use crate::flags::{FlagChange, Level, RuntimeFlags};
 use crate::http::ApiError;
+use crate::http::problem::BodyError;
 use crate::telemetry::metrics::{self, Exposition, Format, Kind};
 use crate::telemetry::process;
 
@@ -29,6 +31,8 @@ use crate::telemetry::process;
 pub struct AdminState {
     /// Duplicates of the public listening sockets, for their accept-queue figures.
     pub public_listeners: Vec<std::net::TcpListener>,
+    /// The runtime flags `/admin/flags` reads and changes.
+    pub flags: Arc<RuntimeFlags>,
 }
 
 /// Binds the admin listener (the loopback rule is enforced by configuration validation).
@@ -85,10 +89,17 @@ async fn respond(state: &AdminState, request: hyper::Request<Incoming>) -> Respo
     let path = request.uri().path();
     let allowed = match path {
         "/metrics" | "/debug/pprof/profile" => "GET",
+        "/admin/flags" => "GET, PUT",
         _ => return problem(&ApiError::NotFound),
     };
-    if request.method() != Method::GET {
+    if !allowed
+        .split(", ")
+        .any(|method| method == request.method().as_str())
+    {
         return problem(&ApiError::MethodNotAllowed { allow: allowed });
+    }
+    if path == "/admin/flags" {
+        return flags(state, request).await;
     }
     if path == "/metrics" {
         let accept = request
@@ -103,6 +114,31 @@ async fn respond(state: &AdminState, request: hyper::Request<Incoming>) -> Respo
         Ok(profile) => answer(StatusCode::OK, profile.content_type, profile.body),
         Err(error) => problem(&error),
     }
+}
+
+/// `GET /admin/flags` shows the flags; `PUT` with `{"level": "minimal"}` and/or single flags
+/// (`{"access_log": false}`) changes them and shows the result.
+async fn flags(state: &AdminState, request: hyper::Request<Incoming>) -> Response<Full<Bytes>> {
+    use http_body_util::{BodyExt, Limited};
+    if request.method() == Method::PUT {
+        let body = match Limited::new(request.into_body(), 4096).collect().await {
+            Ok(body) => body.to_bytes(),
+            Err(_) => return problem(&ApiError::PayloadTooLarge { limit: 4096 }),
+        };
+        match serde_json::from_slice::<FlagChange>(&body) {
+            Ok(change) => {
+                state.flags.apply(change);
+            }
+            Err(error) => return problem(&ApiError::InvalidBody(BodyError::Json(error))),
+        }
+    }
+    let current = state.flags.current();
+    let document = serde_json::json!({ "level": Level::of(current), "flags": current });
+    answer(
+        StatusCode::OK,
+        "application/json",
+        document.to_string().into_bytes(),
+    )
 }
 
 /// Every metric family, in `format`.

@@ -80,6 +80,10 @@ pub struct Settings {
     pub otlp_endpoint: Option<String>,
     /// Share of requests written to the access log, 0 to 1 (0 turns it off).
     pub access_log_sample: f64,
+    /// Runtime flag: write the access log (switchable at run time; see docs/OPERATIONS.md).
+    pub access_log: bool,
+    /// Runtime flag: export spans when `otlp_endpoint` is set.
+    pub trace_export: bool,
 }
 
 /// Which HTTP/1.1 implementation serves connections.
@@ -126,6 +130,8 @@ impl Default for Settings {
             admin_public: false,
             otlp_endpoint: None,
             access_log_sample: 1.0,
+            access_log: true,
+            trace_export: true,
         }
     }
 }
@@ -143,6 +149,14 @@ pub enum ConfigError {
 }
 
 impl Settings {
+    /// The initial runtime flags; a reload on SIGHUP applies them again.
+    pub fn flags(&self) -> crate::flags::Flags {
+        crate::flags::Flags {
+            access_log: self.access_log,
+            trace_export: self.trace_export,
+        }
+    }
+
     /// The rate limits these settings describe.
     pub fn rate_limits(&self) -> crate::protection::rate_limit::RateLimitSettings {
         use crate::protection::rate_limit::{Limit, RateLimitSettings};

@@ -25,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::admin::{self, AdminState};
 use crate::config::{Engine, Settings};
+use crate::flags::RuntimeFlags;
 use crate::http::{App, Readiness};
 use crate::protection::rate_limit::RateLimits;
 use crate::telemetry::access_log::AccessLog;
@@ -70,6 +71,8 @@ pub struct Server {
     admin_addr: SocketAddr,
     workers: usize,
     connection_gate: Arc<limits::ConnectionGate>,
+    /// Re-reads the settings on SIGHUP, when set.
+    reload: Option<Box<dyn Fn() -> Result<Settings, String> + Send + Sync>>,
     app: Arc<App>,
     readiness: Readiness,
     connection: Arc<ConnectionSettings>,
@@ -110,6 +113,7 @@ impl Server {
             admin_addr,
             workers,
             connection_gate: limits::ConnectionGate::new(max_connections),
+            reload: None,
             app: Arc::new(App::with_limits(
                 readiness.clone(),
                 settings.max_body_bytes,
@@ -132,6 +136,15 @@ impl Server {
     /// The address the listener is bound to (with the real port when port 0 was asked for).
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// Reloads the settings with `reload` on SIGHUP and applies their runtime flags.
+    pub fn reload_on_hangup(
+        mut self,
+        reload: impl Fn() -> Result<Settings, String> + Send + Sync + 'static,
+    ) -> Self {
+        self.reload = Some(Box::new(reload));
+        self
     }
 
     /// The address the admin listener is bound to.
@@ -177,6 +190,17 @@ impl Server {
                 .iter()
                 .filter_map(|listener| listener.try_clone().ok())
                 .collect(),
+            flags: Arc::clone(self.app.observability().flags()),
+        });
+        let reloader = self.reload.map(|reload| {
+            let flags = Arc::clone(self.app.observability().flags());
+            shutdown::on_hangup(move || match reload() {
+                Ok(settings) => {
+                    flags.set(settings.flags());
+                    tracing::info!(flags = ?settings.flags(), "configuration reloaded on SIGHUP; runtime flags applied (other settings take effect at restart)");
+                }
+                Err(error) => tracing::error!(%error, "configuration reload on SIGHUP failed; keeping the current flags"),
+            })
         });
         drop(self.listeners);
         let admin = tokio::spawn(admin::serve(self.admin_listener, admin_state, stop.clone()));
@@ -207,6 +231,9 @@ impl Server {
         }
         let _ = admin.await;
         forgetter.abort();
+        if let Some(reloader) = reloader {
+            reloader.abort();
+        }
         // Joining the writer threads blocks; keep it off this runtime, whose other tasks
         // (a collector in the same process, for one) may be what they are waiting on.
         let app = Arc::clone(&self.app);
@@ -248,7 +275,11 @@ fn observability(settings: &Settings) -> Result<Observability, ServeError> {
             what: "span export",
             reason: error.to_string(),
         })?;
-    Ok(Observability::new(access_log, exporter))
+    Ok(Observability::new(
+        access_log,
+        exporter,
+        RuntimeFlags::new(settings.flags()),
+    ))
 }
 
 /// Workers to run: the configured number, or one per CPU this process may use. The standard

@@ -39,3 +39,35 @@ pub fn signal() -> impl Future<Output = ()> {
         }
     }
 }
+
+/// Installs a SIGHUP handler now and spawns a task that calls `reload` on each SIGHUP, until
+/// aborted. Installing at once matters: SIGHUP's default action ends the process. Off Unix
+/// there is no SIGHUP and the task does nothing.
+pub fn on_hangup(reload: impl Fn() + Send + 'static) -> tokio::task::JoinHandle<()> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let hangups = signal(SignalKind::hangup());
+        tokio::spawn(async move {
+            let mut hangups = match hangups {
+                Ok(hangups) => hangups,
+                Err(error) => {
+                    tracing::error!(%error, "cannot listen for SIGHUP; reload by restarting");
+                    return;
+                }
+            };
+            while hangups.recv().await.is_some() {
+                tracing::info!(
+                    signal = "SIGHUP",
+                    "signal received; reloading configuration"
+                );
+                reload();
+            }
+        })
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = reload;
+        tokio::spawn(async {})
+    }
+}

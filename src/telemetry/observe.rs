@@ -4,7 +4,11 @@
 
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use tokio::time::Instant;
+
+use crate::flags::{Level, RuntimeFlags};
 
 use super::access_log::{self, AccessLog};
 use super::export::{SpanExporter, SpanRecord};
@@ -25,24 +29,40 @@ pub struct Completed {
     pub request_id: RequestId,
 }
 
-/// Access log and span export, as configured; metrics are always on.
-#[derive(Default)]
+/// Access log and span export, as configured and as the runtime flags allow; metrics are
+/// always on.
 pub struct Observability {
     access_log: Option<AccessLog>,
     exporter: Option<SpanExporter>,
+    flags: Arc<RuntimeFlags>,
+}
+
+impl Default for Observability {
+    fn default() -> Self {
+        Self::new(None, None, RuntimeFlags::new(Level::Full.flags()))
+    }
 }
 
 impl Observability {
-    pub fn new(access_log: Option<AccessLog>, exporter: Option<SpanExporter>) -> Self {
+    pub fn new(
+        access_log: Option<AccessLog>,
+        exporter: Option<SpanExporter>,
+        flags: Arc<RuntimeFlags>,
+    ) -> Self {
         Self {
             access_log,
             exporter,
+            flags,
         }
+    }
+
+    pub fn flags(&self) -> &Arc<RuntimeFlags> {
+        &self.flags
     }
 
     /// Whether spans are exported; handlers time their inner steps only then.
     pub fn exporting(&self) -> bool {
-        self.exporter.is_some()
+        self.exporter.is_some() && self.flags.current().trace_export
     }
 
     /// Records a request answered at `answered` that arrived at `arrived`.
@@ -54,11 +74,15 @@ impl Observability {
         if self.access_log.is_none() && self.exporter.is_none() {
             return;
         }
+        let flags = self.flags.current();
         let now_unix = access_log::unix_now();
-        if let Some(log) = &self.access_log {
+        if let Some(log) = &self.access_log
+            && flags.access_log
+        {
             log.log(completed, latency, now_unix);
         }
         if let Some(exporter) = &self.exporter
+            && flags.trace_export
             && completed.trace.sampled()
         {
             let end = now_unix.saturating_sub(Instant::now().saturating_duration_since(answered));
@@ -81,7 +105,7 @@ impl Observability {
         let Some(exporter) = &self.exporter else {
             return;
         };
-        if !trace.sampled() {
+        if !trace.sampled() || !self.flags.current().trace_export {
             return;
         }
         let now_unix = access_log::unix_now();

@@ -301,3 +301,81 @@ async fn each_request_gets_one_access_log_line_without_its_body() {
         .unwrap();
     assert_eq!(status.code(), Some(0));
 }
+
+#[tokio::test]
+async fn sighup_reloads_the_configuration_file_into_the_runtime_flags() {
+    let dir = std::env::temp_dir().join(format!("guess-game-reload-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("guess-game.toml");
+    std::fs::write(&config, "access_log = true\ntrace_export = true\n").unwrap();
+    let mut child = Command::new(BINARY)
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+            "--workers",
+            "1",
+            "--log-format",
+            "json",
+        ])
+        .arg("--config")
+        .arg(&config)
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let admin = tokio::task::spawn_blocking(move || {
+        BufReader::new(stdout)
+            .lines()
+            .find_map(|line| {
+                let event: serde_json::Value = serde_json::from_str(&line.ok()?).ok()?;
+                (event["message"] == "guess-game listening")
+                    .then(|| event["admin_address"].as_str().unwrap().to_owned())
+            })
+            .expect("a start-up line with the admin address")
+    })
+    .await
+    .unwrap();
+    let admin = guess_game::client::ServerUrl::parse(&format!("http://{admin}")).unwrap();
+    let flags = || async {
+        let answer = admin
+            .send(
+                http::Method::GET,
+                "/admin/flags",
+                &[],
+                bytes::Bytes::new(),
+                Duration::from_secs(10),
+            )
+            .await
+            .unwrap();
+        serde_json::from_slice::<serde_json::Value>(&answer.body).unwrap()["flags"].clone()
+    };
+    assert_eq!(flags().await["access_log"], true);
+
+    std::fs::write(&config, "access_log = false\ntrace_export = true\n").unwrap();
+    // SAFETY: kill(2) with a child's pid and a valid signal number has no memory effects.
+    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGHUP) };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while flags().await["access_log"] != false {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the reload never applied"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // SAFETY: as above.
+    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+    let status = tokio::task::spawn_blocking(move || child.wait().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "SIGHUP did not end the process, SIGTERM did cleanly"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -454,3 +454,85 @@ async fn the_dashboard_and_alert_rules_use_only_exposed_metrics() {
     assert!(checked > 20, "{checked}");
     app.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn runtime_flags_switch_optional_features_off_and_play_keeps_working() {
+    let (collector, _received) = otlp_receiver().await;
+    let app =
+        spawn_app_with(|settings| settings.otlp_endpoint = Some(format!("http://{collector}")))
+            .await;
+    let admin = ServerUrl::parse(&format!("http://{}", app.admin)).unwrap();
+    let put = |body: &'static str| {
+        let admin = admin.clone();
+        async move {
+            admin
+                .send(
+                    Method::PUT,
+                    "/admin/flags",
+                    &[("content-type", "application/json")],
+                    body.into(),
+                    TIMEOUT,
+                )
+                .await
+                .unwrap()
+        }
+    };
+    let shown = crate::helpers::json(&admin_get(&app, "/admin/flags", None).await);
+    assert_eq!(shown["level"], "full");
+    assert_eq!(
+        shown["flags"],
+        serde_json::json!({"access_log": true, "trace_export": true})
+    );
+
+    let queued = |values: &HashMap<String, f64>| value(values, "guess_game_spans_queued_total{}");
+    let (_, before) = scrape(&app).await;
+    assert_eq!(
+        app.play_json(r#"{"choice":"rock"}"#).await.status,
+        StatusCode::OK
+    );
+    let (_, exporting) = scrape(&app).await;
+    assert!(
+        queued(&exporting) > queued(&before),
+        "spans are exported while the flag is on"
+    );
+
+    let changed = put(r#"{"level":"minimal"}"#).await;
+    assert_eq!(changed.status, StatusCode::OK);
+    assert_eq!(
+        crate::helpers::json(&changed)["flags"],
+        serde_json::json!({"access_log": false, "trace_export": false})
+    );
+    assert_eq!(
+        app.play_json(r#"{"choice":"rock"}"#).await.status,
+        StatusCode::OK,
+        "/play needs no optional feature"
+    );
+    let (_, degraded) = scrape(&app).await;
+    assert_eq!(
+        queued(&degraded),
+        queued(&exporting),
+        "no span queued with trace_export off"
+    );
+
+    let single = crate::helpers::json(&put(r#"{"trace_export":true}"#).await);
+    assert_eq!(
+        single["flags"],
+        serde_json::json!({"access_log": false, "trace_export": true})
+    );
+    assert_eq!(
+        single["level"],
+        serde_json::Value::Null,
+        "no named level matches"
+    );
+    assert_eq!(
+        put(r#"{"acces_log":false}"#).await.status,
+        StatusCode::BAD_REQUEST
+    );
+    let wrong = admin
+        .send(Method::DELETE, "/admin/flags", &[], Bytes::new(), TIMEOUT)
+        .await
+        .unwrap();
+    assert_eq!(wrong.status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(wrong.header("allow"), Some("GET, PUT"));
+    app.shutdown().await.unwrap();
+}
