@@ -24,6 +24,7 @@ use tokio_util::sync::CancellationToken;
 use crate::flags::{FlagChange, Level, RuntimeFlags};
 use crate::http::ApiError;
 use crate::http::problem::BodyError;
+use crate::protection::faults::{FaultSpec, Faults};
 use crate::telemetry::metrics::{self, Exposition, Format, Kind};
 use crate::telemetry::process;
 
@@ -33,6 +34,8 @@ pub struct AdminState {
     pub public_listeners: Vec<std::net::TcpListener>,
     /// The runtime flags `/admin/flags` reads and changes.
     pub flags: Arc<RuntimeFlags>,
+    /// The faults `/admin/faults` injects.
+    pub faults: Arc<Faults>,
 }
 
 /// Binds the admin listener (the loopback rule is enforced by configuration validation).
@@ -90,6 +93,7 @@ async fn respond(state: &AdminState, request: hyper::Request<Incoming>) -> Respo
     let allowed = match path {
         "/metrics" | "/debug/pprof/profile" => "GET",
         "/admin/flags" => "GET, PUT",
+        "/admin/faults" => "GET, POST, DELETE",
         _ => return problem(&ApiError::NotFound),
     };
     if !allowed
@@ -100,6 +104,9 @@ async fn respond(state: &AdminState, request: hyper::Request<Incoming>) -> Respo
     }
     if path == "/admin/flags" {
         return flags(state, request).await;
+    }
+    if path == "/admin/faults" {
+        return faults(state, request).await;
     }
     if path == "/metrics" {
         let accept = request
@@ -134,6 +141,64 @@ async fn flags(state: &AdminState, request: hyper::Request<Incoming>) -> Respons
     }
     let current = state.flags.current();
     let document = serde_json::json!({ "level": Level::of(current), "flags": current });
+    answer(
+        StatusCode::OK,
+        "application/json",
+        document.to_string().into_bytes(),
+    )
+}
+
+/// `POST /admin/faults` adds a fault (403 unless `fault_injection` is on), `DELETE` removes
+/// all, `GET` lists the active ones.
+async fn faults(state: &AdminState, request: hyper::Request<Incoming>) -> Response<Full<Bytes>> {
+    use http_body_util::{BodyExt, Limited};
+    let now = tokio::time::Instant::now();
+    let method = request.method().clone();
+    if method == Method::POST {
+        if !state.faults.enabled() {
+            return problem(&ApiError::FaultInjectionDisabled);
+        }
+        let body = match Limited::new(request.into_body(), 4096).collect().await {
+            Ok(body) => body.to_bytes(),
+            Err(_) => return problem(&ApiError::PayloadTooLarge { limit: 4096 }),
+        };
+        let spec = match serde_json::from_slice::<FaultSpec>(&body) {
+            Ok(spec) => spec,
+            Err(error) => return problem(&ApiError::InvalidBody(BodyError::Json(error))),
+        };
+        if let Err(reason) = spec.validate() {
+            return problem(&ApiError::InvalidParameter {
+                name: "fault",
+                reason,
+            });
+        }
+        let fault = state.faults.add(spec, now);
+        let document = serde_json::json!({ "id": fault.id, "expires_in_ms": spec.duration_ms });
+        return answer(
+            StatusCode::CREATED,
+            "application/json",
+            document.to_string().into_bytes(),
+        );
+    }
+    if method == Method::DELETE {
+        state.faults.clear();
+    }
+    let active: Vec<serde_json::Value> = state
+        .faults
+        .active(now)
+        .iter()
+        .map(|fault| {
+            serde_json::json!({
+                "id": fault.id,
+                "point": fault.spec.point,
+                "latency_ms": fault.spec.latency_ms,
+                "latency_jitter_ms": fault.spec.latency_jitter_ms,
+                "error_rate": fault.spec.error_rate,
+                "expires_in_ms": fault.expires_at.saturating_duration_since(now).as_millis() as u64,
+            })
+        })
+        .collect();
+    let document = serde_json::json!({ "enabled": state.faults.enabled(), "faults": active });
     answer(
         StatusCode::OK,
         "application/json",

@@ -80,6 +80,8 @@ pub struct Settings {
     pub otlp_endpoint: Option<String>,
     /// Share of requests written to the access log, 0 to 1 (0 turns it off).
     pub access_log_sample: f64,
+    /// Allow fault injection through the admin listener (`/admin/faults`); off in production.
+    pub fault_injection: bool,
     /// Runtime flag: write the access log (switchable at run time; see docs/OPERATIONS.md).
     pub access_log: bool,
     /// Runtime flag: export spans when `otlp_endpoint` is set.
@@ -130,6 +132,7 @@ impl Default for Settings {
             admin_public: false,
             otlp_endpoint: None,
             access_log_sample: 1.0,
+            fault_injection: false,
             access_log: true,
             trace_export: true,
         }

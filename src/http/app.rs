@@ -13,6 +13,7 @@ use super::{Request, openapi};
 use crate::game::{self, Choice, random};
 use std::net::IpAddr;
 
+use crate::protection::faults::{Faults, Point};
 use crate::protection::rate_limit::{RateLimitSettings, RateLimits};
 use crate::telemetry::metrics::{self, method_index, route_index};
 use crate::telemetry::observe::{Completed, Observability};
@@ -52,6 +53,7 @@ pub struct App {
     observability: Observability,
     rate_limits: RateLimits,
     trusted_proxies: Vec<IpAddr>,
+    faults: Arc<Faults>,
 }
 
 impl std::fmt::Debug for App {
@@ -70,6 +72,7 @@ impl App {
             observability,
             RateLimits::new(RateLimitSettings::OFF),
             Vec::new(),
+            Faults::new(false),
         )
     }
 
@@ -79,6 +82,7 @@ impl App {
         observability: Observability,
         rate_limits: RateLimits,
         trusted_proxies: Vec<IpAddr>,
+        faults: Arc<Faults>,
     ) -> Self {
         Self {
             readiness,
@@ -86,6 +90,7 @@ impl App {
             observability,
             rate_limits,
             trusted_proxies,
+            faults,
         }
     }
 
@@ -207,6 +212,16 @@ impl App {
     ) -> Result<Reply, ApiError<'a>> {
         // Inner steps are timed only when spans are exported: two clock reads per step
         // are not free, and nothing else reads them.
+        let injection = self.faults.inject(Point::Play);
+        if injection != Default::default() {
+            metrics::with_shard(|shard| {
+                shard.faults_injected[0].add(u64::from(!injection.delay.is_zero()));
+                shard.faults_injected[1].add(u64::from(injection.fail));
+            });
+        }
+        if injection.fail {
+            return Err(ApiError::InjectedFault);
+        }
         let steps = self.observability.exporting();
         let started = steps.then(tokio::time::Instant::now);
         let request_format = wire::request_format(request.content_type)?;
@@ -228,7 +243,9 @@ impl App {
             self.observability.step(trace, "encode", judged, encoded);
         }
         tracing::debug!(player = %outcome.player, computer = %outcome.computer, winner = outcome.winner.name(), "round played");
-        Ok(Reply::new(StatusCode::OK, response_format.content_type()))
+        let mut reply = Reply::new(StatusCode::OK, response_format.content_type());
+        reply.delay = injection.delay;
+        Ok(reply)
     }
 
     /// Whether `method` on `path` would be routed to a handler that reads a body. Engines use

@@ -47,6 +47,10 @@ pub enum ApiError<'a> {
     RequestTimeout,
     #[error("too many requests ({} limit); retry after {} s", .0.scope.name(), .0.retry_after_seconds())]
     RateLimited(crate::protection::rate_limit::Refusal),
+    #[error("a fault was injected here on purpose (fault injection is on)")]
+    InjectedFault,
+    #[error("fault injection is off; start the server with fault_injection = true to use it")]
+    FaultInjectionDisabled,
     #[error("the server has reached its limit of open connections; try again shortly")]
     TooManyConnections,
     #[error("invalid query parameter `{name}`: {reason}")]
@@ -139,6 +143,14 @@ impl ApiError<'_> {
             ApiError::RateLimited(_) => {
                 kind!(TOO_MANY_REQUESTS, "rate_limited", "Too many requests")
             }
+            ApiError::InjectedFault => {
+                kind!(SERVICE_UNAVAILABLE, "injected_fault", "Injected fault")
+            }
+            ApiError::FaultInjectionDisabled => kind!(
+                FORBIDDEN,
+                "fault_injection_disabled",
+                "Fault injection disabled"
+            ),
             ApiError::TooManyConnections => kind!(
                 SERVICE_UNAVAILABLE,
                 "connection_limit",
@@ -198,9 +210,8 @@ impl ApiError<'_> {
             }
             ApiError::ShuttingDown
             | ApiError::RandomUnavailable(_)
-            | ApiError::TooManyConnections => {
-                reply.with_header("retry-after", HeaderValue::Number(1))
-            }
+            | ApiError::TooManyConnections
+            | ApiError::InjectedFault => reply.with_header("retry-after", HeaderValue::Number(1)),
             ApiError::RateLimited(refusal) => {
                 let policy = refusal.scope.name();
                 let (quota, window) = refusal.policy();

@@ -65,6 +65,8 @@ pub struct Reply {
     pub trace: Option<TraceContext>,
     /// The request's id; engines send it back as `x-request-id`.
     pub request_id: Option<RequestId>,
+    /// Injected latency: the engine waits this long (on this connection only) before sending.
+    pub delay: std::time::Duration,
 }
 
 impl Reply {
@@ -77,6 +79,7 @@ impl Reply {
             route: None,
             trace: None,
             request_id: None,
+            delay: std::time::Duration::ZERO,
         }
     }
 

@@ -85,6 +85,9 @@ async fn respond(
     };
     let arrived = tokio::time::Instant::now();
     let reply = app.handle(&request, &mut out);
+    if !reply.delay.is_zero() {
+        tokio::time::sleep(reply.delay).await;
+    }
     let completed = App::completed(&parts.method, &reply, body.len(), out.len());
     app.observability()
         .request_finished(&completed, arrived, tokio::time::Instant::now());

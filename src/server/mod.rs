@@ -27,6 +27,7 @@ use crate::admin::{self, AdminState};
 use crate::config::{Engine, Settings};
 use crate::flags::RuntimeFlags;
 use crate::http::{App, Readiness};
+use crate::protection::faults::Faults;
 use crate::protection::rate_limit::RateLimits;
 use crate::telemetry::access_log::AccessLog;
 use crate::telemetry::export::SpanExporter;
@@ -71,6 +72,7 @@ pub struct Server {
     admin_addr: SocketAddr,
     workers: usize,
     connection_gate: Arc<limits::ConnectionGate>,
+    faults: Arc<Faults>,
     /// Re-reads the settings on SIGHUP, when set.
     reload: Option<Box<dyn Fn() -> Result<Settings, String> + Send + Sync>>,
     app: Arc<App>,
@@ -106,6 +108,7 @@ impl Server {
         let admin_listener = admin::bind(settings.admin_listen).map_err(admin_bind_error)?;
         let admin_addr = admin_listener.local_addr().map_err(admin_bind_error)?;
         let readiness = Readiness::new();
+        let faults = Faults::new(settings.fault_injection);
         Ok(Server {
             listeners,
             local_addr,
@@ -120,7 +123,9 @@ impl Server {
                 observability(settings)?,
                 RateLimits::new(settings.rate_limits()),
                 settings.trusted_proxies.clone(),
+                Arc::clone(&faults),
             )),
+            faults,
             readiness,
             connection: Arc::new(ConnectionSettings {
                 engine: settings.engine,
@@ -191,6 +196,7 @@ impl Server {
                 .filter_map(|listener| listener.try_clone().ok())
                 .collect(),
             flags: Arc::clone(self.app.observability().flags()),
+            faults: Arc::clone(&self.faults),
         });
         let reloader = self.reload.map(|reload| {
             let flags = Arc::clone(self.app.observability().flags());

@@ -142,6 +142,8 @@ pub struct Shard {
     pub traceparent_invalid: Counter,
     /// Requests refused by a rate limit, by scope (client, route, global).
     pub rate_limited: [Counter; 3],
+    /// Faults injected at the play point: latency added, errors answered.
+    pub faults_injected: [Counter; 2],
     pub access_log_lines: Counter,
     pub access_log_dropped: Counter,
     pub spans_queued: Counter,
@@ -162,6 +164,7 @@ impl Shard {
             connections_rejected: Counter::default(),
             traceparent_invalid: Counter::default(),
             rate_limited: Default::default(),
+            faults_injected: Default::default(),
             access_log_lines: Counter::default(),
             access_log_dropped: Counter::default(),
             spans_queued: Counter::default(),
@@ -425,6 +428,20 @@ pub fn write_request_metrics(exposition: &mut Exposition) {
             "guess_game_rate_limited_total",
             &format!("scope=\"{scope}\""),
             refused,
+        );
+    }
+
+    exposition.family(
+        "guess_game_faults_injected",
+        "Faults injected on purpose, by point and kind.",
+        Kind::Counter,
+    );
+    for (index, kind) in ["latency", "error"].iter().enumerate() {
+        let injected = sum(&|shard| shard.faults_injected[index].get());
+        exposition.sample(
+            "guess_game_faults_injected_total",
+            &format!("point=\"play\",kind=\"{kind}\""),
+            injected,
         );
     }
 

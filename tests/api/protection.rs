@@ -234,3 +234,105 @@ async fn a_client_over_its_rate_gets_429_with_rate_limit_headers_and_others_do_n
     }
     app.shutdown().await.unwrap();
 }
+
+async fn admin_send(
+    app: &TestApp,
+    method: http::Method,
+    body: &'static str,
+) -> guess_game::client::Answer {
+    let admin = guess_game::client::ServerUrl::parse(&format!("http://{}", app.admin)).unwrap();
+    admin
+        .send(
+            method,
+            "/admin/faults",
+            &[("content-type", "application/json")],
+            body.into(),
+            crate::helpers::TIMEOUT,
+        )
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn an_injected_error_fails_play_only_and_is_removed_on_request() {
+    let app = spawn_app_with(|settings| settings.fault_injection = true).await;
+    let added = admin_send(
+        &app,
+        http::Method::POST,
+        r#"{"point":"play","error_rate":1.0,"duration_ms":60000}"#,
+    )
+    .await;
+    assert_eq!(
+        added.status,
+        201,
+        "{}",
+        String::from_utf8_lossy(&added.body)
+    );
+    let failed = app.play_json(r#"{"choice":"rock"}"#).await;
+    assert_eq!(failed.status, 503);
+    assert_eq!(crate::helpers::json(&failed)["code"], "injected_fault");
+    assert_eq!(failed.header("retry-after"), Some("1"));
+    assert_eq!(
+        app.get("/healthz").await.status,
+        200,
+        "what does not depend on play is unaffected"
+    );
+    let listed = crate::helpers::json(&admin_send(&app, http::Method::GET, "").await);
+    assert_eq!(listed["faults"].as_array().unwrap().len(), 1);
+    assert_eq!(admin_send(&app, http::Method::DELETE, "").await.status, 200);
+    assert_eq!(app.play_json(r#"{"choice":"rock"}"#).await.status, 200);
+    app.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn injected_latency_delays_play_without_holding_up_other_connections() {
+    let app = spawn_app_with(|settings| {
+        settings.fault_injection = true;
+        settings.workers = 1;
+    })
+    .await;
+    let added = admin_send(
+        &app,
+        http::Method::POST,
+        r#"{"point":"play","latency_ms":400,"duration_ms":60000}"#,
+    )
+    .await;
+    assert_eq!(added.status, 201);
+    let started = Instant::now();
+    let (played, probe) = tokio::join!(app.play_json(r#"{"choice":"rock"}"#), async {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let probe_started = Instant::now();
+        let answer = app.get("/healthz").await;
+        (answer.status, probe_started.elapsed())
+    });
+    assert_eq!(played.status, 200);
+    assert!(
+        started.elapsed() >= Duration::from_millis(400),
+        "the fault's latency was added"
+    );
+    assert_eq!(probe.0, 200);
+    assert!(
+        probe.1 < Duration::from_millis(300),
+        "the one worker was not blocked: {:?}",
+        probe.1
+    );
+    app.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn fault_injection_is_off_unless_enabled() {
+    let app = crate::helpers::spawn_app().await;
+    let refused = admin_send(
+        &app,
+        http::Method::POST,
+        r#"{"point":"play","error_rate":1.0,"duration_ms":1000}"#,
+    )
+    .await;
+    assert_eq!(refused.status, 403);
+    assert_eq!(
+        crate::helpers::json(&refused)["code"],
+        "fault_injection_disabled"
+    );
+    assert_eq!(app.play_json(r#"{"choice":"rock"}"#).await.status, 200);
+    app.shutdown().await.unwrap();
+}

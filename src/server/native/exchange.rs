@@ -35,6 +35,8 @@ pub struct Progress {
     pub close: bool,
     /// A request's head is in, its body is not, and the client asked for `100 Continue`.
     pub wants_continue: bool,
+    /// Injected latency to wait before writing the output (fault injection).
+    pub delay: std::time::Duration,
 }
 
 impl Buffers {
@@ -57,6 +59,7 @@ impl Buffers {
             consumed: 0,
             close: false,
             wants_continue: false,
+            delay: std::time::Duration::ZERO,
         };
         let max_body = app.max_body_bytes();
         while progress.consumed < self.input.len() && self.output.len() < OUTPUT_HIGH_WATER {
@@ -148,6 +151,12 @@ impl Buffers {
                 self.body.len(),
             ));
             progress.consumed += head.length + body_length;
+            if !reply.delay.is_zero() {
+                // The delayed answer is written after the wait; later requests wait behind it,
+                // as they would behind a slow handler.
+                progress.delay = reply.delay;
+                break;
+            }
             if close {
                 progress.close = true;
                 break;

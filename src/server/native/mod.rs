@@ -202,6 +202,9 @@ impl Connection {
                 self.buffers.output.extend_from_slice(response::CONTINUE);
                 self.continue_sent = true;
             }
+            if !progress.delay.is_zero() {
+                tokio::time::sleep(progress.delay).await;
+            }
             if !self.buffers.output.is_empty() {
                 let answered = self.buffers.completed.len() as u64;
                 metrics::with_shard(|shard| shard.in_flight.add(answered));
