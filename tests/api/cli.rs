@@ -140,41 +140,85 @@ async fn version_and_help_work_everywhere() {
     assert!(String::from_utf8_lossy(&output.stdout).contains(env!("CARGO_PKG_VERSION")));
 }
 
+/// The built binary serving on free ports, its JSON log lines readable one by one.
+struct ServerProcess {
+    child: std::process::Child,
+    lines: tokio::sync::mpsc::UnboundedReceiver<serde_json::Value>,
+    url: guess_game::client::ServerUrl,
+    admin: guess_game::client::ServerUrl,
+}
+
+impl ServerProcess {
+    /// Starts `guess-game serve` on 127.0.0.1:0 (admin too) with one worker and JSON logs,
+    /// plus `extra` arguments, and waits for its start-up line.
+    async fn start(extra: &[&std::ffi::OsStr]) -> ServerProcess {
+        let mut child = Command::new(BINARY)
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--admin-listen",
+                "127.0.0.1:0",
+                "--workers",
+                "1",
+                "--log-format",
+                "json",
+            ])
+            .args(extra)
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let (sender, lines) = tokio::sync::mpsc::unbounded_channel();
+        let stdout = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Ok(event) = serde_json::from_str(&line)
+                    && sender.send(event).is_err()
+                {
+                    return;
+                }
+            }
+        });
+        let mut lines = lines;
+        let started = next_line(&mut lines, "guess-game listening").await;
+        let url = |field: &str| {
+            guess_game::client::ServerUrl::parse(&format!(
+                "http://{}",
+                started[field].as_str().unwrap()
+            ))
+            .unwrap()
+        };
+        ServerProcess {
+            url: url("address"),
+            admin: url("admin_address"),
+            child,
+            lines,
+        }
+    }
+
+    fn signal(&self, signal: libc::c_int) {
+        // SAFETY: kill(2) with a child's pid and a valid signal number has no memory effects.
+        let signalled = unsafe { libc::kill(self.child.id() as libc::pid_t, signal) };
+        assert_eq!(signalled, 0);
+    }
+
+    /// Sends SIGTERM and returns the exit code.
+    async fn stop(mut self) -> Option<i32> {
+        self.signal(libc::SIGTERM);
+        tokio::task::spawn_blocking(move || self.child.wait().unwrap())
+            .await
+            .unwrap()
+            .code()
+    }
+}
+
 #[tokio::test]
 async fn the_server_logs_its_address_serves_and_exits_0_on_sigterm() {
-    let mut child = Command::new(BINARY)
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--log-format",
-            "json",
-            "--workers",
-            "1",
-            "--admin-listen",
-            "127.0.0.1:0",
-        ])
-        .env_remove("RUST_LOG")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let address = tokio::task::spawn_blocking(move || {
-        let mut lines = BufReader::new(stdout).lines();
-        lines
-            .find_map(|line| {
-                let event: serde_json::Value = serde_json::from_str(&line.ok()?).ok()?;
-                (event["message"] == "guess-game listening")
-                    .then(|| event["address"].as_str().unwrap().to_owned())
-            })
-            .expect("a start-up line with the address")
-    })
-    .await
-    .unwrap();
-
-    let url = guess_game::client::ServerUrl::parse(&format!("http://{address}")).unwrap();
-    let answer = url
+    let server = ServerProcess::start(&[]).await;
+    let answer = server
+        .url
         .send(
             http::Method::POST,
             "/play",
@@ -185,14 +229,7 @@ async fn the_server_logs_its_address_serves_and_exits_0_on_sigterm() {
         .await
         .unwrap();
     assert_eq!(answer.status, http::StatusCode::OK);
-
-    // SAFETY: kill(2) with a child's pid and a valid signal number has no memory effects.
-    let signalled = unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
-    assert_eq!(signalled, 0);
-    let status = tokio::task::spawn_blocking(move || child.wait().unwrap())
-        .await
-        .unwrap();
-    assert_eq!(status.code(), Some(0));
+    assert_eq!(server.stop().await, Some(0));
 }
 
 #[tokio::test]
@@ -234,38 +271,9 @@ async fn next_line(
 
 #[tokio::test]
 async fn each_request_gets_one_access_log_line_without_its_body() {
-    let mut child = Command::new(BINARY)
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--admin-listen",
-            "127.0.0.1:0",
-            "--workers",
-            "1",
-            "--log-format",
-            "json",
-        ])
-        .env_remove("RUST_LOG")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let (lines_tx, mut lines_rx) = tokio::sync::mpsc::unbounded_channel::<serde_json::Value>();
-    let stdout = child.stdout.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Ok(event) = serde_json::from_str(&line)
-                && lines_tx.send(event).is_err()
-            {
-                return;
-            }
-        }
-    });
-    let started = next_line(&mut lines_rx, "guess-game listening").await;
-    let address = started["address"].as_str().unwrap().to_owned();
-    let url = guess_game::client::ServerUrl::parse(&format!("http://{address}")).unwrap();
-    let answer = url
+    let mut server = ServerProcess::start(&[]).await;
+    let answer = server
+        .url
         .send(
             http::Method::POST,
             "/play",
@@ -279,7 +287,7 @@ async fn each_request_gets_one_access_log_line_without_its_body() {
         .await
         .unwrap();
     assert_eq!(answer.status, http::StatusCode::OK);
-    let line = next_line(&mut lines_rx, "access").await;
+    let line = next_line(&mut server.lines, "access").await;
     assert_eq!(line["method"], "POST");
     assert_eq!(line["route"], "/play");
     assert_eq!(line["status"], 200);
@@ -294,12 +302,7 @@ async fn each_request_gets_one_access_log_line_without_its_body() {
         !line.to_string().contains("do-not-log"),
         "bodies are never logged: {line}"
     );
-    // SAFETY: kill(2) with a child's pid and a valid signal number has no memory effects.
-    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
-    let status = tokio::task::spawn_blocking(move || child.wait().unwrap())
-        .await
-        .unwrap();
-    assert_eq!(status.code(), Some(0));
+    assert_eq!(server.stop().await, Some(0));
 }
 
 #[tokio::test]
@@ -308,39 +311,8 @@ async fn sighup_reloads_the_configuration_file_into_the_runtime_flags() {
     std::fs::create_dir_all(&dir).unwrap();
     let config = dir.join("guess-game.toml");
     std::fs::write(&config, "access_log = true\ntrace_export = true\n").unwrap();
-    let mut child = Command::new(BINARY)
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--admin-listen",
-            "127.0.0.1:0",
-            "--workers",
-            "1",
-            "--log-format",
-            "json",
-        ])
-        .arg("--config")
-        .arg(&config)
-        .env_remove("RUST_LOG")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let admin = tokio::task::spawn_blocking(move || {
-        BufReader::new(stdout)
-            .lines()
-            .find_map(|line| {
-                let event: serde_json::Value = serde_json::from_str(&line.ok()?).ok()?;
-                (event["message"] == "guess-game listening")
-                    .then(|| event["admin_address"].as_str().unwrap().to_owned())
-            })
-            .expect("a start-up line with the admin address")
-    })
-    .await
-    .unwrap();
-    let admin = guess_game::client::ServerUrl::parse(&format!("http://{admin}")).unwrap();
+    let server = ServerProcess::start(&["--config".as_ref(), config.as_os_str()]).await;
+    let admin = server.admin.clone();
     let flags = || async {
         let answer = admin
             .send(
@@ -357,8 +329,7 @@ async fn sighup_reloads_the_configuration_file_into_the_runtime_flags() {
     assert_eq!(flags().await["access_log"], true);
 
     std::fs::write(&config, "access_log = false\ntrace_export = true\n").unwrap();
-    // SAFETY: kill(2) with a child's pid and a valid signal number has no memory effects.
-    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGHUP) };
+    server.signal(libc::SIGHUP);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while flags().await["access_log"] != false {
         assert!(
@@ -367,13 +338,8 @@ async fn sighup_reloads_the_configuration_file_into_the_runtime_flags() {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    // SAFETY: as above.
-    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
-    let status = tokio::task::spawn_blocking(move || child.wait().unwrap())
-        .await
-        .unwrap();
     assert_eq!(
-        status.code(),
+        server.stop().await,
         Some(0),
         "SIGHUP did not end the process, SIGTERM did cleanly"
     );
