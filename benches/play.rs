@@ -70,18 +70,7 @@ fn handling(c: &mut Criterion) {
             br#"{"choice":"lizard"}"#,
         ),
     ] {
-        let request = Request {
-            method: &http::Method::POST,
-            path: "/play",
-            content_type: Some(content_type),
-            accept: None,
-            traceparent: None,
-            request_id: None,
-            player_id: None,
-            forwarded_for: None,
-            peer: std::net::Ipv4Addr::LOCALHOST.into(),
-            body,
-        };
+        let request = Request::new(&http::Method::POST, "/play", Some(content_type), body);
         group.bench_function(name, |b| {
             b.iter(|| black_box(app.handle(black_box(&request), &mut out)))
         });

@@ -39,3 +39,27 @@ pub struct Request<'a> {
     pub peer: std::net::IpAddr,
     pub body: &'a [u8],
 }
+
+impl<'a> Request<'a> {
+    /// A request with only a method, path, content type and body, from the loopback address:
+    /// what benchmarks and tests of the handler need.
+    pub fn new(
+        method: &'a http::Method,
+        path: &'a str,
+        content_type: Option<&'a [u8]>,
+        body: &'a [u8],
+    ) -> Self {
+        Request {
+            method,
+            path,
+            content_type,
+            accept: None,
+            traceparent: None,
+            request_id: None,
+            player_id: None,
+            forwarded_for: None,
+            peer: std::net::Ipv4Addr::LOCALHOST.into(),
+            body,
+        }
+    }
+}

@@ -278,18 +278,7 @@ mod tests {
         body: &[u8],
     ) -> f64 {
         let app = app();
-        let request = Request {
-            method: &method,
-            path,
-            content_type: Some(content_type),
-            accept: None,
-            traceparent: None,
-            request_id: None,
-            player_id: None,
-            forwarded_for: None,
-            peer: std::net::Ipv4Addr::LOCALHOST.into(),
-            body,
-        };
+        let request = Request::new(&method, path, Some(content_type), body);
         let mut out = Vec::with_capacity(512);
         allocations_per_call(|| {
             app.handle(&request, &mut out);
