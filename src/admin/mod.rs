@@ -36,6 +36,8 @@ pub struct AdminState {
     pub flags: Arc<RuntimeFlags>,
     /// The faults `/admin/faults` injects.
     pub faults: Arc<Faults>,
+    /// The in-flight bound, for its gauges.
+    pub concurrency: Arc<crate::protection::concurrency::ConcurrencyLimit>,
 }
 
 /// Binds the admin listener (the loopback rule is enforced by configuration validation).
@@ -221,6 +223,26 @@ pub fn scrape(state: &AdminState, format: Format) -> String {
     );
     exposition.sample("guess_game_build_info", &labels, 1.0);
     metrics::write_request_metrics(&mut exposition);
+    exposition.family(
+        "guess_game_concurrency_limit",
+        "The bound on requests in flight (moves when adaptive).",
+        Kind::Gauge,
+    );
+    exposition.sample(
+        "guess_game_concurrency_limit",
+        "",
+        state.concurrency.limit() as f64,
+    );
+    exposition.family(
+        "guess_game_concurrency_in_flight",
+        "Requests holding a place under the in-flight bound.",
+        Kind::Gauge,
+    );
+    exposition.sample(
+        "guess_game_concurrency_in_flight",
+        "",
+        state.concurrency.in_flight() as f64,
+    );
     process::write_runtime_metrics(&mut exposition);
     process::write_process_metrics(&mut exposition);
     process::write_allocator_metrics(&mut exposition);

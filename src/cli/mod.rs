@@ -102,6 +102,22 @@ pub struct ServeArgs {
     #[arg(long, value_name = "N")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_connections: Option<usize>,
+    /// Most requests in flight; more are answered 503 overloaded [default: 1024]
+    #[arg(long, value_name = "N")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_in_flight: Option<usize>,
+    /// In-flight bound: fixed or adaptive [default: fixed]
+    #[arg(long, value_name = "MODE")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub concurrency_limit: Option<String>,
+    /// Adaptive bound: latency target, e.g. 50ms [default: 50ms]
+    #[arg(long, value_name = "DURATION")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub adaptive_latency_target: Option<String>,
+    /// Adaptive bound: lowest bound [default: 16]
+    #[arg(long, value_name = "N")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub adaptive_floor: Option<usize>,
     /// Requests/s per client (player id, else IP); 0 is off [default: 100]
     #[arg(long, value_name = "REQ/S")]
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -57,6 +57,16 @@ pub struct Settings {
     /// Most public connections open at once; more are answered 503 and closed at accept.
     /// 0 derives it from the open-file limit (raised to the hard limit at start-up).
     pub max_connections: usize,
+    /// Most requests in flight at once (admitted, not yet answered); above it requests are
+    /// answered 503 `overloaded` at once. With `concurrency_limit = "adaptive"` the maximum.
+    pub max_in_flight: usize,
+    /// "fixed" (the bound is `max_in_flight`) or "adaptive" (AIMD on answer latency).
+    pub concurrency_limit: ConcurrencyMode,
+    /// Adaptive mode: answers slower than this shrink the bound.
+    #[serde(with = "humantime_serde")]
+    pub adaptive_latency_target: Duration,
+    /// Adaptive mode: the bound never falls below this.
+    pub adaptive_floor: usize,
     /// Requests per second each client (player id, else IP address) may make to limited
     /// routes; 0 turns the per-client limit off.
     pub rate_limit_per_client: f64,
@@ -86,6 +96,14 @@ pub struct Settings {
     pub access_log: bool,
     /// Runtime flag: export spans when `otlp_endpoint` is set.
     pub trace_export: bool,
+}
+
+/// How the bound on requests in flight moves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ConcurrencyMode {
+    Fixed,
+    Adaptive,
 }
 
 /// Which HTTP/1.1 implementation serves connections.
@@ -121,6 +139,10 @@ impl Default for Settings {
             reuse_port: true,
             tcp_nodelay: true,
             max_connections: 0,
+            max_in_flight: 1024,
+            concurrency_limit: ConcurrencyMode::Fixed,
+            adaptive_latency_target: Duration::from_millis(50),
+            adaptive_floor: 16,
             rate_limit_per_client: 100.0,
             rate_limit_per_client_burst: 200,
             rate_limit_per_route: 0.0,
@@ -158,6 +180,21 @@ impl Settings {
             access_log: self.access_log,
             trace_export: self.trace_export,
         }
+    }
+
+    /// The in-flight bound these settings describe.
+    pub fn concurrency_limit(
+        &self,
+    ) -> std::sync::Arc<crate::protection::concurrency::ConcurrencyLimit> {
+        use crate::protection::concurrency::{ConcurrencyLimit, Mode};
+        let mode = match self.concurrency_limit {
+            ConcurrencyMode::Fixed => Mode::Fixed,
+            ConcurrencyMode::Adaptive => Mode::Adaptive {
+                target: self.adaptive_latency_target,
+                floor: self.adaptive_floor,
+            },
+        };
+        ConcurrencyLimit::new(self.max_in_flight, mode)
     }
 
     /// The rate limits these settings describe.
@@ -225,6 +262,12 @@ impl Settings {
             if value.is_zero() {
                 return invalid(setting, "must be greater than zero");
             }
+        }
+        if self.max_in_flight == 0 || self.adaptive_floor == 0 {
+            return invalid(
+                "max_in_flight",
+                "max_in_flight and adaptive_floor must be at least 1",
+            );
         }
         if !(1..=65535).contains(&self.listen_backlog) {
             return invalid("listen_backlog", "must be between 1 and 65535");

@@ -13,6 +13,7 @@ use super::{Request, openapi};
 use crate::game::{self, Choice, random};
 use std::net::IpAddr;
 
+use crate::protection::concurrency::{ConcurrencyLimit, Mode, Permit};
 use crate::protection::faults::{Faults, Point};
 use crate::protection::rate_limit::{RateLimitSettings, RateLimits};
 use crate::telemetry::metrics::{self, method_index, route_index};
@@ -54,6 +55,7 @@ pub struct App {
     rate_limits: RateLimits,
     trusted_proxies: Vec<IpAddr>,
     faults: Arc<Faults>,
+    concurrency: Arc<ConcurrencyLimit>,
 }
 
 impl std::fmt::Debug for App {
@@ -73,6 +75,7 @@ impl App {
             RateLimits::new(RateLimitSettings::OFF),
             Vec::new(),
             Faults::new(false),
+            ConcurrencyLimit::new(usize::MAX, Mode::Fixed),
         )
     }
 
@@ -83,6 +86,7 @@ impl App {
         rate_limits: RateLimits,
         trusted_proxies: Vec<IpAddr>,
         faults: Arc<Faults>,
+        concurrency: Arc<ConcurrencyLimit>,
     ) -> Self {
         Self {
             readiness,
@@ -91,6 +95,7 @@ impl App {
             rate_limits,
             trusted_proxies,
             faults,
+            concurrency,
         }
     }
 
@@ -116,7 +121,18 @@ impl App {
     ///
     /// Every reply carries the request's trace context and id, and is counted in the metrics.
     pub fn handle(&self, request: &Request<'_>, body: &mut Vec<u8>) -> Reply {
+        self.handle_admitted(request, body).0
+    }
+
+    /// [`Self::handle`], also returning the request's place under the in-flight bound, which
+    /// the engine keeps until the answer has left (see [`Self::request_finished`]).
+    pub fn handle_admitted(
+        &self,
+        request: &Request<'_>,
+        body: &mut Vec<u8>,
+    ) -> (Reply, Option<Permit>) {
         body.clear();
+        let mut permit = None;
         let (trace, invalid_traceparent) = TraceContext::from_header(request.traceparent);
         let route = Route::recognize(request.path);
         let result = match route {
@@ -124,9 +140,10 @@ impl App {
             Some(route) if !route.accepts(request.method) => Err(ApiError::MethodNotAllowed {
                 allow: route.allow(),
             }),
-            Some(route) => self
-                .admit(route, request)
-                .and_then(|()| self.dispatch(route, request, &trace, body)),
+            Some(route) => self.admit(route, request).and_then(|()| {
+                permit = self.enter(route)?;
+                self.dispatch(route, request, &trace, body)
+            }),
         };
         let mut reply = result.unwrap_or_else(|error| error.write_reply(body));
         reply.route = route;
@@ -144,7 +161,48 @@ impl App {
                 body.len(),
             );
         });
-        reply
+        (reply, permit)
+    }
+
+    /// Takes a place under the in-flight bound, for routes that can be shed; probes never are.
+    fn enter(&self, route: Route) -> Result<Option<Permit>, ApiError<'static>> {
+        if matches!(route, Route::Healthz | Route::Readyz | Route::OpenApi) {
+            return Ok(None);
+        }
+        match self.concurrency.try_acquire() {
+            Some(permit) => Ok(Some(permit)),
+            None => {
+                metrics::with_shard(|shard| shard.shed.add(1));
+                if crate::telemetry::log_this_refusal() {
+                    tracing::warn!(
+                        limit = self.concurrency.limit(),
+                        route = route.template(),
+                        "shed: at the in-flight bound (1% of sheds are logged)"
+                    );
+                }
+                Err(ApiError::Overloaded)
+            }
+        }
+    }
+
+    /// The bound on requests in flight.
+    pub fn concurrency(&self) -> &Arc<ConcurrencyLimit> {
+        &self.concurrency
+    }
+
+    /// Reports an answered request: metrics, access log and span, and frees its place under
+    /// the in-flight bound (feeding its latency to an adaptive bound).
+    pub fn request_finished(
+        &self,
+        mut completed: Completed,
+        arrived: tokio::time::Instant,
+        answered: tokio::time::Instant,
+    ) {
+        self.observability
+            .request_finished(&completed, arrived, answered);
+        if let Some(permit) = completed.permit.take() {
+            permit.complete(answered.saturating_duration_since(arrived), answered);
+        }
     }
 
     /// Applies the rate limits; a refused request never reaches its handler.
@@ -167,6 +225,7 @@ impl App {
         reply: &Reply,
         request_bytes: usize,
         response_bytes: usize,
+        permit: Option<Permit>,
     ) -> Completed {
         let route_index = route_index(reply.route);
         let method_index = method_index(request_method);
@@ -182,6 +241,7 @@ impl App {
             request_id: reply
                 .request_id
                 .unwrap_or_else(|| RequestId::from_header(None)),
+            permit,
         }
     }
 

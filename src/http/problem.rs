@@ -47,6 +47,8 @@ pub enum ApiError<'a> {
     RequestTimeout,
     #[error("too many requests ({} limit); retry after {} s", .0.scope.name(), .0.retry_after_seconds())]
     RateLimited(crate::protection::rate_limit::Refusal),
+    #[error("the server is at its limit of requests in flight; retry shortly")]
+    Overloaded,
     #[error("a fault was injected here on purpose (fault injection is on)")]
     InjectedFault,
     #[error("fault injection is off; start the server with fault_injection = true to use it")]
@@ -146,6 +148,7 @@ impl ApiError<'_> {
             ApiError::InjectedFault => {
                 kind!(SERVICE_UNAVAILABLE, "injected_fault", "Injected fault")
             }
+            ApiError::Overloaded => kind!(SERVICE_UNAVAILABLE, "overloaded", "Overloaded"),
             ApiError::FaultInjectionDisabled => kind!(
                 FORBIDDEN,
                 "fault_injection_disabled",
@@ -211,7 +214,8 @@ impl ApiError<'_> {
             ApiError::ShuttingDown
             | ApiError::RandomUnavailable(_)
             | ApiError::TooManyConnections
-            | ApiError::InjectedFault => reply.with_header("retry-after", HeaderValue::Number(1)),
+            | ApiError::InjectedFault
+            | ApiError::Overloaded => reply.with_header("retry-after", HeaderValue::Number(1)),
             ApiError::RateLimited(refusal) => {
                 let policy = refusal.scope.name();
                 let (quota, window) = refusal.policy();

@@ -84,13 +84,12 @@ async fn respond(
         body: &body,
     };
     let arrived = tokio::time::Instant::now();
-    let reply = app.handle(&request, &mut out);
+    let (reply, permit) = app.handle_admitted(&request, &mut out);
     if !reply.delay.is_zero() {
         tokio::time::sleep(reply.delay).await;
     }
-    let completed = App::completed(&parts.method, &reply, body.len(), out.len());
-    app.observability()
-        .request_finished(&completed, arrived, tokio::time::Instant::now());
+    let completed = App::completed(&parts.method, &reply, body.len(), out.len(), permit);
+    app.request_finished(completed, arrived, tokio::time::Instant::now());
     tracing::debug!(method = %parts.method, path = parts.uri.path(), status = reply.status.as_u16(), "request");
     into_response(reply, out, head_only)
 }

@@ -124,6 +124,7 @@ impl Server {
                 RateLimits::new(settings.rate_limits()),
                 settings.trusted_proxies.clone(),
                 Arc::clone(&faults),
+                settings.concurrency_limit(),
             )),
             faults,
             readiness,
@@ -197,6 +198,7 @@ impl Server {
                 .collect(),
             flags: Arc::clone(self.app.observability().flags()),
             faults: Arc::clone(&self.faults),
+            concurrency: Arc::clone(self.app.concurrency()),
         });
         let reloader = self.reload.map(|reload| {
             let flags = Arc::clone(self.app.observability().flags());

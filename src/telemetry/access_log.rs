@@ -221,6 +221,7 @@ mod tests {
             response_bytes: 102,
             trace,
             request_id: RequestId::from_header(Some(b"req-1")),
+            permit: None,
         };
         let mut out = Vec::new();
         format_line(

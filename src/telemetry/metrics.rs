@@ -142,6 +142,8 @@ pub struct Shard {
     pub traceparent_invalid: Counter,
     /// Requests refused by a rate limit, by scope (client, route, global).
     pub rate_limited: [Counter; 3],
+    /// Requests shed (503 overloaded) at the in-flight bound.
+    pub shed: Counter,
     /// Faults injected at the play point: latency added, errors answered.
     pub faults_injected: [Counter; 2],
     pub access_log_lines: Counter,
@@ -165,6 +167,7 @@ impl Shard {
             traceparent_invalid: Counter::default(),
             rate_limited: Default::default(),
             faults_injected: Default::default(),
+            shed: Counter::default(),
             access_log_lines: Counter::default(),
             access_log_dropped: Counter::default(),
             spans_queued: Counter::default(),

@@ -16,7 +16,7 @@ use super::metrics;
 use super::trace::{RequestId, TraceContext};
 
 /// The facts about one answered request that outlive the request's buffers.
-#[derive(Clone, Copy, Debug)]
+#[derive(Debug)]
 pub struct Completed {
     pub route: &'static str,
     pub route_index: usize,
@@ -27,6 +27,8 @@ pub struct Completed {
     pub response_bytes: u32,
     pub trace: TraceContext,
     pub request_id: RequestId,
+    /// The request's place under the in-flight bound, freed when the answer has left.
+    pub permit: Option<crate::protection::concurrency::Permit>,
 }
 
 /// Access log and span export, as configured and as the runtime flags allow; metrics are

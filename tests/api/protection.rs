@@ -336,3 +336,63 @@ async fn fault_injection_is_off_unless_enabled() {
     assert_eq!(app.play_json(r#"{"choice":"rock"}"#).await.status, 200);
     app.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn requests_above_the_in_flight_bound_are_shed_at_once_and_probes_never_are() {
+    let app = spawn_app_with(|settings| {
+        settings.fault_injection = true;
+        settings.max_in_flight = 4;
+        settings.workers = 1;
+    })
+    .await;
+    // Slow the handler down so that requests pile up in flight.
+    let added = admin_send(
+        &app,
+        http::Method::POST,
+        r#"{"point":"play","latency_ms":500,"duration_ms":60000}"#,
+    )
+    .await;
+    assert_eq!(added.status, 201);
+    let rounds: Vec<_> = (0..10)
+        .map(|_| {
+            let url = app.url.clone();
+            tokio::spawn(async move {
+                let started = Instant::now();
+                let answer = url
+                    .send(
+                        http::Method::POST,
+                        "/play",
+                        &[("content-type", "application/json")],
+                        r#"{"choice":"rock"}"#.into(),
+                        crate::helpers::TIMEOUT,
+                    )
+                    .await
+                    .unwrap();
+                (answer, started.elapsed())
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let probe = app.get("/healthz").await;
+    assert_eq!(probe.status, 200, "probes are never shed");
+    let (mut played, mut shed) = (0, 0);
+    for round in rounds {
+        let (answer, took) = round.await.unwrap();
+        match answer.status.as_u16() {
+            200 => played += 1,
+            503 => {
+                shed += 1;
+                assert_eq!(crate::helpers::json(&answer)["code"], "overloaded");
+                assert_eq!(answer.header("retry-after"), Some("1"));
+                assert!(
+                    took < Duration::from_millis(400),
+                    "a shed request is answered at once, not after the slow ones: {took:?}"
+                );
+            }
+            other => panic!("unexpected status {other}"),
+        }
+    }
+    assert_eq!(played, 4, "the bound admits exactly max_in_flight");
+    assert_eq!(shed, 6);
+    app.shutdown().await.unwrap();
+}

@@ -134,7 +134,7 @@ impl Buffers {
                 peer: self.peer,
                 body,
             };
-            let reply = app.handle(&request, &mut self.body);
+            let (reply, permit) = app.handle_admitted(&request, &mut self.body);
             tracing::debug!(method = %head.method, path = head.path, status = reply.status.as_u16(), "request");
             response::write_response(
                 &mut self.output,
@@ -149,6 +149,7 @@ impl Buffers {
                 &reply,
                 body.len(),
                 self.body.len(),
+                permit,
             ));
             progress.consumed += head.length + body_length;
             if !reply.delay.is_zero() {

@@ -212,9 +212,7 @@ impl Connection {
                 let finished = Instant::now();
                 metrics::with_shard(|shard| shard.in_flight.sub(answered));
                 for completed in self.buffers.completed.drain(..) {
-                    self.app
-                        .observability()
-                        .request_finished(&completed, now, finished);
+                    self.app.request_finished(completed, now, finished);
                 }
                 flushed?;
             }
