@@ -435,6 +435,13 @@ pub fn write_request_metrics(exposition: &mut Exposition) {
     }
 
     exposition.family(
+        "guess_game_shed",
+        "Requests shed (503 overloaded) at the in-flight bound.",
+        Kind::Counter,
+    );
+    exposition.sample("guess_game_shed_total", "", sum(&|shard| shard.shed.get()));
+
+    exposition.family(
         "guess_game_faults_injected",
         "Faults injected on purpose, by point and kind.",
         Kind::Counter,

@@ -111,6 +111,12 @@ async fn metrics_families_exist_and_move_with_requests() {
         "guess_game_traceparent_invalid_total",
         "guess_game_access_log_dropped_total",
         "guess_game_spans_dropped_total",
+        "guess_game_rate_limited_total",
+        "guess_game_shed_total",
+        "guess_game_concurrency_limit",
+        "guess_game_concurrency_in_flight",
+        "guess_game_faults_injected_total",
+        "guess_game_connections_rejected_total",
     ] {
         assert!(
             families.iter().any(|f| f == family),
