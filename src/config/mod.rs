@@ -39,6 +39,10 @@ pub struct Settings {
     /// then it gets 408 and the connection is closed.
     #[serde(with = "humantime_serde")]
     pub header_read_timeout: Duration,
+    /// Longest the server takes to answer a request once it has it (waits on dependencies and
+    /// injected faults included); past it the answer is 503 `handler_timeout`.
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
     /// Longest an idle keep-alive connection is kept open waiting for its next request.
     #[serde(with = "humantime_serde")]
     pub keep_alive_timeout: Duration,
@@ -132,6 +136,7 @@ impl Default for Settings {
             drain_timeout: Duration::from_secs(10),
             max_body_bytes: 4 * 1024,
             header_read_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(5),
             keep_alive_timeout: Duration::from_secs(60),
             write_timeout: Duration::from_secs(10),
             engine: Engine::Native,
@@ -257,6 +262,7 @@ impl Settings {
         for (setting, value) in [
             ("header_read_timeout", self.header_read_timeout),
             ("keep_alive_timeout", self.keep_alive_timeout),
+            ("request_timeout", self.request_timeout),
             ("write_timeout", self.write_timeout),
         ] {
             if value.is_zero() {

@@ -56,6 +56,7 @@ pub struct App {
     trusted_proxies: Vec<IpAddr>,
     faults: Arc<Faults>,
     concurrency: Arc<ConcurrencyLimit>,
+    request_timeout: std::time::Duration,
 }
 
 impl std::fmt::Debug for App {
@@ -79,6 +80,12 @@ impl App {
         )
     }
 
+    /// Bounds the time from a request's admission to its answer.
+    pub fn with_request_timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.request_timeout = timeout;
+        self
+    }
+
     pub fn with_limits(
         readiness: Readiness,
         max_body_bytes: usize,
@@ -96,6 +103,7 @@ impl App {
             trusted_proxies,
             faults,
             concurrency,
+            request_timeout: std::time::Duration::from_secs(5),
         }
     }
 
@@ -145,7 +153,14 @@ impl App {
                 self.dispatch(route, request, &trace, body)
             }),
         };
-        let mut reply = result.unwrap_or_else(|error| error.write_reply(body));
+        let mut reply = result.unwrap_or_else(|error| {
+            let mut reply = error.write_reply(body);
+            if matches!(error, ApiError::HandlerTimeout) {
+                // The answer goes out when the timeout expires, not before.
+                reply.delay = self.request_timeout;
+            }
+            reply
+        });
         reply.route = route;
         reply.trace = Some(trace);
         reply.request_id = Some(RequestId::from_header(request.request_id));
@@ -281,6 +296,13 @@ impl App {
         }
         if injection.fail {
             return Err(ApiError::InjectedFault);
+        }
+        if injection.delay > self.request_timeout {
+            metrics::with_shard(|shard| shard.timeouts[1].add(1));
+            if crate::telemetry::log_this_refusal() {
+                tracing::warn!(timeout = ?self.request_timeout, "answer would outlast the request timeout (1% are logged)");
+            }
+            return Err(ApiError::HandlerTimeout);
         }
         let steps = self.observability.exporting();
         let started = steps.then(tokio::time::Instant::now);

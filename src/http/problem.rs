@@ -47,6 +47,8 @@ pub enum ApiError<'a> {
     RequestTimeout,
     #[error("too many requests ({} limit); retry after {} s", .0.scope.name(), .0.retry_after_seconds())]
     RateLimited(crate::protection::rate_limit::Refusal),
+    #[error("the request took longer than the server's request timeout")]
+    HandlerTimeout,
     #[error("the server is at its limit of requests in flight; retry shortly")]
     Overloaded,
     #[error("a fault was injected here on purpose (fault injection is on)")]
@@ -149,6 +151,9 @@ impl ApiError<'_> {
                 kind!(SERVICE_UNAVAILABLE, "injected_fault", "Injected fault")
             }
             ApiError::Overloaded => kind!(SERVICE_UNAVAILABLE, "overloaded", "Overloaded"),
+            ApiError::HandlerTimeout => {
+                kind!(SERVICE_UNAVAILABLE, "handler_timeout", "Request timed out")
+            }
             ApiError::FaultInjectionDisabled => kind!(
                 FORBIDDEN,
                 "fault_injection_disabled",
@@ -215,7 +220,8 @@ impl ApiError<'_> {
             | ApiError::RandomUnavailable(_)
             | ApiError::TooManyConnections
             | ApiError::InjectedFault
-            | ApiError::Overloaded => reply.with_header("retry-after", HeaderValue::Number(1)),
+            | ApiError::Overloaded
+            | ApiError::HandlerTimeout => reply.with_header("retry-after", HeaderValue::Number(1)),
             ApiError::RateLimited(refusal) => {
                 let policy = refusal.scope.name();
                 let (quota, window) = refusal.policy();

@@ -37,6 +37,9 @@ pub struct Report {
     pub statuses: BTreeMap<String, u64>,
     pub errors_by_kind: BTreeMap<String, u64>,
     pub latency_ms: Percentiles,
+    /// Latency of rejections (429 and 503) alone.
+    #[serde(default)]
+    pub rejection_latency_ms: Percentiles,
     pub timeline: Vec<Second>,
     /// Step-load runs: one entry per step, in order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -96,6 +99,7 @@ impl Report {
             statuses: recorder.statuses(),
             errors_by_kind: recorder.errors(),
             latency_ms: recorder.latency(),
+            rejection_latency_ms: recorder.rejection_latency(),
             timeline: recorder.timeline.clone(),
             steps: Vec::new(),
             notes,
@@ -167,17 +171,25 @@ impl Report {
             "              {:>9.3} {:>9.3} {:>9.3} {:>9.3} {:>9.3} {:>9.3}",
             l.p50, l.p90, l.p99, l.p999, l.max, l.mean
         );
+        if self.rejections > 0 {
+            let r = &self.rejection_latency_ms;
+            let _ = writeln!(
+                out,
+                "  rejections   {:>9.3} {:>9.3} {:>9.3} {:>9.3} {:>9.3} {:>9.3}",
+                r.p50, r.p90, r.p99, r.p999, r.max, r.mean
+            );
+        }
         if !self.steps.is_empty() {
             let _ = writeln!(out);
             let _ = writeln!(
                 out,
-                "  step   offered/s   answers/s   goodput/s  rejections    errors   p50 ms   p99 ms  p99.9 ms"
+                "  step   offered/s   answers/s   goodput/s  rejections    errors   p50 ms   p99 ms  p99.9 ms  rej p99 ms"
             );
             for step in &self.steps {
                 let r = &step.report;
                 let _ = writeln!(
                     out,
-                    "  {:>4}x {:>11.0} {:>11.0} {:>11.0} {:>11} {:>9} {:>8.3} {:>8.3} {:>9.3}",
+                    "  {:>4}x {:>11.0} {:>11.0} {:>11.0} {:>11} {:>9} {:>8.3} {:>8.3} {:>9.3} {:>11.3}",
                     step.multiplier,
                     r.offered_rps,
                     r.throughput_rps,
@@ -186,7 +198,8 @@ impl Report {
                     r.errors,
                     r.latency_ms.p50,
                     r.latency_ms.p99,
-                    r.latency_ms.p999
+                    r.latency_ms.p999,
+                    r.rejection_latency_ms.p99
                 );
             }
         }
@@ -199,7 +212,7 @@ impl Report {
 
 /// A before/after table of two reports, with the change in each figure.
 pub fn compare(before: &Report, after: &Report) -> String {
-    let rows: [(&str, f64, f64, bool); 10] = [
+    let rows: [(&str, f64, f64, bool); 11] = [
         (
             "answers/s",
             before.throughput_rps,
@@ -228,6 +241,12 @@ pub fn compare(before: &Report, after: &Report) -> String {
             "rejections",
             before.rejections as f64,
             after.rejections as f64,
+            false,
+        ),
+        (
+            "rej p99 ms",
+            before.rejection_latency_ms.p99,
+            after.rejection_latency_ms.p99,
             false,
         ),
     ];

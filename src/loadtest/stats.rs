@@ -64,6 +64,8 @@ pub struct Recorder {
     measure_from: Instant,
     slo_micros: u64,
     latency: Histogram<u64>,
+    /// Latencies of rejections (429, 503) alone: overload tests need to know a refusal is fast.
+    rejection_latency: Histogram<u64>,
     current: Second,
     current_latency: Histogram<u64>,
     pub timeline: Vec<Second>,
@@ -85,6 +87,7 @@ impl Recorder {
             measure_from,
             slo_micros: slo.as_micros() as u64,
             latency: new_histogram(3),
+            rejection_latency: new_histogram(3),
             current: Second::default(),
             current_latency: new_histogram(2),
             timeline: Vec::new(),
@@ -148,6 +151,9 @@ impl Recorder {
         *self.statuses.entry(status).or_default() += 1;
         self.latency.saturating_record(micros);
         self.current_latency.saturating_record(micros);
+        if rejected {
+            self.rejection_latency.saturating_record(micros);
+        }
     }
 
     pub fn record_error(&mut self, now: Instant, kind: &'static str) {
@@ -171,8 +177,9 @@ impl Recorder {
     /// Adds another phase's measurements to this one, its timeline shifted to start at
     /// `second_offset`. Used to total the steps of a step-load run.
     pub fn absorb(&mut self, other: &Recorder, second_offset: u64) {
-        // Both histograms have the same bounds, so adding cannot fail.
+        // The histograms have the same bounds, so adding cannot fail.
         let _ = self.latency.add(&other.latency);
+        let _ = self.rejection_latency.add(&other.rejection_latency);
         self.timeline
             .extend(other.timeline.iter().map(|second| Second {
                 second: second.second + second_offset,
@@ -193,6 +200,11 @@ impl Recorder {
 
     pub fn latency(&self) -> Percentiles {
         Percentiles::of(&self.latency)
+    }
+
+    /// Percentiles of rejections (429 and 503) alone.
+    pub fn rejection_latency(&self) -> Percentiles {
+        Percentiles::of(&self.rejection_latency)
     }
 
     pub fn statuses(&self) -> BTreeMap<String, u64> {
@@ -240,6 +252,10 @@ mod tests {
         assert_eq!(recorder.responses, 3);
         assert_eq!(recorder.goodput, 1, "only the fast 2xx counts");
         assert_eq!(recorder.rejections, 1);
+        assert!(
+            recorder.rejection_latency().max < 2.0,
+            "only the 503 is a rejection"
+        );
         assert_eq!(recorder.error_count, 1);
         let seconds: Vec<(u64, u64, u64)> = recorder
             .timeline

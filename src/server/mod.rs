@@ -117,15 +117,18 @@ impl Server {
             workers,
             connection_gate: limits::ConnectionGate::new(max_connections),
             reload: None,
-            app: Arc::new(App::with_limits(
-                readiness.clone(),
-                settings.max_body_bytes,
-                observability(settings)?,
-                RateLimits::new(settings.rate_limits()),
-                settings.trusted_proxies.clone(),
-                Arc::clone(&faults),
-                settings.concurrency_limit(),
-            )),
+            app: Arc::new(
+                App::with_limits(
+                    readiness.clone(),
+                    settings.max_body_bytes,
+                    observability(settings)?,
+                    RateLimits::new(settings.rate_limits()),
+                    settings.trusted_proxies.clone(),
+                    Arc::clone(&faults),
+                    settings.concurrency_limit(),
+                )
+                .with_request_timeout(settings.request_timeout),
+            ),
             faults,
             readiness,
             connection: Arc::new(ConnectionSettings {

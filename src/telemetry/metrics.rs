@@ -144,6 +144,8 @@ pub struct Shard {
     pub rate_limited: [Counter; 3],
     /// Requests shed (503 overloaded) at the in-flight bound.
     pub shed: Counter,
+    /// Timeouts: a request not received in time (408), an answer not ready in time (503).
+    pub timeouts: [Counter; 2],
     /// Faults injected at the play point: latency added, errors answered.
     pub faults_injected: [Counter; 2],
     pub access_log_lines: Counter,
@@ -168,6 +170,7 @@ impl Shard {
             rate_limited: Default::default(),
             faults_injected: Default::default(),
             shed: Counter::default(),
+            timeouts: Default::default(),
             access_log_lines: Counter::default(),
             access_log_dropped: Counter::default(),
             spans_queued: Counter::default(),
@@ -440,6 +443,19 @@ pub fn write_request_metrics(exposition: &mut Exposition) {
         Kind::Counter,
     );
     exposition.sample("guess_game_shed_total", "", sum(&|shard| shard.shed.get()));
+    exposition.family(
+        "guess_game_timeouts",
+        "Requests cut by a timeout, by kind.",
+        Kind::Counter,
+    );
+    for (index, kind) in ["request_read", "handler"].iter().enumerate() {
+        let count = sum(&|shard| shard.timeouts[index].get());
+        exposition.sample(
+            "guess_game_timeouts_total",
+            &format!("kind=\"{kind}\""),
+            count,
+        );
+    }
 
     exposition.family(
         "guess_game_faults_injected",

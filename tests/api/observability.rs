@@ -113,6 +113,7 @@ async fn metrics_families_exist_and_move_with_requests() {
         "guess_game_spans_dropped_total",
         "guess_game_rate_limited_total",
         "guess_game_shed_total",
+        "guess_game_timeouts_total",
         "guess_game_concurrency_limit",
         "guess_game_concurrency_in_flight",
         "guess_game_faults_injected_total",

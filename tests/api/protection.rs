@@ -396,3 +396,29 @@ async fn requests_above_the_in_flight_bound_are_shed_at_once_and_probes_never_ar
     assert_eq!(shed, 6);
     app.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_request_that_would_outlast_the_request_timeout_is_answered_503_when_it_expires() {
+    let app = spawn_app_with(|settings| {
+        settings.fault_injection = true;
+        settings.request_timeout = Duration::from_millis(300);
+    })
+    .await;
+    let added = admin_send(
+        &app,
+        http::Method::POST,
+        r#"{"point":"play","latency_ms":5000,"duration_ms":60000}"#,
+    )
+    .await;
+    assert_eq!(added.status, 201);
+    let started = Instant::now();
+    let answer = app.play_json(r#"{"choice":"rock"}"#).await;
+    let took = started.elapsed();
+    assert_eq!(answer.status, 503);
+    assert_eq!(crate::helpers::json(&answer)["code"], "handler_timeout");
+    assert!(
+        took >= Duration::from_millis(300) && took < Duration::from_millis(2000),
+        "answered after {took:?}"
+    );
+    app.shutdown().await.unwrap();
+}
