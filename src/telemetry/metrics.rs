@@ -423,53 +423,39 @@ pub fn write_request_metrics(exposition: &mut Exposition) {
         }
     }
 
-    exposition.family(
+    counters_by_label(
+        exposition,
+        &shards,
         "guess_game_rate_limited",
         "Requests refused by a rate limit, by scope.",
-        Kind::Counter,
+        &[r#"scope="client""#, r#"scope="route""#, r#"scope="global""#],
+        |shard, index| shard.rate_limited[index].get(),
     );
-    for (index, scope) in ["client", "route", "global"].iter().enumerate() {
-        let refused = sum(&|shard| shard.rate_limited[index].get());
-        exposition.sample(
-            "guess_game_rate_limited_total",
-            &format!("scope=\"{scope}\""),
-            refused,
-        );
-    }
-
     exposition.family(
         "guess_game_shed",
         "Requests shed (503 overloaded) at the in-flight bound.",
         Kind::Counter,
     );
     exposition.sample("guess_game_shed_total", "", sum(&|shard| shard.shed.get()));
-    exposition.family(
+    counters_by_label(
+        exposition,
+        &shards,
         "guess_game_timeouts",
         "Requests cut by a timeout, by kind.",
-        Kind::Counter,
+        &[r#"kind="request_read""#, r#"kind="handler""#],
+        |shard, index| shard.timeouts[index].get(),
     );
-    for (index, kind) in ["request_read", "handler"].iter().enumerate() {
-        let count = sum(&|shard| shard.timeouts[index].get());
-        exposition.sample(
-            "guess_game_timeouts_total",
-            &format!("kind=\"{kind}\""),
-            count,
-        );
-    }
-
-    exposition.family(
+    counters_by_label(
+        exposition,
+        &shards,
         "guess_game_faults_injected",
         "Faults injected on purpose, by point and kind.",
-        Kind::Counter,
+        &[
+            r#"point="play",kind="latency""#,
+            r#"point="play",kind="error""#,
+        ],
+        |shard, index| shard.faults_injected[index].get(),
     );
-    for (index, kind) in ["latency", "error"].iter().enumerate() {
-        let injected = sum(&|shard| shard.faults_injected[index].get());
-        exposition.sample(
-            "guess_game_faults_injected_total",
-            &format!("point=\"play\",kind=\"{kind}\""),
-            injected,
-        );
-    }
 
     let accepted = sum(&|shard| shard.connections_accepted.get());
     let closed = sum(&|shard| shard.connections_closed.get());
@@ -526,6 +512,23 @@ pub fn write_request_metrics(exposition: &mut Exposition) {
     ] {
         exposition.family(name, help, Kind::Counter);
         exposition.sample(&format!("{name}_total"), "", sum(&|shard| read(shard)));
+    }
+}
+
+/// A counter family with one sample per label set; the `index`-th is read by `read` from
+/// every shard and summed.
+fn counters_by_label(
+    exposition: &mut Exposition,
+    shards: &[Arc<Shard>],
+    name: &str,
+    help: &str,
+    labels: &[&str],
+    read: impl Fn(&Shard, usize) -> u64,
+) {
+    exposition.family(name, help, Kind::Counter);
+    for (index, label) in labels.iter().enumerate() {
+        let total: u64 = shards.iter().map(|shard| read(shard, index)).sum();
+        exposition.sample(&format!("{name}_total"), label, total as f64);
     }
 }
 
