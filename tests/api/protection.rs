@@ -253,21 +253,25 @@ async fn admin_send(
         .unwrap()
 }
 
-#[tokio::test]
-async fn an_injected_error_fails_play_only_and_is_removed_on_request() {
-    let app = spawn_app_with(|settings| settings.fault_injection = true).await;
-    let added = admin_send(
-        &app,
-        http::Method::POST,
-        r#"{"point":"play","error_rate":1.0,"duration_ms":60000}"#,
-    )
-    .await;
+/// Injects a fault through the admin listener and checks it was accepted.
+async fn inject(app: &TestApp, spec: &'static str) {
+    let added = admin_send(app, http::Method::POST, spec).await;
     assert_eq!(
         added.status,
         201,
         "{}",
         String::from_utf8_lossy(&added.body)
     );
+}
+
+#[tokio::test]
+async fn an_injected_error_fails_play_only_and_is_removed_on_request() {
+    let app = spawn_app_with(|settings| settings.fault_injection = true).await;
+    inject(
+        &app,
+        r#"{"point":"play","error_rate":1.0,"duration_ms":60000}"#,
+    )
+    .await;
     let failed = app.play_json(r#"{"choice":"rock"}"#).await;
     assert_eq!(failed.status, 503);
     assert_eq!(crate::helpers::json(&failed)["code"], "injected_fault");
@@ -291,13 +295,11 @@ async fn injected_latency_delays_play_without_holding_up_other_connections() {
         settings.workers = 1;
     })
     .await;
-    let added = admin_send(
+    inject(
         &app,
-        http::Method::POST,
         r#"{"point":"play","latency_ms":400,"duration_ms":60000}"#,
     )
     .await;
-    assert_eq!(added.status, 201);
     let started = Instant::now();
     let (played, probe) = tokio::join!(app.play_json(r#"{"choice":"rock"}"#), async {
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -346,13 +348,11 @@ async fn requests_above_the_in_flight_bound_are_shed_at_once_and_probes_never_ar
     })
     .await;
     // Slow the handler down so that requests pile up in flight.
-    let added = admin_send(
+    inject(
         &app,
-        http::Method::POST,
         r#"{"point":"play","latency_ms":500,"duration_ms":60000}"#,
     )
     .await;
-    assert_eq!(added.status, 201);
     let rounds: Vec<_> = (0..10)
         .map(|_| {
             let url = app.url.clone();
@@ -404,13 +404,11 @@ async fn a_request_that_would_outlast_the_request_timeout_is_answered_503_when_i
         settings.request_timeout = Duration::from_millis(300);
     })
     .await;
-    let added = admin_send(
+    inject(
         &app,
-        http::Method::POST,
         r#"{"point":"play","latency_ms":5000,"duration_ms":60000}"#,
     )
     .await;
-    assert_eq!(added.status, 201);
     let started = Instant::now();
     let answer = app.play_json(r#"{"choice":"rock"}"#).await;
     let took = started.elapsed();
