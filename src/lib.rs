@@ -14,4 +14,5 @@ pub mod http;
 pub mod loadtest;
 pub mod protection;
 pub mod server;
+pub mod store;
 pub mod telemetry;

@@ -42,7 +42,7 @@ fn serve(args: Box<ServeArgs>) -> ExitCode {
         runtime.block_on(async {
             let shutdown = shutdown::signal();
             let config = args.config.clone();
-            let server = Server::build(&settings)?.reload_on_hangup(move || {
+            let server = Server::build(&settings).await?.reload_on_hangup(move || {
                 Settings::load(config.as_deref(), &*args).map_err(|error| error.to_string())
             });
             server.run_until_stopped(shutdown).await?;

@@ -38,6 +38,8 @@ pub struct AdminState {
     pub faults: Arc<Faults>,
     /// The in-flight bound, for its gauges.
     pub concurrency: Arc<crate::protection::concurrency::ConcurrencyLimit>,
+    /// The store, for its queue, writer and breaker figures.
+    pub store: Arc<crate::store::Store>,
 }
 
 /// Binds the admin listener (the loopback rule is enforced by configuration validation).
@@ -243,6 +245,7 @@ pub fn scrape(state: &AdminState, format: Format) -> String {
         "",
         state.concurrency.in_flight() as f64,
     );
+    state.store.write_metrics(&mut exposition);
     process::write_runtime_metrics(&mut exposition);
     process::write_process_metrics(&mut exposition);
     process::write_allocator_metrics(&mut exposition);

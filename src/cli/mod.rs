@@ -178,6 +178,42 @@ pub struct ServeArgs {
     #[arg(long, value_name = "RATE")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub access_log_sample: Option<f64>,
+    /// Store: memory, redis://host:port or redis+cluster://host:port,host:port [default: memory]
+    #[arg(long, value_name = "URL")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub store: Option<String>,
+    /// Node id 0-1023 for game ids; unset claims one from Redis (0 in memory)
+    #[arg(long, value_name = "N")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node_id: Option<u16>,
+    /// Longest one store call may take, e.g. 500ms [default: 500ms]
+    #[arg(long, value_name = "DURATION")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub store_timeout: Option<String>,
+    /// Results queued for the store at most; more are dropped [default: 100000]
+    #[arg(long, value_name = "N")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub store_queue_capacity: Option<usize>,
+    /// Results per store write at most [default: 512]
+    #[arg(long, value_name = "N")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub store_batch_size: Option<usize>,
+    /// Store writes at least this often, e.g. 50ms [default: 50ms]
+    #[arg(long, value_name = "DURATION")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub store_flush_interval: Option<String>,
+    /// Latest games kept per player [default: 100]
+    #[arg(long, value_name = "N")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub games_kept: Option<usize>,
+    /// In-memory store: most players kept [default: 1000000]
+    #[arg(long, value_name = "N")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_players: Option<usize>,
+    /// In-memory store: most idempotency keys kept [default: 1000000]
+    #[arg(long, value_name = "N")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_idempotency_keys: Option<usize>,
 }
 
 #[cfg(test)]

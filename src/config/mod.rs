@@ -100,6 +100,29 @@ pub struct Settings {
     pub access_log: bool,
     /// Runtime flag: export spans when `otlp_endpoint` is set.
     pub trace_export: bool,
+    /// Where stats, leaderboards and idempotency keys live: "memory" (this process only) or a
+    /// Redis URL shared by every instance: `redis://host:port[/db]`, or
+    /// `redis+cluster://host:port[,host:port...]` for Redis Cluster.
+    pub store: String,
+    /// Node id (0-1023) in game ids; unset claims a free one from Redis (0 in memory). Two
+    /// instances on one Redis must not share one.
+    pub node_id: Option<u16>,
+    /// Longest one store call may take before it counts as failed.
+    #[serde(with = "humantime_serde")]
+    pub store_timeout: Duration,
+    /// Results waiting for the store writer at most; more are dropped (and counted).
+    pub store_queue_capacity: usize,
+    /// The writer applies results in batches of at most this many ...
+    pub store_batch_size: usize,
+    /// ... at least this often.
+    #[serde(with = "humantime_serde")]
+    pub store_flush_interval: Duration,
+    /// Latest games kept per player for `/players/{id}/games`.
+    pub games_kept: usize,
+    /// In-memory store: most players kept; results of further new players are dropped.
+    pub max_players: usize,
+    /// In-memory store: most idempotency keys kept; past it the oldest are forgotten first.
+    pub max_idempotency_keys: usize,
 }
 
 /// How the bound on requests in flight moves.
@@ -162,6 +185,15 @@ impl Default for Settings {
             fault_injection: false,
             access_log: true,
             trace_export: true,
+            store: "memory".to_owned(),
+            node_id: None,
+            store_timeout: Duration::from_millis(500),
+            store_queue_capacity: 100_000,
+            store_batch_size: 512,
+            store_flush_interval: Duration::from_millis(50),
+            games_kept: 100,
+            max_players: 1_000_000,
+            max_idempotency_keys: 1_000_000,
         }
     }
 }
@@ -184,6 +216,21 @@ impl Settings {
         crate::flags::Flags {
             access_log: self.access_log,
             trace_export: self.trace_export,
+        }
+    }
+
+    /// The store these settings describe.
+    pub fn store(&self) -> crate::store::StoreSettings {
+        crate::store::StoreSettings {
+            url: (self.store != "memory").then(|| self.store.clone()),
+            node_id: self.node_id,
+            timeout: self.store_timeout,
+            queue_capacity: self.store_queue_capacity,
+            batch_size: self.store_batch_size,
+            flush_interval: self.store_flush_interval,
+            games_kept: self.games_kept,
+            max_players: self.max_players,
+            max_keys: self.max_idempotency_keys,
         }
     }
 
@@ -307,6 +354,41 @@ impl Settings {
                 setting: "otlp_endpoint",
                 reason: error.to_string(),
             });
+        }
+        if self.store != "memory"
+            && !self.store.starts_with("redis://")
+            && !self.store.starts_with("redis+cluster://")
+        {
+            return invalid(
+                "store",
+                "must be \"memory\", a redis:// URL or a redis+cluster:// URL",
+            );
+        }
+        if self
+            .node_id
+            .is_some_and(|node| node > crate::store::game_id::MAX_NODE_ID)
+        {
+            return invalid("node_id", "must be between 0 and 1023");
+        }
+        for (setting, value) in [
+            ("store_queue_capacity", self.store_queue_capacity),
+            ("store_batch_size", self.store_batch_size),
+            ("games_kept", self.games_kept),
+            ("max_players", self.max_players),
+            ("max_idempotency_keys", self.max_idempotency_keys),
+        ] {
+            if value == 0 {
+                return invalid(setting, "must be at least 1");
+            }
+        }
+        if self.games_kept > 1000 {
+            return invalid("games_kept", "must be at most 1000");
+        }
+        if self.store_timeout.is_zero() || self.store_flush_interval.is_zero() {
+            return invalid(
+                "store_timeout",
+                "store_timeout and store_flush_interval must be greater than zero",
+            );
         }
         if let Some(filter) = &self.log_level
             && let Err(error) = tracing_subscriber::EnvFilter::try_new(filter)

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use http::{Method, StatusCode};
 
 use super::problem::ApiError;
-use super::reply::Reply;
+use super::reply::{HeaderValue, Reply};
 use super::routes::Route;
 use super::wire::{self, PlayRequest, PlayResponse};
 use super::{Request, openapi};
@@ -16,6 +16,9 @@ use std::net::IpAddr;
 use crate::protection::concurrency::{ConcurrencyLimit, Mode, Permit};
 use crate::protection::faults::{Faults, Point};
 use crate::protection::rate_limit::{RateLimitSettings, RateLimits};
+use crate::store::idempotency::{self, Begin, Fingerprint, StoredAnswer};
+use crate::store::model::{GameRecord, Window};
+use crate::store::{Store, StoreError};
 use crate::telemetry::metrics::{self, method_index, route_index};
 use crate::telemetry::observe::{Completed, Observability};
 use crate::telemetry::trace::{RequestId, TraceContext};
@@ -57,6 +60,68 @@ pub struct App {
     faults: Arc<Faults>,
     concurrency: Arc<ConcurrencyLimit>,
     request_timeout: std::time::Duration,
+    store: Arc<Store>,
+}
+
+/// A request whose answer waits on the store: the engine awaits [`App::finish`] for it.
+/// Owns what it needs, so the engine's buffers are free meanwhile.
+pub struct Deferred {
+    job: Job,
+    route: Route,
+    method_index: usize,
+    request_bytes: usize,
+    trace: TraceContext,
+    request_id: RequestId,
+    permit: Option<Permit>,
+}
+
+impl std::fmt::Debug for Deferred {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Deferred")
+            .field("route", &self.route)
+            .finish_non_exhaustive()
+    }
+}
+
+enum Job {
+    Stats {
+        player: String,
+        format: wire::Format,
+    },
+    Games {
+        player: String,
+        limit: usize,
+        format: wire::Format,
+    },
+    Rank {
+        player: String,
+        window: Window,
+        format: wire::Format,
+    },
+    Leaderboard {
+        window: Window,
+        limit: usize,
+        format: wire::Format,
+    },
+    IdempotentPlay(IdempotentPlay),
+}
+
+struct IdempotentPlay {
+    /// `<scope>:<Idempotency-Key>`: keys are per player, or per client address when anonymous.
+    key: String,
+    fingerprint: Fingerprint,
+    player: Option<Box<str>>,
+    choice: Choice,
+    format: wire::Format,
+}
+
+/// What [`App::handle_admitted`] made of a request.
+#[derive(Debug)]
+pub enum Handled {
+    /// Answered: the body is in the caller's buffer.
+    Ready(Reply, Option<Permit>),
+    /// To be answered by awaiting [`App::finish`].
+    Deferred(Deferred),
 }
 
 impl std::fmt::Debug for App {
@@ -104,7 +169,20 @@ impl App {
             faults,
             concurrency,
             request_timeout: std::time::Duration::from_secs(5),
+            store: Arc::new(Store::in_memory(
+                &crate::config::Settings::default().store(),
+            )),
         }
+    }
+
+    /// Records games in `store` and serves its reads.
+    pub fn with_store(mut self, store: Arc<Store>) -> Self {
+        self.store = store;
+        self
+    }
+
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
     }
 
     pub fn rate_limits(&self) -> &RateLimits {
@@ -124,21 +202,22 @@ impl App {
         self.readiness.is_ready()
     }
 
-    /// Answers one request: writes the body into `body` (cleared first) and returns the rest
-    /// of the response. Never fails: every error becomes a problem document here.
-    ///
-    /// Every reply carries the request's trace context and id, and is counted in the metrics.
-    pub fn handle(&self, request: &Request<'_>, body: &mut Vec<u8>) -> Reply {
-        self.handle_admitted(request, body).0
+    /// Answers one request, waiting on the store if the route needs it: writes the body into
+    /// `body` (cleared first) and returns the rest of the response. Never fails: every error
+    /// becomes a problem document here.
+    pub async fn handle(&self, request: &Request<'_>, body: &mut Vec<u8>) -> Reply {
+        match self.handle_admitted(request, body) {
+            Handled::Ready(reply, _) => reply,
+            Handled::Deferred(deferred) => self.finish(deferred, body).await.0,
+        }
     }
 
-    /// [`Self::handle`], also returning the request's place under the in-flight bound, which
-    /// the engine keeps until the answer has left (see [`Self::request_finished`]).
-    pub fn handle_admitted(
-        &self,
-        request: &Request<'_>,
-        body: &mut Vec<u8>,
-    ) -> (Reply, Option<Permit>) {
+    /// Answers one request without waiting, or hands back the part that waits on the store.
+    /// A ready answer comes with the request's place under the in-flight bound, which the
+    /// engine keeps until the answer has left (see [`Self::request_finished`]).
+    ///
+    /// Every reply carries the request's trace context and id, and is counted in the metrics.
+    pub fn handle_admitted(&self, request: &Request<'_>, body: &mut Vec<u8>) -> Handled {
         body.clear();
         let mut permit = None;
         let (trace, invalid_traceparent) = TraceContext::from_header(request.traceparent);
@@ -153,30 +232,104 @@ impl App {
                 self.dispatch(route, request, &trace, body)
             }),
         };
-        let mut reply = result.unwrap_or_else(|error| {
-            let mut reply = error.write_reply(body);
-            if matches!(error, ApiError::HandlerTimeout) {
-                // The answer goes out when the timeout expires, not before.
-                reply.delay = self.request_timeout;
+        if invalid_traceparent {
+            metrics::with_shard(|shard| shard.traceparent_invalid.add(1));
+        }
+        let request_id = RequestId::from_header(request.request_id);
+        let reply = match result {
+            Ok(Dispatched::Now(reply)) => reply,
+            Ok(Dispatched::Later(job)) => {
+                return Handled::Deferred(Deferred {
+                    job,
+                    // A job exists only for a recognized route.
+                    route: route.unwrap_or(Route::Play),
+                    method_index: method_index(request.method),
+                    request_bytes: request.body.len(),
+                    trace,
+                    request_id,
+                    permit,
+                });
             }
-            reply
-        });
+            Err(error) => self.error_reply(&error, body),
+        };
+        let reply = self.seal(
+            reply,
+            route,
+            trace,
+            request_id,
+            method_index(request.method),
+            request.body.len(),
+            body.len(),
+        );
+        Handled::Ready(reply, permit)
+    }
+
+    /// Finishes a request that waits on the store, within the request timeout.
+    pub async fn finish(&self, deferred: Deferred, body: &mut Vec<u8>) -> (Reply, Option<Permit>) {
+        body.clear();
+        let result =
+            match tokio::time::timeout(self.request_timeout, self.run(deferred.job, body)).await {
+                Ok(result) => result,
+                Err(_) => {
+                    metrics::with_shard(|shard| shard.timeouts[1].add(1));
+                    Err(ApiError::HandlerTimeout)
+                }
+            };
+        let reply = match result {
+            Ok(reply) => reply,
+            Err(error) => {
+                let mut reply = error.write_reply(body);
+                // The timeout has already expired here; no further wait.
+                reply.delay = std::time::Duration::ZERO;
+                reply
+            }
+        };
+        let reply = self.seal(
+            reply,
+            Some(deferred.route),
+            deferred.trace,
+            deferred.request_id,
+            deferred.method_index,
+            deferred.request_bytes,
+            body.len(),
+        );
+        (reply, deferred.permit)
+    }
+
+    fn error_reply(&self, error: &ApiError<'_>, body: &mut Vec<u8>) -> Reply {
+        let mut reply = error.write_reply(body);
+        if matches!(error, ApiError::HandlerTimeout) {
+            // The answer goes out when the timeout expires, not before.
+            reply.delay = self.request_timeout;
+        }
+        reply
+    }
+
+    /// Stamps the reply with its route, trace and request id, and counts it.
+    #[allow(clippy::too_many_arguments)]
+    fn seal(
+        &self,
+        mut reply: Reply,
+        route: Option<Route>,
+        trace: TraceContext,
+        request_id: RequestId,
+        method_index: usize,
+        request_bytes: usize,
+        response_bytes: usize,
+    ) -> Reply {
         reply.route = route;
         reply.trace = Some(trace);
-        reply.request_id = Some(RequestId::from_header(request.request_id));
+        reply.request_id = Some(request_id);
         metrics::with_shard(|shard| {
-            if invalid_traceparent {
-                shard.traceparent_invalid.add(1);
-            }
             shard.count_request(
                 route_index(route),
-                method_index(request.method),
+                method_index,
                 reply.status.as_u16(),
-                request.body.len(),
-                body.len(),
+                request_bytes,
+                response_bytes,
             );
         });
-        (reply, permit)
+        reply
     }
 
     /// Takes a place under the in-flight bound, for routes that can be shed; probes never are.
@@ -266,17 +419,53 @@ impl App {
         request: &Request<'a>,
         trace: &TraceContext,
         body: &mut Vec<u8>,
-    ) -> Result<Reply, ApiError<'a>> {
-        match route {
-            Route::Play => self.play(request, trace, body),
-            Route::Healthz => Ok(status_document(body, "ok")),
-            Route::Readyz if self.readiness.is_ready() => Ok(status_document(body, "ready")),
-            Route::Readyz => Err(ApiError::ShuttingDown),
+    ) -> Result<Dispatched, ApiError<'a>> {
+        let format = wire::response_format(request.accept, wire::Format::Json);
+        let player = || {
+            let id = Route::player_id(request.path);
+            if is_valid_player_id(id.as_bytes()) {
+                Ok(id.to_owned())
+            } else {
+                Err(ApiError::InvalidPlayerId)
+            }
+        };
+        let query = Query(request.query.unwrap_or_default());
+        let job = match route {
+            Route::Play => return self.play(request, trace, body),
+            Route::Healthz => return Ok(Dispatched::Now(status_document(body, "ok", None))),
+            Route::Readyz if self.readiness.is_ready() => {
+                return Ok(Dispatched::Now(status_document(
+                    body,
+                    "ready",
+                    Some(&self.store),
+                )));
+            }
+            Route::Readyz => return Err(ApiError::ShuttingDown),
             Route::OpenApi => {
                 body.extend_from_slice(openapi::DOCUMENT.as_bytes());
-                Ok(Reply::new(StatusCode::OK, wire::JSON))
+                return Ok(Dispatched::Now(Reply::new(StatusCode::OK, wire::JSON)));
             }
-        }
+            Route::PlayerStats => Job::Stats {
+                player: player()?,
+                format,
+            },
+            Route::PlayerGames => Job::Games {
+                player: player()?,
+                limit: query.limit(20)?,
+                format,
+            },
+            Route::PlayerRank => Job::Rank {
+                player: player()?,
+                window: query.window()?,
+                format,
+            },
+            Route::Leaderboard => Job::Leaderboard {
+                window: query.window()?,
+                limit: query.limit(10)?,
+                format,
+            },
+        };
+        Ok(Dispatched::Later(job))
     }
 
     fn play<'a>(
@@ -284,7 +473,7 @@ impl App {
         request: &Request<'a>,
         trace: &TraceContext,
         body: &mut Vec<u8>,
-    ) -> Result<Reply, ApiError<'a>> {
+    ) -> Result<Dispatched, ApiError<'a>> {
         // Inner steps are timed only when spans are exported: two clock reads per step
         // are not free, and nothing else reads them.
         let injection = self.faults.inject(Point::Play);
@@ -309,25 +498,184 @@ impl App {
         let request_format = wire::request_format(request.content_type)?;
         let response_format = wire::response_format(request.accept, request_format);
         let play: PlayRequest<'a> = wire::decode(request_format, request.body)?;
-        let player = Choice::parse(&play.choice).map_err(|_| ApiError::InvalidChoice {
+        let choice = Choice::parse(&play.choice).map_err(|_| ApiError::InvalidChoice {
             given: borrowed_or_placeholder(&play.choice),
         })?;
+        let player = player_of(play.player_id.as_deref(), request.player_id)?;
+        if let Some(key) = request.idempotency_key {
+            if !idempotency::is_valid_key(key) {
+                return Err(ApiError::InvalidIdempotencyKey);
+            }
+            // Validated above as visible ASCII.
+            let key = String::from_utf8_lossy(key);
+            let scope = match player {
+                Some(player) => format!("p:{player}:{key}"),
+                None => format!(
+                    "c:{}:{key}",
+                    client_address(request.peer, request.forwarded_for, &self.trusted_proxies)
+                ),
+            };
+            return Ok(Dispatched::Later(Job::IdempotentPlay(IdempotentPlay {
+                key: scope,
+                fingerprint: idempotency::fingerprint(request.body),
+                player: player.map(Box::from),
+                choice,
+                format: response_format,
+            })));
+        }
         let decoded = steps.then(tokio::time::Instant::now);
-        let computer = random::computer_choice()?;
-        let outcome = game::judge(player, computer);
+        let record = self.play_round(choice, player.map(Box::from), response_format, body)?;
         let judged = steps.then(tokio::time::Instant::now);
-        wire::encode_play(response_format, &PlayResponse::from(outcome), body);
-        metrics::with_shard(|shard| shard.rounds[player as usize][computer as usize].add(1));
+        if let Some(record) = record {
+            self.store.record(record);
+        }
         if let (Some(started), Some(decoded), Some(judged)) = (started, decoded, judged) {
             let encoded = tokio::time::Instant::now();
             self.observability.step(trace, "decode", started, decoded);
             self.observability.step(trace, "judge", decoded, judged);
             self.observability.step(trace, "encode", judged, encoded);
         }
-        tracing::debug!(player = %outcome.player, computer = %outcome.computer, winner = outcome.winner.name(), "round played");
         let mut reply = Reply::new(StatusCode::OK, response_format.content_type());
         reply.delay = injection.delay;
-        Ok(reply)
+        Ok(Dispatched::Now(reply))
+    }
+
+    /// Plays one round and writes its answer into `body`; returns the record to store when
+    /// the player is named.
+    fn play_round(
+        &self,
+        choice: Choice,
+        player: Option<Box<str>>,
+        format: wire::Format,
+        body: &mut Vec<u8>,
+    ) -> Result<Option<GameRecord>, ApiError<'static>> {
+        let computer = random::computer_choice()?;
+        let outcome = game::judge(choice, computer);
+        let game_id = self.store.game_ids().next();
+        wire::encode_play(format, &PlayResponse::new(game_id.0, outcome), body);
+        metrics::with_shard(|shard| shard.rounds[choice as usize][computer as usize].add(1));
+        tracing::debug!(player = %outcome.player, computer = %outcome.computer, winner = outcome.winner.name(), "round played");
+        Ok(player.map(|player| GameRecord {
+            game_id,
+            player,
+            player_choice: choice,
+            computer_choice: computer,
+            winner: outcome.winner,
+        }))
+    }
+
+    /// Runs the part of a request that waits on the store.
+    async fn run(&self, job: Job, body: &mut Vec<u8>) -> Result<Reply, ApiError<'static>> {
+        let store = &self.store;
+        let ok = |format: wire::Format| Reply::new(StatusCode::OK, format.content_type());
+        match job {
+            Job::Stats { player, format } => {
+                let stats = store.stats(&player).await.map_err(unavailable)?;
+                let stats = stats.ok_or(ApiError::PlayerNotFound)?;
+                wire::encode(format, &wire::StatsDocument::new(&player, &stats), body);
+                Ok(ok(format))
+            }
+            Job::Games {
+                player,
+                limit,
+                format,
+            } => {
+                let games = store.games(&player, limit).await.map_err(unavailable)?;
+                let games = games.ok_or(ApiError::PlayerNotFound)?;
+                wire::encode(
+                    format,
+                    &wire::GamesDocument {
+                        player_id: &player,
+                        games,
+                    },
+                    body,
+                );
+                Ok(ok(format))
+            }
+            Job::Rank {
+                player,
+                window,
+                format,
+            } => {
+                let ranked = store.rank(window, &player).await.map_err(unavailable)?;
+                let ranked = ranked.ok_or(ApiError::PlayerNotFound)?;
+                wire::encode(
+                    format,
+                    &wire::RankDocument {
+                        window: window.name(),
+                        ranked,
+                    },
+                    body,
+                );
+                Ok(ok(format))
+            }
+            Job::Leaderboard {
+                window,
+                limit,
+                format,
+            } => {
+                let entries = store
+                    .leaderboard(window, limit)
+                    .await
+                    .map_err(unavailable)?;
+                wire::encode(
+                    format,
+                    &wire::LeaderboardDocument {
+                        window: window.name(),
+                        entries,
+                    },
+                    body,
+                );
+                Ok(ok(format))
+            }
+            Job::IdempotentPlay(play) => self.idempotent_play(play, body).await,
+        }
+    }
+
+    /// A play under an `Idempotency-Key`: runs once, replays after.
+    async fn idempotent_play(
+        &self,
+        play: IdempotentPlay,
+        body: &mut Vec<u8>,
+    ) -> Result<Reply, ApiError<'static>> {
+        let store = &self.store;
+        match store
+            .begin(&play.key, &play.fingerprint)
+            .await
+            .map_err(unavailable)?
+        {
+            Begin::InFlight => return Err(ApiError::IdempotencyKeyInFlight),
+            Begin::Mismatch => return Err(ApiError::IdempotencyKeyReused),
+            Begin::Replay(answer) => {
+                body.clear();
+                body.extend_from_slice(&answer.body);
+                let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::OK);
+                return Ok(Reply::new(status, answer.format.content_type())
+                    .with_header("idempotent-replayed", HeaderValue::Static("true")));
+            }
+            Begin::Started => {}
+        }
+        let record = match self.play_round(play.choice, play.player, play.format, body) {
+            Ok(record) => record,
+            Err(error) => {
+                store.abort(&play.key).await;
+                return Err(error);
+            }
+        };
+        let answer = StoredAnswer {
+            status: StatusCode::OK.as_u16(),
+            format: play.format,
+            body: body.clone(),
+        };
+        if let Err(error) = store.complete(&play.key, &play.fingerprint, &answer).await {
+            // Not kept, so not counted: the client's retry with the same key plays again.
+            store.abort(&play.key).await;
+            return Err(unavailable(error));
+        }
+        if let Some(record) = record {
+            store.record(record);
+        }
+        Ok(Reply::new(StatusCode::OK, play.format.content_type()))
     }
 
     /// Whether `method` on `path` would be routed to a handler that reads a body. Engines use
@@ -343,6 +691,84 @@ fn borrowed_or_placeholder<'a>(choice: &std::borrow::Cow<'a, str>) -> &'a str {
     match choice {
         std::borrow::Cow::Borrowed(text) => text,
         std::borrow::Cow::Owned(_) => "(escaped text)",
+    }
+}
+
+/// What a route's handler decided without waiting.
+// Boxing the large variant would put an allocation on every request; this lives on the stack
+// for the length of one call.
+#[allow(clippy::large_enum_variant)]
+enum Dispatched {
+    Now(Reply),
+    Later(Job),
+}
+
+/// A store failure as the client sees it: 503 with the breaker's retry delay.
+fn unavailable(error: StoreError) -> ApiError<'static> {
+    let retry_after_seconds = error.retry_after().as_secs_f64().ceil().max(1.0) as u64;
+    metrics::with_shard(|shard| shard.store_unavailable.add(1));
+    if crate::telemetry::log_this_refusal() {
+        tracing::warn!(%error, "store unavailable (1% are logged)");
+    }
+    ApiError::StoreUnavailable {
+        retry_after_seconds,
+    }
+}
+
+/// The player a play names: `player_id` in the body, `X-Player-Id`, or both when they agree.
+fn player_of<'a>(
+    in_body: Option<&'a str>,
+    in_header: Option<&'a [u8]>,
+) -> Result<Option<&'a str>, ApiError<'static>> {
+    let header = in_header
+        .map(|id| std::str::from_utf8(id).map_err(|_| ApiError::InvalidPlayerId))
+        .transpose()?;
+    let player = match (in_body, header) {
+        (Some(body), Some(header)) if body != header => return Err(ApiError::InvalidPlayerId),
+        (body, header) => body.or(header),
+    };
+    match player {
+        Some(id) if !is_valid_player_id(id.as_bytes()) => Err(ApiError::InvalidPlayerId),
+        player => Ok(player),
+    }
+}
+
+/// A query string's parameters, read without allocating. Unknown parameters are ignored.
+struct Query<'a>(&'a str);
+
+impl<'a> Query<'a> {
+    fn get(&self, name: &str) -> Option<&'a str> {
+        self.0
+            .split('&')
+            .filter_map(|pair| pair.split_once('=').or(Some((pair, ""))))
+            .find(|(key, _)| *key == name)
+            .map(|(_, value)| value)
+    }
+
+    /// `limit`: 1 to 100, `default` when absent.
+    fn limit(&self, default: usize) -> Result<usize, ApiError<'static>> {
+        match self.get("limit") {
+            None => Ok(default),
+            Some(text) => text
+                .parse::<usize>()
+                .ok()
+                .filter(|limit| (1..=100).contains(limit))
+                .ok_or(ApiError::InvalidParameter {
+                    name: "limit",
+                    reason: "must be a whole number from 1 to 100",
+                }),
+        }
+    }
+
+    /// `window`: all (the default), day or week.
+    fn window(&self) -> Result<Window, ApiError<'static>> {
+        match self.get("window") {
+            None => Ok(Window::All),
+            Some(text) => Window::parse(text).ok_or(ApiError::InvalidParameter {
+                name: "window",
+                reason: "must be all, day or week",
+            }),
+        }
     }
 }
 
@@ -374,12 +800,27 @@ pub fn client_address(peer: IpAddr, forwarded_for: Option<&[u8]>, trusted: &[IpA
     peer
 }
 
-fn status_document(body: &mut Vec<u8>, status: &'static str) -> Reply {
+/// `{"status": ...}`, with the store's state for `/readyz`. The store is optional for serving
+/// (`/play` never waits on it), so its state is reported, never a reason to answer 503.
+fn status_document(body: &mut Vec<u8>, status: &'static str, store: Option<&Store>) -> Reply {
+    #[derive(serde::Serialize)]
+    struct StoreState {
+        backend: &'static str,
+        circuit: &'static str,
+        queued: usize,
+    }
     #[derive(serde::Serialize)]
     struct Status {
         status: &'static str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        store: Option<StoreState>,
     }
-    wire::encode(wire::Format::Json, &Status { status }, body);
+    let store = store.map(|store| StoreState {
+        backend: store.kind(),
+        circuit: store.state().name(),
+        queued: store.queued(),
+    });
+    wire::encode(wire::Format::Json, &Status { status, store }, body);
     Reply::new(StatusCode::OK, wire::JSON)
 }
 

@@ -13,7 +13,7 @@ mod reply;
 mod routes;
 pub mod wire;
 
-pub use app::{App, Readiness};
+pub use app::{App, Deferred, Handled, Readiness};
 pub use problem::ApiError;
 pub use reply::{HeaderValue, Reply};
 pub use routes::Route;
@@ -25,6 +25,8 @@ pub struct Request<'a> {
     pub method: &'a http::Method,
     /// The path without the query string.
     pub path: &'a str,
+    /// The query string, without the `?`.
+    pub query: Option<&'a str>,
     pub content_type: Option<&'a [u8]>,
     pub accept: Option<&'a [u8]>,
     /// W3C `traceparent`, continued when valid.
@@ -35,6 +37,8 @@ pub struct Request<'a> {
     pub player_id: Option<&'a [u8]>,
     /// `x-forwarded-for`, believed only from a trusted proxy.
     pub forwarded_for: Option<&'a [u8]>,
+    /// `idempotency-key`, on `POST /play`.
+    pub idempotency_key: Option<&'a [u8]>,
     /// The address of the TCP peer.
     pub peer: std::net::IpAddr,
     pub body: &'a [u8],
@@ -52,12 +56,14 @@ impl<'a> Request<'a> {
         Request {
             method,
             path,
+            query: None,
             content_type,
             accept: None,
             traceparent: None,
             request_id: None,
             player_id: None,
             forwarded_for: None,
+            idempotency_key: None,
             peer: std::net::Ipv4Addr::LOCALHOST.into(),
             body,
         }

@@ -66,6 +66,20 @@ pub enum ApiError<'a> {
     ProfileInProgress,
     #[error("the CPU profiler failed: {0}")]
     ProfilerFailed(String),
+    #[error(
+        "invalid player id: use 1 to 64 of A-Z, a-z, 0-9, '_', '.', '-' (the same id in the body and X-Player-Id if both are sent)"
+    )]
+    InvalidPlayerId,
+    #[error("invalid Idempotency-Key: use 1 to 255 visible ASCII characters")]
+    InvalidIdempotencyKey,
+    #[error("this Idempotency-Key was already used with a different request body")]
+    IdempotencyKeyReused,
+    #[error("a request with this Idempotency-Key is still being processed; retry shortly")]
+    IdempotencyKeyInFlight,
+    #[error("the store is unavailable; retry after {} s", .retry_after_seconds)]
+    StoreUnavailable { retry_after_seconds: u64 },
+    #[error("no games recorded for this player")]
+    PlayerNotFound,
     #[error("the computer could not draw a move: {0}")]
     RandomUnavailable(#[from] RandomUnavailable),
 }
@@ -178,6 +192,32 @@ impl ApiError<'_> {
                 "random_unavailable",
                 "Random source unavailable"
             ),
+            ApiError::InvalidPlayerId => {
+                kind!(BAD_REQUEST, "invalid_player_id", "Invalid player id")
+            }
+            ApiError::InvalidIdempotencyKey => kind!(
+                BAD_REQUEST,
+                "invalid_idempotency_key",
+                "Invalid idempotency key"
+            ),
+            ApiError::IdempotencyKeyReused => kind!(
+                UNPROCESSABLE_ENTITY,
+                "idempotency_key_reused",
+                "Idempotency key reused"
+            ),
+            ApiError::IdempotencyKeyInFlight => kind!(
+                CONFLICT,
+                "idempotency_key_in_flight",
+                "Idempotency key in flight"
+            ),
+            ApiError::StoreUnavailable { .. } => {
+                kind!(
+                    SERVICE_UNAVAILABLE,
+                    "store_unavailable",
+                    "Store unavailable"
+                )
+            }
+            ApiError::PlayerNotFound => kind!(NOT_FOUND, "player_not_found", "Player not found"),
         }
     }
 
@@ -193,7 +233,12 @@ impl ApiError<'_> {
     /// Writes the problem document into `body` and returns the reply to send with it.
     pub fn write_reply(&self, body: &mut Vec<u8>) -> Reply {
         let kind = self.kind();
-        if kind.status.is_server_error() {
+        // Refusals by design (overload, an unavailable store, shutdown) are counted and sampled
+        // where they are decided; only real failures are logged here, each time.
+        if matches!(
+            self,
+            ApiError::ProfilerFailed(_) | ApiError::RandomUnavailable(_)
+        ) {
             tracing::warn!(code = kind.code, error = %self, "request failed on the server side");
         }
         let document = Problem {
@@ -221,7 +266,11 @@ impl ApiError<'_> {
             | ApiError::TooManyConnections
             | ApiError::InjectedFault
             | ApiError::Overloaded
+            | ApiError::IdempotencyKeyInFlight
             | ApiError::HandlerTimeout => reply.with_header("retry-after", HeaderValue::Number(1)),
+            ApiError::StoreUnavailable {
+                retry_after_seconds,
+            } => reply.with_header("retry-after", HeaderValue::Number(*retry_after_seconds)),
             ApiError::RateLimited(refusal) => {
                 let policy = refusal.scope.name();
                 let (quota, window) = refusal.policy();

@@ -11,10 +11,23 @@ pub enum Route {
     Healthz,
     Readyz,
     OpenApi,
+    PlayerStats,
+    PlayerGames,
+    PlayerRank,
+    Leaderboard,
 }
 
 impl Route {
-    pub const ALL: [Route; 4] = [Route::Play, Route::Healthz, Route::Readyz, Route::OpenApi];
+    pub const ALL: [Route; 8] = [
+        Route::Play,
+        Route::Healthz,
+        Route::Readyz,
+        Route::OpenApi,
+        Route::PlayerStats,
+        Route::PlayerGames,
+        Route::PlayerRank,
+        Route::Leaderboard,
+    ];
 
     /// The path as written in the OpenAPI document.
     pub const fn template(self) -> &'static str {
@@ -23,6 +36,10 @@ impl Route {
             Route::Healthz => "/healthz",
             Route::Readyz => "/readyz",
             Route::OpenApi => "/openapi.json",
+            Route::PlayerStats => "/players/{id}/stats",
+            Route::PlayerGames => "/players/{id}/games",
+            Route::PlayerRank => "/players/{id}/rank",
+            Route::Leaderboard => "/leaderboard",
         }
     }
 
@@ -30,7 +47,7 @@ impl Route {
     pub fn methods(self) -> &'static [Method] {
         match self {
             Route::Play => &[Method::POST],
-            Route::Healthz | Route::Readyz | Route::OpenApi => &[Method::GET],
+            _ => &[Method::GET],
         }
     }
 
@@ -38,15 +55,44 @@ impl Route {
     pub const fn allow(self) -> &'static str {
         match self {
             Route::Play => "POST",
-            Route::Healthz | Route::Readyz | Route::OpenApi => "GET, HEAD",
+            _ => "GET, HEAD",
         }
     }
 
     /// The route serving `path` (without query string), if any.
     pub fn recognize(path: &str) -> Option<Route> {
+        if let Some((_, tail)) = Self::player_path(path) {
+            return match tail {
+                "stats" => Some(Route::PlayerStats),
+                "games" => Some(Route::PlayerGames),
+                "rank" => Some(Route::PlayerRank),
+                _ => None,
+            };
+        }
         Route::ALL
             .into_iter()
             .find(|route| route.template() == path)
+    }
+
+    /// `/players/{id}/{tail}` split into the id (possibly empty or invalid; the handler
+    /// checks it) and the tail.
+    fn player_path(path: &str) -> Option<(&str, &str)> {
+        let rest = path.strip_prefix("/players/")?;
+        let (id, tail) = rest.split_once('/')?;
+        (!tail.contains('/')).then_some((id, tail))
+    }
+
+    /// The `{id}` of a player route's path.
+    pub fn player_id(path: &str) -> &str {
+        Self::player_path(path).map_or("", |(id, _)| id)
+    }
+
+    /// Whether the route reads or writes the store (and so may wait on it).
+    pub const fn uses_store(self) -> bool {
+        matches!(
+            self,
+            Route::PlayerStats | Route::PlayerGames | Route::PlayerRank | Route::Leaderboard
+        )
     }
 
     pub fn accepts(self, method: &Method) -> bool {
@@ -64,9 +110,29 @@ mod tests {
         for route in Route::ALL {
             assert_eq!(Route::recognize(route.template()), Some(route));
         }
-        for path in ["/", "/play/", "/PLAY", "/play/x", "//play", ""] {
+        for path in [
+            "/",
+            "/play/",
+            "/PLAY",
+            "/play/x",
+            "//play",
+            "",
+            "/players/a",
+            "/players/a/stats/x",
+            "/players/a/other",
+            "/leaderboard/",
+        ] {
             assert_eq!(Route::recognize(path), None, "{path:?}");
         }
+        assert_eq!(
+            Route::recognize("/players/ann/rank"),
+            Some(Route::PlayerRank)
+        );
+        assert_eq!(Route::player_id("/players/ann/rank"), "ann");
+        assert_eq!(
+            Route::recognize("/players//games"),
+            Some(Route::PlayerGames)
+        );
     }
 
     #[test]

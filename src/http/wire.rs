@@ -89,11 +89,12 @@ fn quality(entry: &[u8]) -> u16 {
     1000
 }
 
-/// Body of `POST /play`: a map (JSON object or MessagePack map) with a `choice` string.
-/// Unknown fields are ignored so clients can send more than we read.
+/// Body of `POST /play`: a map (JSON object or MessagePack map) with a `choice` string and an
+/// optional `player_id` string. Unknown fields are ignored so clients can send more than we read.
 #[derive(Debug)]
 pub struct PlayRequest<'a> {
     pub choice: Cow<'a, str>,
+    pub player_id: Option<Cow<'a, str>>,
 }
 
 /// Written by hand because serde's derive also accepts a sequence (`["rock"]`) for a struct;
@@ -114,17 +115,23 @@ impl<'de> Deserialize<'de> for PlayRequest<'de> {
                 mut map: A,
             ) -> Result<Self::Value, A::Error> {
                 let mut choice: Option<Cow<'de, str>> = None;
+                let mut player_id: Option<Cow<'de, str>> = None;
                 while let Some(key) = map.next_key::<BorrowedOrOwned<'de>>()? {
-                    if key.0 != "choice" {
-                        map.next_value::<serde::de::IgnoredAny>()?;
-                    } else if choice.is_some() {
-                        return Err(serde::de::Error::duplicate_field("choice"));
-                    } else {
-                        choice = Some(map.next_value::<BorrowedOrOwned<'de>>()?.0);
+                    let (slot, name) = match &*key.0 {
+                        "choice" => (&mut choice, "choice"),
+                        "player_id" => (&mut player_id, "player_id"),
+                        _ => {
+                            map.next_value::<serde::de::IgnoredAny>()?;
+                            continue;
+                        }
+                    };
+                    if slot.is_some() {
+                        return Err(serde::de::Error::duplicate_field(name));
                     }
+                    *slot = Some(map.next_value::<BorrowedOrOwned<'de>>()?.0);
                 }
                 let choice = choice.ok_or_else(|| serde::de::Error::missing_field("choice"))?;
-                Ok(PlayRequest { choice })
+                Ok(PlayRequest { choice, player_id })
             }
         }
 
@@ -163,24 +170,97 @@ impl<'de> Deserialize<'de> for BorrowedOrOwned<'de> {
     }
 }
 
-/// Body of a successful `POST /play`.
+/// Body of a successful `POST /play`. `game_id` is a decimal string: JSON numbers lose
+/// precision past 2^53 in most clients.
 #[derive(Debug, Serialize)]
 pub struct PlayResponse {
+    #[serde(serialize_with = "decimal_string")]
+    pub game_id: u64,
     pub player_choice: &'static str,
     pub computer_choice: &'static str,
     pub winner: &'static str,
     pub reason: &'static str,
 }
 
-impl From<Outcome> for PlayResponse {
-    fn from(outcome: Outcome) -> Self {
+fn decimal_string<S: serde::Serializer>(value: &u64, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(itoa::Buffer::new().format(*value))
+}
+
+impl PlayResponse {
+    pub fn new(game_id: u64, outcome: Outcome) -> Self {
         Self {
+            game_id,
             player_choice: outcome.player.name(),
             computer_choice: outcome.computer.name(),
             winner: outcome.winner.name(),
             reason: outcome.reason,
         }
     }
+}
+
+/// Body of `GET /players/{id}/stats`.
+#[derive(Debug, Serialize)]
+pub struct StatsDocument<'a> {
+    pub player_id: &'a str,
+    pub rounds: u64,
+    pub wins: u64,
+    pub losses: u64,
+    pub ties: u64,
+    /// Wins over rounds (ties included); 0 before the first round.
+    pub win_rate: f64,
+    pub current_streak: u64,
+    pub best_streak: u64,
+    pub choices: ChoiceCounts,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ChoiceCounts {
+    pub rock: u64,
+    pub paper: u64,
+    pub scissors: u64,
+}
+
+impl<'a> StatsDocument<'a> {
+    pub fn new(player_id: &'a str, stats: &crate::store::model::PlayerStats) -> Self {
+        let [rock, paper, scissors] = stats.choices;
+        Self {
+            player_id,
+            rounds: stats.rounds,
+            wins: stats.wins,
+            losses: stats.losses,
+            ties: stats.ties,
+            win_rate: stats.win_rate(),
+            current_streak: stats.current_streak,
+            best_streak: stats.best_streak,
+            choices: ChoiceCounts {
+                rock,
+                paper,
+                scissors,
+            },
+        }
+    }
+}
+
+/// Body of `GET /players/{id}/games`: newest first.
+#[derive(Debug, Serialize)]
+pub struct GamesDocument<'a> {
+    pub player_id: &'a str,
+    pub games: Vec<crate::store::model::GameSummary>,
+}
+
+/// Body of `GET /players/{id}/rank`.
+#[derive(Debug, Serialize)]
+pub struct RankDocument {
+    pub window: &'static str,
+    #[serde(flatten)]
+    pub ranked: crate::store::model::Ranked,
+}
+
+/// Body of `GET /leaderboard`.
+#[derive(Debug, Serialize)]
+pub struct LeaderboardDocument {
+    pub window: &'static str,
+    pub entries: Vec<crate::store::model::Ranked>,
 }
 
 /// Serializes a round into `out` (cleared first).
@@ -194,8 +274,10 @@ pub fn encode_play(format: Format, response: &PlayResponse, out: &mut Vec<u8>) {
         Format::MsgPack => encode(format, response, out),
         Format::Json => {
             out.clear();
+            out.extend_from_slice(br#"{"game_id":""#);
+            out.extend_from_slice(itoa::Buffer::new().format(response.game_id).as_bytes());
             for (prefix, value) in [
-                (&br#"{"player_choice":""#[..], response.player_choice),
+                (&br#"","player_choice":""#[..], response.player_choice),
                 (br#"","computer_choice":""#, response.computer_choice),
                 (br#"","winner":""#, response.winner),
                 (br#"","reason":""#, response.reason),
@@ -306,6 +388,7 @@ mod tests {
     #[test]
     fn both_formats_carry_the_same_fields() {
         let response = PlayResponse {
+            game_id: 7_400_000_000_000_000_001,
             player_choice: "rock",
             computer_choice: "paper",
             winner: "computer",
@@ -319,6 +402,7 @@ mod tests {
         let from_msgpack: serde_json::Value = rmp_serde::from_slice(&msgpack).unwrap();
         assert_eq!(from_json, from_msgpack);
         assert_eq!(from_json["reason"], "paper beats rock");
+        assert_eq!(from_json["game_id"], "7400000000000000001");
     }
 
     #[test]
@@ -326,7 +410,7 @@ mod tests {
         use crate::game::{Choice, judge};
         for player in Choice::ALL {
             for computer in Choice::ALL {
-                let response = PlayResponse::from(judge(player, computer));
+                let response = PlayResponse::new(u64::MAX, judge(player, computer));
                 for text in [
                     response.player_choice,
                     response.computer_choice,
@@ -365,6 +449,10 @@ mod tests {
         let bytes = rmp_serde::to_vec_named(&serde_json::json!({"choice": "paper"})).unwrap();
         let from_msgpack: PlayRequest = decode(Format::MsgPack, &bytes).unwrap();
         assert_eq!(from_msgpack.choice, "paper");
+        assert!(from_msgpack.player_id.is_none());
+        let named: PlayRequest =
+            decode(Format::Json, br#"{"player_id":"ann","choice":"rock"}"#).unwrap();
+        assert_eq!(named.player_id.as_deref(), Some("ann"));
     }
 
     #[test]
@@ -384,6 +472,11 @@ mod tests {
             (Format::Json, br#"{"choice":5}"#),
             (Format::Json, br#"["rock"]"#),
             (Format::Json, br#"{"choice":"rock","choice":"paper"}"#),
+            (Format::Json, br#"{"choice":"rock","player_id":5}"#),
+            (
+                Format::Json,
+                br#"{"choice":"rock","player_id":"a","player_id":"b"}"#,
+            ),
             (Format::MsgPack, b"\xc1"),
         ] {
             let result: Result<PlayRequest, _> = decode(format, body);

@@ -21,7 +21,7 @@ use tokio::net::TcpStream;
 use super::ConnectionSettings;
 use super::limits::ConnectionPermit;
 use crate::http::problem::BodyError;
-use crate::http::{ApiError, App, Reply, Request};
+use crate::http::{ApiError, App, Handled, Reply, Request};
 
 /// Spawns the task serving `stream` on the current runtime, watched by `graceful` so a
 /// shutdown lets its request in flight finish.
@@ -74,17 +74,22 @@ async fn respond(
     let request = Request {
         method: &parts.method,
         path: parts.uri.path(),
+        query: parts.uri.query(),
         content_type: header(CONTENT_TYPE),
         accept: header(http::header::ACCEPT),
         traceparent: header(HeaderName::from_static("traceparent")),
         request_id: header(HeaderName::from_static("x-request-id")),
         player_id: header(HeaderName::from_static("x-player-id")),
         forwarded_for: header(HeaderName::from_static("x-forwarded-for")),
+        idempotency_key: header(HeaderName::from_static("idempotency-key")),
         peer,
         body: &body,
     };
     let arrived = tokio::time::Instant::now();
-    let (reply, permit) = app.handle_admitted(&request, &mut out);
+    let (reply, permit) = match app.handle_admitted(&request, &mut out) {
+        Handled::Ready(reply, permit) => (reply, permit),
+        Handled::Deferred(deferred) => app.finish(deferred, &mut out).await,
+    };
     if !reply.delay.is_zero() {
         tokio::time::sleep(reply.delay).await;
     }

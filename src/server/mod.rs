@@ -29,6 +29,7 @@ use crate::flags::RuntimeFlags;
 use crate::http::{App, Readiness};
 use crate::protection::faults::Faults;
 use crate::protection::rate_limit::RateLimits;
+use crate::store::Store;
 use crate::telemetry::access_log::AccessLog;
 use crate::telemetry::export::SpanExporter;
 use crate::telemetry::observe::Observability;
@@ -44,6 +45,8 @@ pub enum ServeError {
     },
     #[error("cannot start {what}: {reason}")]
     Telemetry { what: &'static str, reason: String },
+    #[error("cannot open the store: {0}")]
+    Store(#[from] crate::store::StoreError),
     #[error("worker {index} failed: {source}")]
     Worker {
         index: usize,
@@ -76,13 +79,14 @@ pub struct Server {
     /// Re-reads the settings on SIGHUP, when set.
     reload: Option<Box<dyn Fn() -> Result<Settings, String> + Send + Sync>>,
     app: Arc<App>,
+    store: Arc<Store>,
     readiness: Readiness,
     connection: Arc<ConnectionSettings>,
 }
 
 impl Server {
     /// Binds the listener described by `settings`. Serving starts with [`Self::run_until_stopped`].
-    pub fn build(settings: &Settings) -> Result<Server, ServeError> {
+    pub async fn build(settings: &Settings) -> Result<Server, ServeError> {
         let bind_error = |source| ServeError::Bind {
             address: settings.listen,
             source,
@@ -109,6 +113,12 @@ impl Server {
         let admin_addr = admin_listener.local_addr().map_err(admin_bind_error)?;
         let readiness = Readiness::new();
         let faults = Faults::new(settings.fault_injection);
+        let store = Arc::new(Store::open(&settings.store()).await?);
+        tracing::info!(
+            backend = store.kind(),
+            node_id = store.node_id(),
+            "store open"
+        );
         Ok(Server {
             listeners,
             local_addr,
@@ -127,8 +137,10 @@ impl Server {
                     Arc::clone(&faults),
                     settings.concurrency_limit(),
                 )
-                .with_request_timeout(settings.request_timeout),
+                .with_request_timeout(settings.request_timeout)
+                .with_store(Arc::clone(&store)),
             ),
+            store,
             faults,
             readiness,
             connection: Arc::new(ConnectionSettings {
@@ -202,6 +214,7 @@ impl Server {
             flags: Arc::clone(self.app.observability().flags()),
             faults: Arc::clone(&self.faults),
             concurrency: Arc::clone(self.app.concurrency()),
+            store: Arc::clone(&self.store),
         });
         let reloader = self.reload.map(|reload| {
             let flags = Arc::clone(self.app.observability().flags());
@@ -216,6 +229,17 @@ impl Server {
         drop(self.listeners);
         let admin = tokio::spawn(admin::serve(self.admin_listener, admin_state, stop.clone()));
         let forgetter = tokio::spawn(forget_idle_clients(Arc::clone(&self.app)));
+        let writer_stop = CancellationToken::new();
+        let writer = tokio::spawn({
+            let store = Arc::clone(&self.store);
+            let stop = writer_stop.clone();
+            let drain = self.connection.drain_timeout;
+            async move { store.run_writer(stop, drain).await }
+        });
+        let lease = tokio::spawn({
+            let store = Arc::clone(&self.store);
+            async move { store.keep_node_lease().await }
+        });
         tracing::info!(
             address = %self.local_addr,
             admin_address = %self.admin_addr,
@@ -242,6 +266,10 @@ impl Server {
         }
         let _ = admin.await;
         forgetter.abort();
+        // Every connection is closed: no more results can arrive. Flush what is queued.
+        writer_stop.cancel();
+        let _ = writer.await;
+        lease.abort();
         if let Some(reloader) = reloader {
             reloader.abort();
         }

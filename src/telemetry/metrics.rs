@@ -105,7 +105,7 @@ pub struct Histogram<const N: usize> {
 }
 
 impl<const N: usize> Histogram<N> {
-    fn new(bounds: &'static [f64; N]) -> Self {
+    pub fn new(bounds: &'static [f64; N]) -> Self {
         Self {
             bounds,
             buckets: std::array::from_fn(|_| Counter::default()),
@@ -144,6 +144,11 @@ pub struct Shard {
     pub rate_limited: [Counter; 3],
     /// Requests shed (503 overloaded) at the in-flight bound.
     pub shed: Counter,
+    /// Game results dropped before reaching the store: the queue was full, or (in memory)
+    /// the player bound was reached.
+    pub store_dropped: Counter,
+    /// Reads and idempotent plays answered 503 `store_unavailable`.
+    pub store_unavailable: Counter,
     /// Timeouts: a request not received in time (408), an answer not ready in time (503).
     pub timeouts: [Counter; 2],
     /// Faults injected at the play point: latency added, errors answered.
@@ -170,6 +175,8 @@ impl Shard {
             rate_limited: Default::default(),
             faults_injected: Default::default(),
             shed: Counter::default(),
+            store_dropped: Counter::default(),
+            store_unavailable: Counter::default(),
             timeouts: Default::default(),
             access_log_lines: Counter::default(),
             access_log_dropped: Counter::default(),
@@ -437,6 +444,26 @@ pub fn write_request_metrics(exposition: &mut Exposition) {
         Kind::Counter,
     );
     exposition.sample("guess_game_shed_total", "", sum(&|shard| shard.shed.get()));
+    exposition.family(
+        "guess_game_store_dropped",
+        "Game results dropped before reaching the store (queue full, or the in-memory player bound).",
+        Kind::Counter,
+    );
+    exposition.sample(
+        "guess_game_store_dropped_total",
+        "",
+        sum(&|shard| shard.store_dropped.get()),
+    );
+    exposition.family(
+        "guess_game_store_unavailable",
+        "Requests answered 503 store_unavailable (store down or its circuit open).",
+        Kind::Counter,
+    );
+    exposition.sample(
+        "guess_game_store_unavailable_total",
+        "",
+        sum(&|shard| shard.store_unavailable.get()),
+    );
     counters_by_label(
         exposition,
         &shards,

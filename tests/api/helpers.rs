@@ -43,7 +43,7 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
         ..Settings::default()
     };
     configure(&mut settings);
-    let server = Server::build(&settings).expect("server binds");
+    let server = Server::build(&settings).await.expect("server binds");
     let address = server.local_addr();
     let admin = server.admin_addr();
     let (stop, stopped) = oneshot::channel::<()>();

@@ -20,7 +20,9 @@ async fn play_answers_a_round_judged_by_the_rules_for_every_choice() {
         let expected = judge(choice, computer);
         assert_eq!(round["winner"], expected.winner.name());
         assert_eq!(round["reason"], expected.reason);
-        assert_eq!(round.as_object().unwrap().len(), 4, "{round}");
+        let game_id: u64 = round["game_id"].as_str().unwrap().parse().unwrap();
+        assert!(game_id > 0);
+        assert_eq!(round.as_object().unwrap().len(), 5, "{round}");
     }
     app.shutdown().await.unwrap();
 }

@@ -6,7 +6,7 @@ use tokio::time::Instant;
 
 use super::parse::{self, Framing, HeadError};
 use super::{chunked, response};
-use crate::http::{ApiError, App, Request};
+use crate::http::{ApiError, App, Deferred, Handled, Request};
 use crate::telemetry::metrics;
 use crate::telemetry::observe::Completed;
 
@@ -37,6 +37,19 @@ pub struct Progress {
     pub wants_continue: bool,
     /// Injected latency to wait before writing the output (fault injection).
     pub delay: std::time::Duration,
+    /// A request whose answer waits on the store: finish it with [`Buffers::finish`] before
+    /// writing the output.
+    pub pending: Option<Pending>,
+}
+
+/// A deferred request and what its answer needs to be written.
+#[derive(Debug)]
+pub struct Pending {
+    deferred: Deferred,
+    method: Method,
+    request_bytes: usize,
+    head_only: bool,
+    close: bool,
 }
 
 impl Buffers {
@@ -60,6 +73,7 @@ impl Buffers {
             close: false,
             wants_continue: false,
             delay: std::time::Duration::ZERO,
+            pending: None,
         };
         let max_body = app.max_body_bytes();
         while progress.consumed < self.input.len() && self.output.len() < OUTPUT_HIGH_WATER {
@@ -125,16 +139,33 @@ impl Buffers {
             let request = Request {
                 method: &head.method,
                 path: head.path,
+                query: head.query,
                 content_type: head.content_type,
                 accept: head.accept,
                 traceparent: head.traceparent,
                 request_id: head.request_id,
                 player_id: head.player_id,
                 forwarded_for: head.forwarded_for,
+                idempotency_key: head.idempotency_key,
                 peer: self.peer,
                 body,
             };
-            let (reply, permit) = app.handle_admitted(&request, &mut self.body);
+            let (reply, permit) = match app.handle_admitted(&request, &mut self.body) {
+                Handled::Ready(reply, permit) => (reply, permit),
+                Handled::Deferred(deferred) => {
+                    // Later requests wait behind this one, keeping answers in order.
+                    progress.consumed += head.length + body_length;
+                    progress.close = close;
+                    progress.pending = Some(Pending {
+                        deferred,
+                        method: head.method.clone(),
+                        request_bytes: body.len(),
+                        head_only: request.method == Method::HEAD,
+                        close,
+                    });
+                    break;
+                }
+            };
             tracing::debug!(method = %head.method, path = head.path, status = reply.status.as_u16(), "request");
             response::write_response(
                 &mut self.output,
@@ -164,6 +195,26 @@ impl Buffers {
             }
         }
         progress
+    }
+
+    /// Answers a deferred request once the store has answered, appending it to `output`.
+    pub async fn finish(&mut self, app: &App, pending: Pending) {
+        let (reply, permit) = app.finish(pending.deferred, &mut self.body).await;
+        response::write_response(
+            &mut self.output,
+            &reply,
+            &self.body,
+            pending.head_only,
+            pending.close,
+            &response::current_date(Instant::now()),
+        );
+        self.completed.push(App::completed(
+            &pending.method,
+            &reply,
+            pending.request_bytes,
+            self.body.len(),
+            permit,
+        ));
     }
 
     /// Appends an error answer that closes the connection.
@@ -282,7 +333,7 @@ mod tests {
         let request = Request::new(&method, path, Some(content_type), body);
         let mut out = Vec::with_capacity(512);
         allocations_per_call(|| {
-            app.handle(&request, &mut out);
+            drop(app.handle_admitted(&request, &mut out));
         })
     }
 

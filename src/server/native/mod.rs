@@ -192,7 +192,7 @@ impl Connection {
         // One clock read per batch of requests serves every deadline and the Date header.
         let mut now = Instant::now();
         loop {
-            let progress = self.buffers.serve(&self.app, now);
+            let mut progress = self.buffers.serve(&self.app, now);
             if progress.consumed > 0 {
                 self.buffers.input.drain(..progress.consumed);
                 self.continue_sent = false;
@@ -201,6 +201,9 @@ impl Connection {
             if progress.wants_continue && !self.continue_sent {
                 self.buffers.output.extend_from_slice(response::CONTINUE);
                 self.continue_sent = true;
+            }
+            if let Some(pending) = progress.pending.take() {
+                self.buffers.finish(&self.app, pending).await;
             }
             if !progress.delay.is_zero() {
                 tokio::time::sleep(progress.delay).await;

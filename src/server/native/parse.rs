@@ -27,12 +27,15 @@ pub struct Head<'a> {
     pub method: Method,
     /// The path without query string; absolute-form targets are reduced to their path.
     pub path: &'a str,
+    /// The query string, without the `?`.
+    pub query: Option<&'a str>,
     pub content_type: Option<&'a [u8]>,
     pub accept: Option<&'a [u8]>,
     pub traceparent: Option<&'a [u8]>,
     pub request_id: Option<&'a [u8]>,
     pub player_id: Option<&'a [u8]>,
     pub forwarded_for: Option<&'a [u8]>,
+    pub idempotency_key: Option<&'a [u8]>,
     pub framing: Framing,
     /// Whether the connection may carry another request after this one.
     pub keep_alive: bool,
@@ -85,12 +88,14 @@ pub fn parse_head(buffer: &[u8]) -> Result<Option<Head<'_>>, HeadError> {
     let mut head = Head {
         method,
         path: path_of(target)?,
+        query: target.split_once('?').map(|(_, query)| query),
         content_type: None,
         accept: None,
         traceparent: None,
         request_id: None,
         player_id: None,
         forwarded_for: None,
+        idempotency_key: None,
         framing: Framing::Length(0),
         keep_alive: minor_version >= 1,
         expect_continue: false,
@@ -132,6 +137,8 @@ pub fn parse_head(buffer: &[u8]) -> Result<Option<Head<'_>>, HeadError> {
             head.player_id = Some(value);
         } else if name.eq_ignore_ascii_case(b"x-forwarded-for") {
             head.forwarded_for = Some(value);
+        } else if name.eq_ignore_ascii_case(b"idempotency-key") {
+            head.idempotency_key = Some(value);
         } else if name.eq_ignore_ascii_case(b"expect") {
             head.expect_continue = value.trim_ascii().eq_ignore_ascii_case(b"100-continue");
         }
