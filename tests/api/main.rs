@@ -9,4 +9,6 @@ mod loadtest;
 mod observability;
 mod play;
 mod protection;
+mod redis;
 mod shutdown;
+mod store;

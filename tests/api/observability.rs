@@ -25,6 +25,13 @@ async fn admin_get(app: &TestApp, path: &str, accept: Option<&str>) -> guess_gam
 
 /// Scrapes `/metrics` and parses it with a Prometheus text-format parser: metric name and
 /// labels to value (histograms contribute their `_count` and `_sum`).
+/// The `/metrics` page as text.
+pub async fn scrape_text(app: &TestApp) -> String {
+    let answer = admin_get(app, "/metrics", None).await;
+    assert_eq!(answer.status, StatusCode::OK);
+    String::from_utf8(answer.body.to_vec()).unwrap()
+}
+
 async fn scrape(app: &TestApp) -> (Vec<String>, HashMap<String, f64>) {
     let answer = admin_get(app, "/metrics", None).await;
     assert_eq!(answer.status, StatusCode::OK);

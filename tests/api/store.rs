@@ -1,0 +1,549 @@
+//! Players, stats, leaderboards and idempotent plays: one behavioural suite run against the
+//! in-memory store, a real Redis and a Redis Cluster, plus what only Redis can show (sharing
+//! between instances, surviving an outage, flushing at shutdown).
+
+use std::time::Duration;
+
+use http::{Method, StatusCode};
+use serde_json::Value;
+
+use crate::helpers::{TestApp, json, spawn_app_with};
+use crate::redis::{RedisCluster, RedisServer};
+
+/// Where a test's servers keep their data; holds the Redis processes alive.
+struct Backend {
+    url: String,
+    _redis: Option<RedisServer>,
+    _cluster: Option<RedisCluster>,
+}
+
+impl Backend {
+    fn memory() -> Backend {
+        Backend {
+            url: "memory".to_owned(),
+            _redis: None,
+            _cluster: None,
+        }
+    }
+
+    fn redis() -> Backend {
+        let redis = RedisServer::start();
+        Backend {
+            url: redis.url(),
+            _redis: Some(redis),
+            _cluster: None,
+        }
+    }
+
+    fn cluster() -> Backend {
+        let cluster = RedisCluster::start();
+        Backend {
+            url: cluster.url(),
+            _redis: None,
+            _cluster: Some(cluster),
+        }
+    }
+
+    async fn spawn(&self) -> TestApp {
+        spawn_on(&self.url).await
+    }
+}
+
+async fn spawn_on(url: &str) -> TestApp {
+    let url = url.to_owned();
+    spawn_app_with(move |settings| {
+        settings.store = url;
+        settings.store_flush_interval = Duration::from_millis(20);
+    })
+    .await
+}
+
+/// `POST /play` for `player` (in the header, or in the body when `in_body`).
+async fn play_as(app: &TestApp, player: &str, choice: &str, in_body: bool) -> Value {
+    let (headers, body): (Vec<(&str, &str)>, String) = if in_body {
+        (
+            vec![("content-type", "application/json")],
+            format!(r#"{{"choice":"{choice}","player_id":"{player}"}}"#),
+        )
+    } else {
+        (
+            vec![
+                ("content-type", "application/json"),
+                ("x-player-id", player),
+            ],
+            format!(r#"{{"choice":"{choice}"}}"#),
+        )
+    };
+    let answer = app.request(Method::POST, "/play", &headers, body).await;
+    assert_eq!(answer.status, StatusCode::OK, "{:?}", answer.body);
+    json(&answer)
+}
+
+async fn idempotent_play(
+    app: &TestApp,
+    player: Option<&str>,
+    key: &str,
+    body: &str,
+) -> guess_game::client::Answer {
+    let mut headers = vec![
+        ("content-type", "application/json"),
+        ("idempotency-key", key),
+    ];
+    if let Some(player) = player {
+        headers.push(("x-player-id", player));
+    }
+    app.request(Method::POST, "/play", &headers, body.to_owned())
+        .await
+}
+
+/// Polls `path` until `done` holds for its JSON body (results are written asynchronously).
+async fn eventually(app: &TestApp, path: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let answer = app.get(path).await;
+        if answer.status == StatusCode::OK {
+            let body = json(&answer);
+            if done(&body) {
+                return body;
+            }
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{path} never matched; last: {} {:?}",
+            answer.status,
+            String::from_utf8_lossy(&answer.body)
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+fn rounds_are(expected: u64) -> impl Fn(&Value) -> bool {
+    move |stats| stats["rounds"] == expected
+}
+
+fn problem_code(answer: &guess_game::client::Answer) -> String {
+    json(answer)["code"].as_str().unwrap_or_default().to_owned()
+}
+
+/// The behaviour every store must show.
+mod cases {
+    use super::*;
+
+    pub async fn stats_and_history_follow_named_plays(app: &TestApp) {
+        let choices = ["rock", "paper", "scissors"];
+        let mut rounds = Vec::new();
+        for index in 0..12 {
+            let choice = choices[index % 3];
+            rounds.push(play_as(app, "ann", choice, index % 2 == 0).await);
+        }
+        for _ in 0..3 {
+            app.play_json(r#"{"choice":"rock"}"#).await;
+        }
+        let stats = eventually(app, "/players/ann/stats", rounds_are(12)).await;
+        let count = |winner: &str| rounds.iter().filter(|r| r["winner"] == winner).count();
+        assert_eq!(stats["player_id"], "ann");
+        assert_eq!(stats["wins"], count("player"));
+        assert_eq!(stats["losses"], count("computer"));
+        assert_eq!(stats["ties"], count("tie"));
+        assert_eq!(
+            stats["choices"],
+            serde_json::json!({"rock": 4, "paper": 4, "scissors": 4})
+        );
+        let win_rate = stats["win_rate"].as_f64().unwrap();
+        assert!((win_rate - count("player") as f64 / 12.0).abs() < 1e-9);
+        let (mut current, mut best) = (0, 0);
+        for round in &rounds {
+            current = if round["winner"] == "player" {
+                current + 1
+            } else {
+                0
+            };
+            best = best.max(current);
+        }
+        assert_eq!(stats["current_streak"], current);
+        assert_eq!(stats["best_streak"], best);
+
+        let games = json(&app.get("/players/ann/games?limit=5").await);
+        let listed: Vec<&Value> = games["games"].as_array().unwrap().iter().collect();
+        assert_eq!(listed.len(), 5);
+        for (game, round) in listed.iter().zip(rounds.iter().rev()) {
+            assert_eq!(game["game_id"], round["game_id"]);
+            assert_eq!(game["winner"], round["winner"]);
+            assert_eq!(game["computer_choice"], round["computer_choice"]);
+            assert!(game["played_at"].as_str().unwrap().ends_with('Z'));
+        }
+        let all = json(&app.get("/players/ann/games").await);
+        assert_eq!(all["games"].as_array().unwrap().len(), 12);
+    }
+
+    pub async fn leaderboards_rank_by_wins(app: &TestApp) {
+        let players = ["p-a", "p-b", "p-c", "p-d"];
+        let mut wins = std::collections::HashMap::new();
+        for player in players {
+            for _ in 0..8 {
+                let round = play_as(app, player, "paper", false).await;
+                *wins.entry(player).or_insert(0u64) += u64::from(round["winner"] == "player");
+            }
+        }
+        for player in players {
+            eventually(app, &format!("/players/{player}/stats"), rounds_are(8)).await;
+        }
+        let mut expected: Vec<(&str, u64)> = wins.iter().map(|(p, w)| (*p, *w)).collect();
+        expected.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+        for window in ["all", "day", "week"] {
+            let board = json(
+                &app.get(&format!("/leaderboard?window={window}&limit=100"))
+                    .await,
+            );
+            assert_eq!(board["window"], window);
+            let entries = board["entries"].as_array().unwrap();
+            assert_eq!(entries.len(), players.len(), "{board}");
+            for (index, (entry, (player, wins))) in entries.iter().zip(&expected).enumerate() {
+                let higher = expected.iter().filter(|(_, w)| w > wins).count() as u64;
+                assert_eq!(entry["player_id"], *player, "{board}");
+                assert_eq!(entry["wins"], *wins);
+                assert_eq!(entry["rank"], higher + 1, "competition ranking at {index}");
+                let rank = json(
+                    &app.get(&format!("/players/{player}/rank?window={window}"))
+                        .await,
+                );
+                assert_eq!(rank["rank"], higher + 1);
+                assert_eq!(rank["wins"], *wins);
+                assert_eq!(rank["window"], window);
+            }
+        }
+        let top = json(&app.get("/leaderboard?limit=2").await);
+        assert_eq!(top["entries"].as_array().unwrap().len(), 2);
+        assert_eq!(top["window"], "all");
+    }
+
+    pub async fn idempotent_plays_run_once(app: &TestApp) {
+        let body = r#"{"choice":"rock"}"#;
+        let first = idempotent_play(app, Some("ida"), "key-1", body).await;
+        assert_eq!(first.status, StatusCode::OK);
+        assert_eq!(first.header("idempotent-replayed"), None);
+        for _ in 0..3 {
+            let again = idempotent_play(app, Some("ida"), "key-1", body).await;
+            assert_eq!(again.status, StatusCode::OK);
+            assert_eq!(again.body, first.body, "replayed byte for byte");
+            assert_eq!(again.header("content-type"), first.header("content-type"));
+            assert_eq!(again.header("idempotent-replayed"), Some("true"));
+        }
+        let other_body = idempotent_play(app, Some("ida"), "key-1", r#"{"choice":"paper"}"#).await;
+        assert_eq!(other_body.status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(problem_code(&other_body), "idempotency_key_reused");
+        // Keys are scoped per player: the same key for someone else is a new play.
+        let other_player = idempotent_play(app, Some("bob"), "key-1", body).await;
+        assert_eq!(other_player.status, StatusCode::OK);
+        assert_ne!(json(&other_player)["game_id"], json(&first)["game_id"]);
+        // Anonymous keys are scoped per client and replay too.
+        let anonymous = idempotent_play(app, None, "key-1", body).await;
+        let anonymous_again = idempotent_play(app, None, "key-1", body).await;
+        assert_eq!(anonymous.body, anonymous_again.body);
+        // Failed validation stores nothing: the key stays free.
+        let invalid = idempotent_play(app, Some("ida"), "key-2", r#"{"choice":"lizard"}"#).await;
+        assert_eq!(invalid.status, StatusCode::BAD_REQUEST);
+        let valid = idempotent_play(app, Some("ida"), "key-2", body).await;
+        assert_eq!(valid.status, StatusCode::OK);
+        for bad_key in ["has space", &"k".repeat(256)] {
+            let answer = idempotent_play(app, Some("ida"), bad_key, body).await;
+            assert_eq!(answer.status, StatusCode::BAD_REQUEST);
+            assert_eq!(problem_code(&answer), "invalid_idempotency_key");
+        }
+        // Counted once each: key-1 and key-2.
+        let stats = eventually(app, "/players/ida/stats", rounds_are(2)).await;
+        assert_eq!(stats["rounds"], 2);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(json(&app.get("/players/ida/stats").await)["rounds"], 2);
+    }
+
+    pub async fn bad_input_is_refused_clearly(app: &TestApp) {
+        for (method, path, headers, body) in [
+            (
+                Method::POST,
+                "/play",
+                vec![("x-player-id", "no spaces")],
+                r#"{"choice":"rock"}"#,
+            ),
+            (
+                Method::POST,
+                "/play",
+                vec![],
+                r#"{"choice":"rock","player_id":""}"#,
+            ),
+            (
+                Method::POST,
+                "/play",
+                vec![("x-player-id", "ann")],
+                r#"{"choice":"rock","player_id":"bob"}"#,
+            ),
+            (Method::GET, "/players/a%20b/stats", vec![], ""),
+            (
+                Method::GET,
+                &format!("/players/{}/games", "x".repeat(65)),
+                vec![],
+                "",
+            ),
+        ] {
+            let answer = app.request(method, path, &headers, body.to_owned()).await;
+            assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{path}");
+            assert_eq!(problem_code(&answer), "invalid_player_id", "{path}");
+        }
+        for path in [
+            "/leaderboard?limit=0",
+            "/leaderboard?limit=101",
+            "/leaderboard?limit=ten",
+            "/leaderboard?window=year",
+            "/players/ann/games?limit=-1",
+            "/players/ann/rank?window=",
+        ] {
+            let answer = app.get(path).await;
+            assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{path}");
+            assert_eq!(problem_code(&answer), "invalid_parameter", "{path}");
+        }
+        for path in [
+            "/players/nobody/stats",
+            "/players/nobody/games",
+            "/players/nobody/rank",
+        ] {
+            let answer = app.get(path).await;
+            assert_eq!(answer.status, StatusCode::NOT_FOUND, "{path}");
+            assert_eq!(problem_code(&answer), "player_not_found");
+        }
+        let empty = json(&app.get("/leaderboard?window=week").await);
+        assert_eq!(empty["entries"], serde_json::json!([]));
+        let post = app
+            .request(Method::POST, "/leaderboard", &[], String::new())
+            .await;
+        assert_eq!(post.status, StatusCode::METHOD_NOT_ALLOWED);
+        let msgpack = app
+            .request(
+                Method::GET,
+                "/leaderboard",
+                &[("accept", "application/msgpack")],
+                String::new(),
+            )
+            .await;
+        assert_eq!(msgpack.header("content-type"), Some("application/msgpack"));
+        let decoded: Value = rmp_serde::from_slice(&msgpack.body).unwrap();
+        assert_eq!(decoded["window"], "all");
+    }
+
+    pub async fn readyz_reports_the_store(app: &TestApp, backend: &str) {
+        let ready = json(&app.get("/readyz").await);
+        assert_eq!(ready["status"], "ready");
+        assert_eq!(ready["store"]["backend"], backend);
+        assert_eq!(ready["store"]["circuit"], "closed");
+    }
+}
+
+macro_rules! behaviour {
+    ($name:ident, $backend:expr, $kind:literal) => {
+        mod $name {
+            use super::*;
+
+            #[tokio::test]
+            async fn stats_and_history_follow_named_plays() {
+                let backend = $backend;
+                let app = backend.spawn().await;
+                cases::stats_and_history_follow_named_plays(&app).await;
+                app.shutdown().await.unwrap();
+            }
+
+            #[tokio::test]
+            async fn leaderboards_rank_by_wins() {
+                let backend = $backend;
+                let app = backend.spawn().await;
+                cases::leaderboards_rank_by_wins(&app).await;
+                app.shutdown().await.unwrap();
+            }
+
+            #[tokio::test]
+            async fn idempotent_plays_run_once() {
+                let backend = $backend;
+                let app = backend.spawn().await;
+                cases::idempotent_plays_run_once(&app).await;
+                app.shutdown().await.unwrap();
+            }
+
+            #[tokio::test]
+            async fn bad_input_is_refused_clearly() {
+                let backend = $backend;
+                let app = backend.spawn().await;
+                cases::bad_input_is_refused_clearly(&app).await;
+                cases::readyz_reports_the_store(&app, $kind).await;
+                app.shutdown().await.unwrap();
+            }
+        }
+    };
+}
+
+behaviour!(memory, Backend::memory(), "memory");
+behaviour!(redis, Backend::redis(), "standalone");
+
+#[tokio::test]
+async fn a_redis_cluster_serves_the_same_behaviour() {
+    let backend = Backend::cluster();
+    let app = backend.spawn().await;
+    cases::readyz_reports_the_store(&app, "cluster").await;
+    // First: it expects the boards to hold its own players only.
+    cases::leaderboards_rank_by_wins(&app).await;
+    cases::stats_and_history_follow_named_plays(&app).await;
+    cases::idempotent_plays_run_once(&app).await;
+    app.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn two_instances_on_one_redis_share_players_boards_and_keys() {
+    let redis = RedisServer::start();
+    let a = spawn_on(&redis.url()).await;
+    let b = spawn_on(&redis.url()).await;
+    let mut ids = Vec::new();
+    for index in 0..10 {
+        let app = if index % 2 == 0 { &a } else { &b };
+        let round = play_as(app, "shared", "rock", false).await;
+        ids.push(round["game_id"].as_str().unwrap().parse::<u64>().unwrap());
+    }
+    let from_a = eventually(&a, "/players/shared/stats", rounds_are(10)).await;
+    let from_b = json(&b.get("/players/shared/stats").await);
+    assert_eq!(from_a, from_b);
+    // Distinct node ids claimed from Redis keep game ids apart.
+    let node = |id: u64| (id >> 12) & 1023;
+    assert_ne!(node(ids[0]), node(ids[1]));
+    let board_a = json(&a.get("/leaderboard").await);
+    assert_eq!(board_a, json(&b.get("/leaderboard").await));
+    assert_eq!(board_a["entries"][0]["player_id"], "shared");
+
+    let body = r#"{"choice":"scissors"}"#;
+    let first = idempotent_play(&a, Some("shared"), "across", body).await;
+    let replay = idempotent_play(&b, Some("shared"), "across", body).await;
+    assert_eq!(replay.status, StatusCode::OK);
+    assert_eq!(
+        replay.body, first.body,
+        "the other instance replays the same answer"
+    );
+    eventually(&b, "/players/shared/stats", rounds_are(11)).await;
+    a.shutdown().await.unwrap();
+    b.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_key_held_by_a_request_in_flight_is_409() {
+    let redis = RedisServer::start();
+    let app = spawn_on(&redis.url()).await;
+    let body = r#"{"choice":"rock"}"#;
+    // What an instance writes while it plays: P + SHA-256 of the body.
+    let fingerprint = guess_game::store::idempotency::fingerprint(body.as_bytes());
+    let mut record = vec![b'P'];
+    record.extend_from_slice(&fingerprint);
+    let mut connection = ::redis::Client::open(redis.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let () = ::redis::cmd("SET")
+        .arg("gg:idem:p:ivy:busy")
+        .arg(record)
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    let answer = idempotent_play(&app, Some("ivy"), "busy", body).await;
+    assert_eq!(answer.status, StatusCode::CONFLICT);
+    assert_eq!(problem_code(&answer), "idempotency_key_in_flight");
+    assert!(answer.header("retry-after").is_some());
+    app.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn plays_go_on_while_redis_is_down_and_nothing_accepted_is_lost() {
+    let mut redis = RedisServer::start();
+    let app = spawn_on(&redis.url()).await;
+    for _ in 0..20 {
+        play_as(&app, "steady", "rock", false).await;
+    }
+    eventually(&app, "/players/steady/stats", rounds_are(20)).await;
+
+    redis.kill();
+    for _ in 0..30 {
+        let answer = app
+            .play_json(r#"{"choice":"paper","player_id":"steady"}"#)
+            .await;
+        assert_eq!(
+            answer.status,
+            StatusCode::OK,
+            "/play never waits on the store"
+        );
+    }
+    let read = app.get("/players/steady/stats").await;
+    assert_eq!(read.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(problem_code(&read), "store_unavailable");
+    assert!(read.header("retry-after").is_some());
+    let ready = app.get("/readyz").await;
+    assert_eq!(
+        ready.status,
+        StatusCode::OK,
+        "an optional store never fails readiness"
+    );
+
+    redis.restart();
+    let stats = eventually(&app, "/players/steady/stats", rounds_are(50)).await;
+    assert_eq!(stats["choices"]["paper"], 30);
+    let metrics = crate::observability::scrape_text(&app).await;
+    assert!(metrics.contains("guess_game_store_failed_batches_total"));
+    assert!(
+        metrics.contains("guess_game_store_dropped_total 0"),
+        "nothing dropped"
+    );
+    app.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_graceful_shutdown_flushes_the_queue() {
+    let redis = RedisServer::start();
+    let url = redis.url();
+    // A writer that would not write for an hour: only the shutdown flush can save these.
+    let app = spawn_app_with(|settings| {
+        settings.store = url.clone();
+        settings.store_flush_interval = Duration::from_secs(3600);
+        settings.store_batch_size = 10_000;
+    })
+    .await;
+    for _ in 0..25 {
+        play_as(&app, "last", "scissors", true).await;
+    }
+    assert_eq!(
+        app.get("/players/last/stats").await.status,
+        StatusCode::NOT_FOUND,
+        "nothing written yet"
+    );
+    app.shutdown().await.unwrap();
+    let after = spawn_on(&redis.url()).await;
+    let stats = json(&after.get("/players/last/stats").await);
+    assert_eq!(stats["rounds"], 25);
+    after.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_full_queue_drops_and_counts_but_never_blocks_play() {
+    let app = spawn_app_with(|settings| {
+        settings.store_queue_capacity = 5;
+        settings.store_flush_interval = Duration::from_secs(3600);
+        settings.store_batch_size = 10_000;
+    })
+    .await;
+    for _ in 0..12 {
+        play_as(&app, "many", "rock", false).await;
+    }
+    let metrics = crate::observability::scrape_text(&app).await;
+    assert!(
+        metrics.contains("guess_game_store_dropped_total 7"),
+        "{}",
+        metrics
+            .lines()
+            .filter(|l| l.contains("store_"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    assert!(metrics.contains("guess_game_store_queue_depth 5"));
+    app.shutdown().await.unwrap();
+}
