@@ -17,7 +17,7 @@ use crate::protection::concurrency::{ConcurrencyLimit, Mode, Permit};
 use crate::protection::faults::{Faults, Point};
 use crate::protection::rate_limit::{RateLimitSettings, RateLimits};
 use crate::store::idempotency::{self, Begin, Fingerprint, StoredAnswer};
-use crate::store::model::{GameRecord, Window};
+use crate::store::model::{GameRecord, PlayerId, Window};
 use crate::store::{Store, StoreError};
 use crate::telemetry::metrics::{self, method_index, route_index};
 use crate::telemetry::observe::{Completed, Observability};
@@ -110,7 +110,7 @@ struct IdempotentPlay {
     /// `<scope>:<Idempotency-Key>`: keys are per player, or per client address when anonymous.
     key: String,
     fingerprint: Fingerprint,
-    player: Option<Box<str>>,
+    player: Option<PlayerId>,
     choice: Choice,
     format: wire::Format,
 }
@@ -518,13 +518,14 @@ impl App {
             return Ok(Dispatched::Later(Job::IdempotentPlay(IdempotentPlay {
                 key: scope,
                 fingerprint: idempotency::fingerprint(request.body),
-                player: player.map(Box::from),
+                player: player.and_then(|player| PlayerId::from(player).ok()),
                 choice,
                 format: response_format,
             })));
         }
         let decoded = steps.then(tokio::time::Instant::now);
-        let record = self.play_round(choice, player.map(Box::from), response_format, body)?;
+        let player = player.and_then(|player| PlayerId::from(player).ok());
+        let record = self.play_round(choice, player, response_format, body)?;
         let judged = steps.then(tokio::time::Instant::now);
         if let Some(record) = record {
             self.store.record(record);
@@ -545,7 +546,7 @@ impl App {
     fn play_round(
         &self,
         choice: Choice,
-        player: Option<Box<str>>,
+        player: Option<PlayerId>,
         format: wire::Format,
         body: &mut Vec<u8>,
     ) -> Result<Option<GameRecord>, ApiError<'static>> {

@@ -5,15 +5,16 @@
 //! forgotten first). Windowed boards older than the current window are dropped as they age.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use tokio::time::Instant;
 
+use super::game_id::GameId;
 use super::idempotency::{self, Begin, Fingerprint, StoredAnswer};
-use super::model::{GameRecord, GameSummary, PlayerStats, Ranked, Window};
-use crate::game::Winner;
+use super::model::{GameRecord, GameSummary, PlayerId, PlayerStats, Ranked, Window};
+use crate::game::{Choice, Winner};
 
 #[derive(Clone, Copy, Debug)]
 pub struct MemoryLimits {
@@ -25,43 +26,73 @@ pub struct MemoryLimits {
 #[derive(Debug, Default)]
 struct Player {
     stats: PlayerStats,
-    games: VecDeque<GameRecord>,
-    /// The player's wins in their latest day and week: (window key, wins).
-    day: (String, u64),
-    week: (String, u64),
+    /// Newest first, at most `games_kept`.
+    games: VecDeque<Game>,
+    /// The player's wins in their latest day and week: (window index, wins).
+    day: (u32, u64),
+    week: (u32, u64),
 }
 
-/// One leaderboard: wins per player, and the same ordered for listing (most wins first, then
-/// player id ascending).
+/// A game in a player's history, without the player (the map key says who).
+#[derive(Clone, Copy, Debug)]
+struct Game {
+    game_id: GameId,
+    player_choice: Choice,
+    computer_choice: Choice,
+    winner: Winner,
+}
+
+/// One leaderboard: wins per player, and the players grouped by wins for listing (most wins
+/// first, then player id ascending) and ranking (count the players in higher groups).
 #[derive(Debug, Default)]
 struct Board {
     scores: HashMap<Box<str>, u64>,
-    order: BTreeSet<(Reverse<u64>, Box<str>)>,
+    by_wins: BTreeMap<Reverse<u64>, BTreeSet<Box<str>>>,
 }
 
 impl Board {
+    /// Raises `player`'s score to `wins` (scores never go down). Allocates only for a player
+    /// new to the board: a moving player's id moves between groups.
     fn set(&mut self, player: &str, wins: u64) {
-        if let Some(old) = self.scores.get_mut(player) {
-            if *old >= wins {
-                return;
+        let moved = match self.scores.get_mut(player) {
+            Some(old) if *old >= wins => return,
+            Some(old) => {
+                let previous = std::mem::replace(old, wins);
+                let group = self.by_wins.get_mut(&Reverse(previous));
+                let id = group.and_then(|group| group.take(player));
+                if self
+                    .by_wins
+                    .get(&Reverse(previous))
+                    .is_some_and(BTreeSet::is_empty)
+                {
+                    self.by_wins.remove(&Reverse(previous));
+                }
+                id
             }
-            self.order.remove(&(Reverse(*old), Box::from(player)));
-            *old = wins;
-        } else {
-            self.scores.insert(Box::from(player), wins);
-        }
-        self.order.insert((Reverse(wins), Box::from(player)));
+            None => {
+                self.scores.insert(Box::from(player), wins);
+                None
+            }
+        };
+        self.by_wins
+            .entry(Reverse(wins))
+            .or_default()
+            .insert(moved.unwrap_or_else(|| Box::from(player)));
     }
 
     fn higher_than(&self, wins: u64) -> u64 {
-        self.order.range(..(Reverse(wins), Box::from(""))).count() as u64
+        self.by_wins
+            .range(..Reverse(wins))
+            .map(|(_, group)| group.len() as u64)
+            .sum()
     }
 }
 
 #[derive(Debug, Default)]
 struct State {
     players: HashMap<Box<str>, Player>,
-    boards: HashMap<(Window, String), Board>,
+    /// Boards by window and window index (0 for all time).
+    boards: HashMap<(Window, u32), Board>,
 }
 
 #[derive(Debug, Default)]
@@ -122,45 +153,60 @@ impl MemoryStore {
         let mut state = lock(&self.state);
         let State { players, boards } = &mut *state;
         for record in batch {
-            if !players.contains_key(&*record.player) && players.len() >= self.limits.max_players {
-                dropped += 1;
-                continue;
+            let name = record.player.as_str();
+            if !players.contains_key(name) {
+                if players.len() >= self.limits.max_players {
+                    dropped += 1;
+                    continue;
+                }
+                players.insert(Box::from(name), Player::default());
             }
-            let player = players.entry(record.player.clone()).or_default();
+            let Some(player) = players.get_mut(name) else {
+                continue;
+            };
+            let first_round = player.stats.rounds == 0;
             player.stats.count(record.player_choice, record.winner);
             if player.games.len() >= self.limits.games_kept {
                 player.games.pop_back();
             }
-            player.games.push_front(record.clone());
+            player.games.push_front(Game {
+                game_id: record.game_id,
+                player_choice: record.player_choice,
+                computer_choice: record.computer_choice,
+                winner: record.winner,
+            });
             let won = u64::from(record.winner == Winner::Player);
-            for (window, key, slot) in [
+            for (window, index, slot) in [
                 (Window::Day, record.day(), &mut player.day),
                 (Window::Week, record.week(), &mut player.week),
             ] {
                 // Same rule as the Redis script: a newer window starts from zero, an older one
                 // (a record that waited out an outage past midnight) no longer counts.
-                if key > slot.0 {
-                    *slot = (key, 0);
-                } else if key < slot.0 {
+                let entered = index > slot.0 || first_round;
+                if entered {
+                    *slot = (index, 0);
+                } else if index < slot.0 {
                     continue;
                 }
                 slot.1 += won;
-                boards
-                    .entry((window, slot.0.clone()))
-                    .or_default()
-                    .set(&record.player, slot.1);
+                // Only a win or a first appearance changes a board.
+                if won == 1 || entered {
+                    boards.entry((window, index)).or_default().set(name, slot.1);
+                }
             }
-            boards
-                .entry((Window::All, "all".to_owned()))
-                .or_default()
-                .set(&record.player, player.stats.wins);
+            if won == 1 || first_round {
+                boards
+                    .entry((Window::All, 0))
+                    .or_default()
+                    .set(name, player.stats.wins);
+            }
         }
-        let day = Window::Day.current_key();
-        let week = Window::Week.current_key();
-        boards.retain(|(window, key), _| match window {
+        let day = Window::Day.current_index();
+        let week = Window::Week.current_index();
+        boards.retain(|(window, index), _| match window {
             Window::All => true,
-            Window::Day => *key >= day,
-            Window::Week => *key >= week,
+            Window::Day => *index >= day,
+            Window::Week => *index >= week,
         });
         dropped
     }
@@ -171,40 +217,54 @@ impl MemoryStore {
 
     pub fn games(&self, player: &str, limit: usize) -> Option<Vec<GameSummary>> {
         let state = lock(&self.state);
+        let player_id = player;
         let player = state.players.get(player)?;
         Some(
             player
                 .games
                 .iter()
                 .take(limit)
-                .map(GameRecord::summary)
+                .map(|game| {
+                    GameRecord {
+                        game_id: game.game_id,
+                        player: PlayerId::from(player_id).unwrap_or_default(),
+                        player_choice: game.player_choice,
+                        computer_choice: game.computer_choice,
+                        winner: game.winner,
+                    }
+                    .summary()
+                })
                 .collect(),
         )
     }
 
-    pub fn leaderboard(&self, window: Window, key: &str, limit: usize) -> Vec<Ranked> {
+    pub fn leaderboard(&self, window: Window, index: u32, limit: usize) -> Vec<Ranked> {
         let state = lock(&self.state);
-        let Some(board) = state.boards.get(&(window, key.to_owned())) else {
+        let Some(board) = state.boards.get(&(window, index)) else {
             return Vec::new();
         };
-        let mut entries: Vec<Ranked> = Vec::with_capacity(limit.min(board.order.len()));
-        for (index, (Reverse(wins), player)) in board.order.iter().take(limit).enumerate() {
+        let mut entries: Vec<Ranked> = Vec::with_capacity(limit.min(board.scores.len()));
+        let listed = board
+            .by_wins
+            .iter()
+            .flat_map(|(Reverse(wins), group)| group.iter().map(move |player| (*wins, player)));
+        for (index, (wins, player)) in listed.take(limit).enumerate() {
             let rank = match entries.last() {
-                Some(previous) if previous.wins == *wins => previous.rank,
+                Some(previous) if previous.wins == wins => previous.rank,
                 _ => index as u64 + 1,
             };
             entries.push(Ranked {
                 rank,
                 player_id: player.to_string(),
-                wins: *wins,
+                wins,
             });
         }
         entries
     }
 
-    pub fn rank(&self, window: Window, key: &str, player: &str) -> Option<Ranked> {
+    pub fn rank(&self, window: Window, index: u32, player: &str) -> Option<Ranked> {
         let state = lock(&self.state);
-        let board = state.boards.get(&(window, key.to_owned()))?;
+        let board = state.boards.get(&(window, index))?;
         let wins = *board.scores.get(player)?;
         Some(Ranked {
             rank: board.higher_than(wins) + 1,
@@ -252,7 +312,6 @@ impl MemoryStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::game::Choice;
     use crate::http::wire::Format;
     use crate::store::game_id::GameIds;
 
@@ -267,7 +326,7 @@ mod tests {
     fn record(ids: &GameIds, player: &str, winner: Winner) -> GameRecord {
         GameRecord {
             game_id: ids.next(),
-            player: player.into(),
+            player: PlayerId::from(player).unwrap(),
             player_choice: Choice::Rock,
             computer_choice: Choice::Paper,
             winner,

@@ -231,11 +231,12 @@ impl Store {
             return;
         }
         queue.push_back(record);
-        let wake = queue.len() == self.batch_size;
+        let queued = queue.len();
         drop(queue);
-        // One wake-up per full batch; smaller batches wait for the writer's interval, so the
-        // request path makes no system call for the store.
-        if wake {
+        // The writer sleeps while the queue is empty. It is woken by the first result (it then
+        // gathers a batch for up to `flush_interval`) and by a full batch: at most a couple of
+        // wake-ups per interval, however many plays, and none at all without named plays.
+        if queued == 1 || queued == self.batch_size {
             self.wake.notify_one();
         }
     }
@@ -285,18 +286,24 @@ impl Store {
         window: Window,
         limit: usize,
     ) -> Result<Vec<Ranked>, StoreError> {
-        let key = window.current_key();
         match &self.backend {
-            Backend::Memory(memory) => Ok(memory.leaderboard(window, &key, limit)),
-            Backend::Redis(redis) => self.guarded(redis.leaderboard(window, &key, limit)).await,
+            Backend::Memory(memory) => {
+                Ok(memory.leaderboard(window, window.current_index(), limit))
+            }
+            Backend::Redis(redis) => {
+                let key = window.current_key();
+                self.guarded(redis.leaderboard(window, &key, limit)).await
+            }
         }
     }
 
     pub async fn rank(&self, window: Window, player: &str) -> Result<Option<Ranked>, StoreError> {
-        let key = window.current_key();
         match &self.backend {
-            Backend::Memory(memory) => Ok(memory.rank(window, &key, player)),
-            Backend::Redis(redis) => self.guarded(redis.rank(window, &key, player)).await,
+            Backend::Memory(memory) => Ok(memory.rank(window, window.current_index(), player)),
+            Backend::Redis(redis) => {
+                let key = window.current_key();
+                self.guarded(redis.rank(window, &key, player)).await
+            }
         }
     }
 
@@ -379,17 +386,31 @@ impl Store {
         }
     }
 
-    /// The writer: applies queued results every `flush_interval`, or at once when a batch is
-    /// full, until `stop`; then flushes what is left for at most `drain`, and reports how many
+    /// The writer: applies queued results within `flush_interval` of the first one, or at once
+    /// when a batch is full, until `stop`; then flushes what is left for at most `drain`, and reports how many
     /// results it could not write.
     pub async fn run_writer(&self, stop: CancellationToken, drain: Duration) -> usize {
         let mut retry_at: Option<Instant> = None;
         loop {
-            let wait_until = retry_at.unwrap_or_else(|| Instant::now() + self.flush_interval);
-            tokio::select! {
-                () = self.wake.notified(), if retry_at.is_none() => {}
-                () = tokio::time::sleep_until(wait_until) => {}
-                () = stop.cancelled() => break,
+            if let Some(at) = retry_at {
+                tokio::select! {
+                    () = tokio::time::sleep_until(at) => {}
+                    () = stop.cancelled() => break,
+                }
+            } else {
+                if self.queued() == 0 {
+                    tokio::select! {
+                        () = self.wake.notified() => {}
+                        () = stop.cancelled() => break,
+                    }
+                }
+                if self.queued() < self.batch_size {
+                    tokio::select! {
+                        () = self.wake.notified() => {}
+                        () = tokio::time::sleep(self.flush_interval) => {}
+                        () = stop.cancelled() => break,
+                    }
+                }
             }
             retry_at = match self.flush_queue().await {
                 Ok(()) => None,

@@ -7,23 +7,29 @@ use serde::Serialize;
 use super::game_id::GameId;
 use crate::game::{Choice, Winner};
 
+/// A validated player id held inline (ids are at most 64 bytes), so queuing a named play's
+/// result allocates nothing.
+pub type PlayerId = arrayvec::ArrayString<64>;
+
 /// One played round of a named player, as queued for the store.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct GameRecord {
     pub game_id: GameId,
-    pub player: Box<str>,
+    pub player: PlayerId,
     pub player_choice: Choice,
     pub computer_choice: Choice,
     pub winner: Winner,
 }
 
 impl GameRecord {
-    pub fn day(&self) -> String {
-        Window::Day.key_at(self.game_id.unix_time())
+    /// The day the game was played in: days since 1970-01-01 (UTC).
+    pub fn day(&self) -> u32 {
+        Window::Day.index_at(self.game_id.unix_time())
     }
 
-    pub fn week(&self) -> String {
-        Window::Week.key_at(self.game_id.unix_time())
+    /// The week the game was played in: the day number of its Monday.
+    pub fn week(&self) -> u32 {
+        Window::Week.index_at(self.game_id.unix_time())
     }
 
     /// The game as `GET /players/{id}/games` lists it.
@@ -124,25 +130,43 @@ impl Window {
         }
     }
 
-    /// The key of the window holding `unix_time`: "all", the day ("2026-11-22") or the week's
-    /// Monday ("2026-11-16"). Keys of one window sort in time order.
-    pub fn key_at(self, unix_time: Duration) -> String {
-        let days = unix_time.as_secs() / 86_400;
+    /// The window holding `unix_time` as a number: 0 for all time, the day number (days since
+    /// 1970-01-01, UTC), or the day number of the week's Monday.
+    pub fn index_at(self, unix_time: Duration) -> u32 {
+        let days = (unix_time.as_secs() / 86_400) as u32;
         match self {
-            Window::All => "all".to_owned(),
-            Window::Day => civil_date(days),
+            Window::All => 0,
+            Window::Day => days,
             // 1970-01-01 was a Thursday: three days after a Monday.
-            Window::Week => civil_date((days + 3) / 7 * 7 - 3),
+            Window::Week => (days + 3) / 7 * 7 - 3,
         }
     }
 
-    /// The key of the current window.
-    pub fn current_key(self) -> String {
-        self.key_at(
+    /// The key naming window `index` (from [`Self::index_at`]): "all", the day ("2026-11-22")
+    /// or the week's Monday ("2026-11-16"). Keys of one window sort in time order.
+    pub fn key_of(self, index: u32) -> String {
+        match self {
+            Window::All => "all".to_owned(),
+            Window::Day | Window::Week => civil_date(u64::from(index)),
+        }
+    }
+
+    pub fn key_at(self, unix_time: Duration) -> String {
+        self.key_of(self.index_at(unix_time))
+    }
+
+    /// The current window's index.
+    pub fn current_index(self) -> u32 {
+        self.index_at(
             SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .unwrap_or_default(),
         )
+    }
+
+    /// The current window's key.
+    pub fn current_key(self) -> String {
+        self.key_of(self.current_index())
     }
 
     /// How long a window's board is kept after the window began: it expires on its own.

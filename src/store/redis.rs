@@ -209,8 +209,8 @@ impl RedisStore {
         let mut by_player: Vec<(&str, Vec<&GameRecord>)> = Vec::new();
         let mut index = std::collections::HashMap::new();
         for record in batch {
-            let slot = *index.entry(&*record.player).or_insert_with(|| {
-                by_player.push((&record.player, Vec::new()));
+            let slot = *index.entry(record.player.as_str()).or_insert_with(|| {
+                by_player.push((record.player.as_str(), Vec::new()));
                 by_player.len() - 1
             });
             by_player[slot].1.push(record);
@@ -234,8 +234,8 @@ impl RedisStore {
                     .arg(record.game_id.0)
                     .arg(result)
                     .arg(record.player_choice.name())
-                    .arg(record.day())
-                    .arg(record.week())
+                    .arg(Window::Day.key_of(record.day()))
+                    .arg(Window::Week.key_of(record.week()))
                     .arg(summary);
             }
             let mut connection = self.connection();
