@@ -46,7 +46,7 @@ struct Game {
 /// first, then player id ascending) and ranking (count the players in higher groups).
 #[derive(Debug, Default)]
 struct Board {
-    scores: HashMap<Box<str>, u64>,
+    scores: HashMap<Box<str>, u64, Hasher>,
     by_wins: BTreeMap<Reverse<u64>, BTreeSet<Box<str>>>,
 }
 
@@ -88,11 +88,15 @@ impl Board {
     }
 }
 
+/// Player ids come from clients, so maps keyed by them need a hash seeded per process;
+/// foldhash is that (hashbrown's default) at a fraction of SipHash's cost per lookup.
+type Hasher = foldhash::fast::RandomState;
+
 #[derive(Debug, Default)]
 struct State {
-    players: HashMap<Box<str>, Player>,
+    players: HashMap<Box<str>, Player, Hasher>,
     /// Boards by window and window index (0 for all time).
-    boards: HashMap<(Window, u32), Board>,
+    boards: HashMap<(Window, u32), Board, Hasher>,
 }
 
 #[derive(Debug, Default)]
