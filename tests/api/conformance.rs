@@ -47,6 +47,33 @@ async fn pipelined_requests_are_answered_in_order() {
 }
 
 #[tokio::test]
+async fn answers_that_wait_on_the_store_keep_their_place_in_a_pipeline() {
+    for engine in ENGINES {
+        let app = app_on(engine).await;
+        let keyed = "POST /play HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nX-Player-Id: pip\r\nIdempotency-Key: k1\r\nContent-Length: 18\r\n\r\n{\"choice\":\"paper\"}";
+        let request = format!(
+            "GET /leaderboard HTTP/1.1\r\nHost: x\r\n\r\n{keyed}{keyed}GET /players/nobody/stats HTTP/1.1\r\nHost: x\r\n\r\nGET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        );
+        let mut stream = raw_connection(app.address, request.as_bytes()).await;
+        let response = read_to_close(&mut stream).await;
+        assert_eq!(
+            statuses(&response),
+            ["200", "200", "200", "404", "200"],
+            "{engine:?}: {response}"
+        );
+        assert_eq!(
+            response
+                .to_ascii_lowercase()
+                .matches("idempotent-replayed: true")
+                .count(),
+            1,
+            "{engine:?}: the second keyed play is the replay: {response}"
+        );
+        app.shutdown().await.unwrap();
+    }
+}
+
+#[tokio::test]
 async fn both_content_length_and_transfer_encoding_is_refused() {
     for engine in ENGINES {
         let app = app_on(engine).await;

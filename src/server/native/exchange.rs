@@ -369,6 +369,24 @@ mod tests {
     }
 
     #[test]
+    fn recording_a_named_players_round_allocates_at_most_once() {
+        let app = app();
+        let method = http::Method::POST;
+        let mut request = Request::new(
+            &method,
+            "/play",
+            Some(b"application/json"),
+            br#"{"choice":"paper","player_id":"player-1"}"#,
+        );
+        request.player_id = Some(b"player-1");
+        let mut out = Vec::with_capacity(512);
+        let per_call = allocations_per_call(|| {
+            drop(app.handle_admitted(&request, &mut out));
+        });
+        assert!(per_call <= 1.0, "{per_call} allocations per named round");
+    }
+
+    #[test]
     fn rejections_allocate_nothing() {
         let cases: [(http::Method, &str, &[u8], &[u8]); 5] = [
             (

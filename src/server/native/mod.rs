@@ -222,6 +222,12 @@ impl Connection {
             if progress.close {
                 return self.stream.shutdown().await;
             }
+            if progress.consumed > 0 && !self.buffers.input.is_empty() {
+                // Serving stopped early (a deferred or delayed answer, or the output cap) with
+                // requests still buffered: serve them before waiting for more bytes.
+                now = Instant::now();
+                continue;
+            }
             if self.buffers.input.is_empty() && !self.app.is_ready() {
                 // Draining: an idle connection closes instead of waiting for another request.
                 return Ok(());
