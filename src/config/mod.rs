@@ -484,6 +484,37 @@ mod tests {
     }
 
     #[test]
+    fn store_settings_are_checked() {
+        for (file, setting) in [
+            ("store = \"postgres://db\"", "store"),
+            ("node_id = 1024", "node_id"),
+            ("store_batch_size = 0", "store_batch_size"),
+            ("games_kept = 5000", "games_kept"),
+        ] {
+            Jail::expect_with(|jail| {
+                let error = load_in(jail, Some(file), Flags::default())
+                    .unwrap_err()
+                    .to_string();
+                assert!(error.contains(setting), "{file}: {error}");
+                Ok(())
+            });
+        }
+        Jail::expect_with(|jail| {
+            let settings = load_in(
+                jail,
+                Some("store = \"redis+cluster://10.0.0.1:7000,10.0.0.2:7000\""),
+                Flags::default(),
+            )
+            .unwrap();
+            assert_eq!(
+                settings.store().url.as_deref(),
+                Some("redis+cluster://10.0.0.1:7000,10.0.0.2:7000")
+            );
+            Ok(())
+        });
+    }
+
+    #[test]
     fn an_unknown_setting_in_the_file_is_rejected_by_name() {
         Jail::expect_with(|jail| {
             let error = load_in(jail, Some("lisen = \"x\""), Flags::default())

@@ -125,6 +125,31 @@ async fn an_invalid_setting_fails_start_up_with_exit_2_naming_it() {
 }
 
 #[tokio::test]
+async fn an_unreachable_redis_fails_start_up_with_a_clear_message() {
+    // Nothing listens on port 1; the store must be reachable at start-up.
+    let output = run(
+        vec![
+            "serve".into(),
+            "--listen".into(),
+            "127.0.0.1:0".into(),
+            "--admin-listen".into(),
+            "127.0.0.1:0".into(),
+            "--store".into(),
+            "redis://127.0.0.1:1".into(),
+            "--store-timeout".into(),
+            "200ms".into(),
+        ],
+        vec![],
+    )
+    .await;
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("cannot open the store"),
+        "{output:?}"
+    );
+}
+
+#[tokio::test]
 async fn version_and_help_work_everywhere() {
     for args in [
         vec!["--version"],
