@@ -138,7 +138,7 @@ impl Window {
             Window::All => 0,
             Window::Day => days,
             // 1970-01-01 was a Thursday: three days after a Monday.
-            Window::Week => (days + 3) / 7 * 7 - 3,
+            Window::Week => ((days + 3) / 7 * 7).saturating_sub(3),
         }
     }
 
