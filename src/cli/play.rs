@@ -29,6 +29,20 @@ pub struct PlayArgs {
     /// Give up after this long, e.g. "5s"
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     pub timeout: Duration,
+    /// Play as this player (1-64 of A-Z, a-z, 0-9, '_', '.', '-'), counted in their stats
+    #[arg(long, value_name = "ID", value_parser = parse_player)]
+    pub player: Option<String>,
+    /// Send this Idempotency-Key: a retry with the same key replays the first answer
+    #[arg(long, value_name = "KEY")]
+    pub idempotency_key: Option<String>,
+}
+
+fn parse_player(input: &str) -> Result<String, String> {
+    if crate::http::is_valid_player_id(input.as_bytes()) {
+        Ok(input.to_owned())
+    } else {
+        Err("a player id is 1-64 of A-Z, a-z, 0-9, '_', '.', '-'".to_owned())
+    }
 }
 
 fn parse_choice(input: &str) -> Result<Choice, String> {
@@ -60,10 +74,16 @@ pub async fn run_play(args: PlayArgs) -> ExitCode {
         }
     };
     let body = Bytes::from(format!(r#"{{"choice":"{}"}}"#, args.choice.name()));
-    let headers = [
+    let mut headers = vec![
         ("content-type", "application/json"),
         ("accept", "application/json"),
     ];
+    if let Some(player) = &args.player {
+        headers.push(("x-player-id", player));
+    }
+    if let Some(key) = &args.idempotency_key {
+        headers.push(("idempotency-key", key));
+    }
     let answer = match server
         .send(Method::POST, "/play", &headers, body, args.timeout)
         .await

@@ -13,7 +13,7 @@ mod reply;
 mod routes;
 pub mod wire;
 
-pub use app::{App, Deferred, Handled, Readiness};
+pub use app::{App, Deferred, Handled, Readiness, is_valid_player_id};
 pub use problem::ApiError;
 pub use reply::{HeaderValue, Reply};
 pub use routes::Route;

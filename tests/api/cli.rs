@@ -74,6 +74,53 @@ async fn play_json_prints_the_raw_answer() {
 }
 
 #[tokio::test]
+async fn play_as_a_player_with_a_key_is_counted_once() {
+    let app = spawn_app().await;
+    let args = |choice: &str| {
+        vec![
+            "play".into(),
+            choice.into(),
+            "--json".into(),
+            "--player".into(),
+            "cli-ann".into(),
+            "--idempotency-key".into(),
+            "k-1".into(),
+            "--server".into(),
+            format!("http://{}", app.address),
+        ]
+    };
+    let first = run(args("rock"), vec![]).await;
+    let again = run(args("rock"), vec![]).await;
+    assert!(first.status.success(), "{first:?}");
+    assert_eq!(
+        first.stdout, again.stdout,
+        "the retry replays the first answer"
+    );
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let stats = app.get("/players/cli-ann/stats").await;
+        if stats.status == http::StatusCode::OK {
+            assert_eq!(crate::helpers::json(&stats)["rounds"], 1);
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "never recorded");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let bad = run(
+        vec![
+            "play".into(),
+            "rock".into(),
+            "--player".into(),
+            "no spaces".into(),
+        ],
+        vec![],
+    )
+    .await;
+    assert_eq!(bad.status.code(), Some(2), "{bad:?}");
+    app.shutdown().await.unwrap();
+}
+
+#[tokio::test]
 async fn play_reports_an_unreachable_server_and_exits_1() {
     let address = crate::helpers::unused_address();
     let output = run(
