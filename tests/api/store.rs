@@ -458,23 +458,34 @@ async fn a_key_held_by_a_request_in_flight_is_409() {
 async fn plays_go_on_while_redis_is_down_and_nothing_accepted_is_lost() {
     let mut redis = RedisServer::start();
     let app = spawn_on(&redis.url()).await;
-    for _ in 0..20 {
-        play_as(&app, "steady", "rock", false).await;
-    }
-    eventually(&app, "/players/steady/stats", rounds_are(20)).await;
-
+    // Named plays run without pause through the whole test, Redis killed and restarted under
+    // them; each connection's plays are counted as the server answers them.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let players: Vec<_> = (0..4)
+        .map(|client| {
+            let app = TestApp::view(app.address, app.url.clone());
+            let stop = std::sync::Arc::clone(&stop);
+            tokio::spawn(async move {
+                let player = format!("steady-{client}");
+                let mut answered = 0u64;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let body = format!(r#"{{"choice":"paper","player_id":"{player}"}}"#);
+                    let answer = app.play_json(&body).await;
+                    assert_eq!(
+                        answer.status,
+                        StatusCode::OK,
+                        "/play never waits on the store"
+                    );
+                    answered += 1;
+                }
+                (player, answered)
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
     redis.kill();
-    for _ in 0..30 {
-        let answer = app
-            .play_json(r#"{"choice":"paper","player_id":"steady"}"#)
-            .await;
-        assert_eq!(
-            answer.status,
-            StatusCode::OK,
-            "/play never waits on the store"
-        );
-    }
-    let read = app.get("/players/steady/stats").await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let read = app.get("/players/steady-0/stats").await;
     assert_eq!(read.status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(problem_code(&read), "store_unavailable");
     assert!(read.header("retry-after").is_some());
@@ -484,15 +495,39 @@ async fn plays_go_on_while_redis_is_down_and_nothing_accepted_is_lost() {
         StatusCode::OK,
         "an optional store never fails readiness"
     );
-
+    tokio::time::sleep(Duration::from_millis(500)).await;
     redis.restart();
-    let stats = eventually(&app, "/players/steady/stats", rounds_are(50)).await;
-    assert_eq!(stats["choices"]["paper"], 30);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut total = 0;
+    for task in players {
+        let (player, answered) = task.await.unwrap();
+        assert!(answered > 0);
+        total += answered;
+        let stats = eventually(
+            &app,
+            &format!("/players/{player}/stats"),
+            rounds_are(answered),
+        )
+        .await;
+        assert_eq!(
+            stats["choices"]["paper"], answered,
+            "each play counted exactly once"
+        );
+    }
     let metrics = crate::observability::scrape_text(&app).await;
-    assert!(metrics.contains("guess_game_store_failed_batches_total"));
     assert!(
         metrics.contains("guess_game_store_dropped_total 0"),
         "nothing dropped"
+    );
+    let failed = metrics
+        .lines()
+        .find_map(|line| line.strip_prefix("guess_game_store_failed_batches_total "))
+        .and_then(|value| value.parse::<f64>().ok())
+        .unwrap_or(0.0);
+    assert!(
+        failed >= 1.0,
+        "the outage was felt by the writer ({total} plays)"
     );
     app.shutdown().await.unwrap();
 }
