@@ -5,8 +5,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use http::{Method, StatusCode};
 
+use super::deferred::{Deferred, Handled, IdempotentPlay, Job};
 use super::problem::ApiError;
-use super::reply::{HeaderValue, Reply};
+use super::query::Query;
+use super::reply::Reply;
 use super::routes::Route;
 use super::wire::{self, PlayRequest, PlayResponse};
 use super::{Request, openapi};
@@ -16,9 +18,9 @@ use std::net::IpAddr;
 use crate::protection::concurrency::{ConcurrencyLimit, Mode, Permit};
 use crate::protection::faults::{Faults, Point};
 use crate::protection::rate_limit::{RateLimitSettings, RateLimits};
-use crate::store::idempotency::{self, Begin, Fingerprint, StoredAnswer};
-use crate::store::model::{GameRecord, PlayerId, Window};
-use crate::store::{Store, StoreError};
+use crate::store::Store;
+use crate::store::idempotency;
+use crate::store::model::{GameRecord, PlayerId};
 use crate::telemetry::metrics::{self, method_index, route_index};
 use crate::telemetry::observe::{Completed, Observability};
 use crate::telemetry::trace::{RequestId, TraceContext};
@@ -59,69 +61,8 @@ pub struct App {
     trusted_proxies: Vec<IpAddr>,
     faults: Arc<Faults>,
     concurrency: Arc<ConcurrencyLimit>,
-    request_timeout: std::time::Duration,
-    store: Arc<Store>,
-}
-
-/// A request whose answer waits on the store: the engine awaits [`App::finish`] for it.
-/// Owns what it needs, so the engine's buffers are free meanwhile.
-pub struct Deferred {
-    job: Job,
-    route: Route,
-    method_index: usize,
-    request_bytes: usize,
-    trace: TraceContext,
-    request_id: RequestId,
-    permit: Option<Permit>,
-}
-
-impl std::fmt::Debug for Deferred {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Deferred")
-            .field("route", &self.route)
-            .finish_non_exhaustive()
-    }
-}
-
-enum Job {
-    Stats {
-        player: String,
-        format: wire::Format,
-    },
-    Games {
-        player: String,
-        limit: usize,
-        format: wire::Format,
-    },
-    Rank {
-        player: String,
-        window: Window,
-        format: wire::Format,
-    },
-    Leaderboard {
-        window: Window,
-        limit: usize,
-        format: wire::Format,
-    },
-    IdempotentPlay(IdempotentPlay),
-}
-
-struct IdempotentPlay {
-    /// `<scope>:<Idempotency-Key>`: keys are per player, or per client address when anonymous.
-    key: String,
-    fingerprint: Fingerprint,
-    player: Option<PlayerId>,
-    choice: Choice,
-    format: wire::Format,
-}
-
-/// What [`App::handle_admitted`] made of a request.
-#[derive(Debug)]
-pub enum Handled {
-    /// Answered: the body is in the caller's buffer.
-    Ready(Reply, Option<Permit>),
-    /// To be answered by awaiting [`App::finish`].
-    Deferred(Deferred),
+    pub(super) request_timeout: std::time::Duration,
+    pub(super) store: Arc<Store>,
 }
 
 impl std::fmt::Debug for App {
@@ -264,38 +205,6 @@ impl App {
         Handled::Ready(reply, permit)
     }
 
-    /// Finishes a request that waits on the store, within the request timeout.
-    pub async fn finish(&self, deferred: Deferred, body: &mut Vec<u8>) -> (Reply, Option<Permit>) {
-        body.clear();
-        let result =
-            match tokio::time::timeout(self.request_timeout, self.run(deferred.job, body)).await {
-                Ok(result) => result,
-                Err(_) => {
-                    metrics::with_shard(|shard| shard.timeouts[1].add(1));
-                    Err(ApiError::HandlerTimeout)
-                }
-            };
-        let reply = match result {
-            Ok(reply) => reply,
-            Err(error) => {
-                let mut reply = error.write_reply(body);
-                // The timeout has already expired here; no further wait.
-                reply.delay = std::time::Duration::ZERO;
-                reply
-            }
-        };
-        let reply = self.seal(
-            reply,
-            Some(deferred.route),
-            deferred.trace,
-            deferred.request_id,
-            deferred.method_index,
-            deferred.request_bytes,
-            body.len(),
-        );
-        (reply, deferred.permit)
-    }
-
     fn error_reply(&self, error: &ApiError<'_>, body: &mut Vec<u8>) -> Reply {
         let mut reply = error.write_reply(body);
         if matches!(error, ApiError::HandlerTimeout) {
@@ -307,7 +216,7 @@ impl App {
 
     /// Stamps the reply with its route, trace and request id, and counts it.
     #[allow(clippy::too_many_arguments)]
-    fn seal(
+    pub(super) fn seal(
         &self,
         mut reply: Reply,
         route: Option<Route>,
@@ -543,7 +452,7 @@ impl App {
 
     /// Plays one round and writes its answer into `body`; returns the record to store when
     /// the player is named.
-    fn play_round(
+    pub(super) fn play_round(
         &self,
         choice: Choice,
         player: Option<PlayerId>,
@@ -563,120 +472,6 @@ impl App {
             computer_choice: computer,
             winner: outcome.winner,
         }))
-    }
-
-    /// Runs the part of a request that waits on the store.
-    async fn run(&self, job: Job, body: &mut Vec<u8>) -> Result<Reply, ApiError<'static>> {
-        let store = &self.store;
-        let ok = |format: wire::Format| Reply::new(StatusCode::OK, format.content_type());
-        match job {
-            Job::Stats { player, format } => {
-                let stats = store.stats(&player).await.map_err(unavailable)?;
-                let stats = stats.ok_or(ApiError::PlayerNotFound)?;
-                wire::encode(format, &wire::StatsDocument::new(&player, &stats), body);
-                Ok(ok(format))
-            }
-            Job::Games {
-                player,
-                limit,
-                format,
-            } => {
-                let games = store.games(&player, limit).await.map_err(unavailable)?;
-                let games = games.ok_or(ApiError::PlayerNotFound)?;
-                wire::encode(
-                    format,
-                    &wire::GamesDocument {
-                        player_id: &player,
-                        games,
-                    },
-                    body,
-                );
-                Ok(ok(format))
-            }
-            Job::Rank {
-                player,
-                window,
-                format,
-            } => {
-                let ranked = store.rank(window, &player).await.map_err(unavailable)?;
-                let ranked = ranked.ok_or(ApiError::PlayerNotFound)?;
-                wire::encode(
-                    format,
-                    &wire::RankDocument {
-                        window: window.name(),
-                        ranked,
-                    },
-                    body,
-                );
-                Ok(ok(format))
-            }
-            Job::Leaderboard {
-                window,
-                limit,
-                format,
-            } => {
-                let entries = store
-                    .leaderboard(window, limit)
-                    .await
-                    .map_err(unavailable)?;
-                wire::encode(
-                    format,
-                    &wire::LeaderboardDocument {
-                        window: window.name(),
-                        entries,
-                    },
-                    body,
-                );
-                Ok(ok(format))
-            }
-            Job::IdempotentPlay(play) => self.idempotent_play(play, body).await,
-        }
-    }
-
-    /// A play under an `Idempotency-Key`: runs once, replays after.
-    async fn idempotent_play(
-        &self,
-        play: IdempotentPlay,
-        body: &mut Vec<u8>,
-    ) -> Result<Reply, ApiError<'static>> {
-        let store = &self.store;
-        match store
-            .begin(&play.key, &play.fingerprint)
-            .await
-            .map_err(unavailable)?
-        {
-            Begin::InFlight => return Err(ApiError::IdempotencyKeyInFlight),
-            Begin::Mismatch => return Err(ApiError::IdempotencyKeyReused),
-            Begin::Replay(answer) => {
-                body.clear();
-                body.extend_from_slice(&answer.body);
-                let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::OK);
-                return Ok(Reply::new(status, answer.format.content_type())
-                    .with_header("idempotent-replayed", HeaderValue::Static("true")));
-            }
-            Begin::Started => {}
-        }
-        let record = match self.play_round(play.choice, play.player, play.format, body) {
-            Ok(record) => record,
-            Err(error) => {
-                store.abort(&play.key).await;
-                return Err(error);
-            }
-        };
-        let answer = StoredAnswer {
-            status: StatusCode::OK.as_u16(),
-            format: play.format,
-            body: body.clone(),
-        };
-        if let Err(error) = store.complete(&play.key, &play.fingerprint, &answer).await {
-            // Not kept, so not counted: the client's retry with the same key plays again.
-            store.abort(&play.key).await;
-            return Err(unavailable(error));
-        }
-        if let Some(record) = record {
-            store.record(record);
-        }
-        Ok(Reply::new(StatusCode::OK, play.format.content_type()))
     }
 
     /// Whether `method` on `path` would be routed to a handler that reads a body. Engines use
@@ -704,18 +499,6 @@ enum Dispatched {
     Later(Job),
 }
 
-/// A store failure as the client sees it: 503 with the breaker's retry delay.
-fn unavailable(error: StoreError) -> ApiError<'static> {
-    let retry_after_seconds = error.retry_after().as_secs_f64().ceil().max(1.0) as u64;
-    metrics::with_shard(|shard| shard.store_unavailable.add(1));
-    if crate::telemetry::log_this_refusal() {
-        tracing::warn!(%error, "store unavailable (1% are logged)");
-    }
-    ApiError::StoreUnavailable {
-        retry_after_seconds,
-    }
-}
-
 /// The player a play names: `player_id` in the body, `X-Player-Id`, or both when they agree.
 fn player_of<'a>(
     in_body: Option<&'a str>,
@@ -731,45 +514,6 @@ fn player_of<'a>(
     match player {
         Some(id) if !is_valid_player_id(id.as_bytes()) => Err(ApiError::InvalidPlayerId),
         player => Ok(player),
-    }
-}
-
-/// A query string's parameters, read without allocating. Unknown parameters are ignored.
-struct Query<'a>(&'a str);
-
-impl<'a> Query<'a> {
-    fn get(&self, name: &str) -> Option<&'a str> {
-        self.0
-            .split('&')
-            .filter_map(|pair| pair.split_once('=').or(Some((pair, ""))))
-            .find(|(key, _)| *key == name)
-            .map(|(_, value)| value)
-    }
-
-    /// `limit`: 1 to 100, `default` when absent.
-    fn limit(&self, default: usize) -> Result<usize, ApiError<'static>> {
-        match self.get("limit") {
-            None => Ok(default),
-            Some(text) => text
-                .parse::<usize>()
-                .ok()
-                .filter(|limit| (1..=100).contains(limit))
-                .ok_or(ApiError::InvalidParameter {
-                    name: "limit",
-                    reason: "must be a whole number from 1 to 100",
-                }),
-        }
-    }
-
-    /// `window`: all (the default), day or week.
-    fn window(&self) -> Result<Window, ApiError<'static>> {
-        match self.get("window") {
-            None => Ok(Window::All),
-            Some(text) => Window::parse(text).ok_or(ApiError::InvalidParameter {
-                name: "window",
-                reason: "must be all, day or week",
-            }),
-        }
     }
 }
 

@@ -7,13 +7,16 @@
 //! one definition of routing, negotiation and errors.
 
 mod app;
+mod deferred;
 pub mod openapi;
 pub mod problem;
+mod query;
 mod reply;
 mod routes;
 pub mod wire;
 
-pub use app::{App, Deferred, Handled, Readiness, is_valid_player_id};
+pub use app::{App, Readiness, is_valid_player_id};
+pub use deferred::{Deferred, Handled};
 pub use problem::ApiError;
 pub use reply::{HeaderValue, Reply};
 pub use routes::Route;

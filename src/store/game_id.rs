@@ -139,6 +139,27 @@ mod tests {
         assert_eq!(last.unix_time(), Duration::from_millis(NOW + 2));
     }
 
+    proptest::proptest! {
+        /// Any sequence of clock readings, jumping forwards or backwards, yields strictly
+        /// increasing ids on the same node.
+        #[test]
+        fn ids_only_increase_whatever_the_clock_does(
+            steps in proptest::collection::vec(-5_000i64..5_000, 1..500),
+            node in 0u16..=MAX_NODE_ID,
+        ) {
+            let ids = GameIds::new(node);
+            let mut clock = NOW as i64;
+            let mut last = GameId(0);
+            for step in steps {
+                clock += step;
+                let id = ids.next_at(clock as u64);
+                proptest::prop_assert!(id > last);
+                proptest::prop_assert_eq!(id.node(), node);
+                last = id;
+            }
+        }
+    }
+
     #[test]
     fn nodes_never_collide_and_threads_never_repeat() {
         let a = std::sync::Arc::new(GameIds::new(1));

@@ -360,6 +360,48 @@ mod tests {
         assert_eq!(store.games("a", 1).unwrap().len(), 1);
     }
 
+    proptest::proptest! {
+        /// Whatever the games and however they are batched, the all-time board lists every
+        /// player by wins (ties by id) with competition ranks, and `rank` agrees with it.
+        #[test]
+        fn boards_follow_competition_ranking(
+            games in proptest::collection::vec((0usize..6, 0usize..3), 1..120),
+            batch in 1usize..20,
+        ) {
+            let ids = GameIds::new(0);
+            let store = store(100);
+            let winners = [Winner::Player, Winner::Computer, Winner::Tie];
+            let records: Vec<GameRecord> = games
+                .iter()
+                .map(|&(player, winner)| record(&ids, &format!("p{player}"), winners[winner]))
+                .collect();
+            for chunk in records.chunks(batch) {
+                store.apply(chunk);
+            }
+            let mut wins: HashMap<String, u64> = HashMap::new();
+            for &(player, winner) in &games {
+                *wins.entry(format!("p{player}")).or_default() += u64::from(winner == 0);
+            }
+            let mut expected: Vec<(String, u64)> = wins.into_iter().collect();
+            expected.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+            let board = store.leaderboard(Window::All, 0, 100);
+            proptest::prop_assert_eq!(board.len(), expected.len());
+            for (entry, (player, wins)) in board.iter().zip(&expected) {
+                let higher = expected.iter().filter(|(_, w)| w > wins).count() as u64;
+                proptest::prop_assert_eq!(&entry.player_id, player);
+                proptest::prop_assert_eq!(entry.wins, *wins);
+                proptest::prop_assert_eq!(entry.rank, higher + 1);
+                let ranked = store.rank(Window::All, 0, player).unwrap();
+                proptest::prop_assert_eq!(ranked.rank, higher + 1);
+            }
+            let rounds: u64 = expected
+                .iter()
+                .map(|(player, _)| store.stats(player).unwrap().rounds)
+                .sum();
+            proptest::prop_assert_eq!(rounds, games.len() as u64);
+        }
+    }
+
     #[tokio::test(start_paused = true)]
     async fn keys_expire_and_are_bounded() {
         let store = store(10);

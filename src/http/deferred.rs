@@ -1,0 +1,243 @@
+//! Requests whose answer waits on the store: stats, history, leaderboards, ranks, and plays
+//! under an `Idempotency-Key`.
+//!
+//! [`App::handle_admitted`] validates such a request without waiting and hands back a
+//! [`Deferred`] that owns what it needs; the engine awaits [`App::finish`] for it, so the
+//! connection's buffers stay the engine's and the request path of an ordinary play never
+//! touches an `.await` on the store.
+
+use http::StatusCode;
+
+use super::app::App;
+use super::problem::ApiError;
+use super::reply::{HeaderValue, Reply};
+use super::routes::Route;
+use super::wire;
+use crate::game::Choice;
+use crate::protection::concurrency::Permit;
+use crate::store::StoreError;
+use crate::store::idempotency::{Begin, Fingerprint, StoredAnswer};
+use crate::store::model::{PlayerId, Window};
+use crate::telemetry::metrics;
+use crate::telemetry::trace::{RequestId, TraceContext};
+
+/// A request whose answer waits on the store: the engine awaits [`App::finish`] for it.
+/// Owns what it needs, so the engine's buffers are free meanwhile.
+pub struct Deferred {
+    pub(super) job: Job,
+    pub(super) route: Route,
+    pub(super) method_index: usize,
+    pub(super) request_bytes: usize,
+    pub(super) trace: TraceContext,
+    pub(super) request_id: RequestId,
+    pub(super) permit: Option<Permit>,
+}
+
+impl std::fmt::Debug for Deferred {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Deferred")
+            .field("route", &self.route)
+            .finish_non_exhaustive()
+    }
+}
+
+pub(super) enum Job {
+    Stats {
+        player: String,
+        format: wire::Format,
+    },
+    Games {
+        player: String,
+        limit: usize,
+        format: wire::Format,
+    },
+    Rank {
+        player: String,
+        window: Window,
+        format: wire::Format,
+    },
+    Leaderboard {
+        window: Window,
+        limit: usize,
+        format: wire::Format,
+    },
+    IdempotentPlay(IdempotentPlay),
+}
+
+pub(super) struct IdempotentPlay {
+    /// `<scope>:<Idempotency-Key>`: keys are per player, or per client address when anonymous.
+    pub(super) key: String,
+    pub(super) fingerprint: Fingerprint,
+    pub(super) player: Option<PlayerId>,
+    pub(super) choice: Choice,
+    pub(super) format: wire::Format,
+}
+
+/// What [`App::handle_admitted`] made of a request.
+#[derive(Debug)]
+pub enum Handled {
+    /// Answered: the body is in the caller's buffer.
+    Ready(Reply, Option<Permit>),
+    /// To be answered by awaiting [`App::finish`].
+    Deferred(Deferred),
+}
+
+impl App {
+    /// Finishes a request that waits on the store, within the request timeout.
+    pub async fn finish(&self, deferred: Deferred, body: &mut Vec<u8>) -> (Reply, Option<Permit>) {
+        body.clear();
+        let result =
+            match tokio::time::timeout(self.request_timeout, self.run(deferred.job, body)).await {
+                Ok(result) => result,
+                Err(_) => {
+                    metrics::with_shard(|shard| shard.timeouts[1].add(1));
+                    Err(ApiError::HandlerTimeout)
+                }
+            };
+        let reply = match result {
+            Ok(reply) => reply,
+            Err(error) => {
+                let mut reply = error.write_reply(body);
+                // The timeout has already expired here; no further wait.
+                reply.delay = std::time::Duration::ZERO;
+                reply
+            }
+        };
+        let reply = self.seal(
+            reply,
+            Some(deferred.route),
+            deferred.trace,
+            deferred.request_id,
+            deferred.method_index,
+            deferred.request_bytes,
+            body.len(),
+        );
+        (reply, deferred.permit)
+    }
+
+    /// Runs the part of a request that waits on the store.
+    async fn run(&self, job: Job, body: &mut Vec<u8>) -> Result<Reply, ApiError<'static>> {
+        let store = &self.store;
+        let ok = |format: wire::Format| Reply::new(StatusCode::OK, format.content_type());
+        match job {
+            Job::Stats { player, format } => {
+                let stats = store.stats(&player).await.map_err(unavailable)?;
+                let stats = stats.ok_or(ApiError::PlayerNotFound)?;
+                wire::encode(format, &wire::StatsDocument::new(&player, &stats), body);
+                Ok(ok(format))
+            }
+            Job::Games {
+                player,
+                limit,
+                format,
+            } => {
+                let games = store.games(&player, limit).await.map_err(unavailable)?;
+                let games = games.ok_or(ApiError::PlayerNotFound)?;
+                wire::encode(
+                    format,
+                    &wire::GamesDocument {
+                        player_id: &player,
+                        games,
+                    },
+                    body,
+                );
+                Ok(ok(format))
+            }
+            Job::Rank {
+                player,
+                window,
+                format,
+            } => {
+                let ranked = store.rank(window, &player).await.map_err(unavailable)?;
+                let ranked = ranked.ok_or(ApiError::PlayerNotFound)?;
+                wire::encode(
+                    format,
+                    &wire::RankDocument {
+                        window: window.name(),
+                        ranked,
+                    },
+                    body,
+                );
+                Ok(ok(format))
+            }
+            Job::Leaderboard {
+                window,
+                limit,
+                format,
+            } => {
+                let entries = store
+                    .leaderboard(window, limit)
+                    .await
+                    .map_err(unavailable)?;
+                wire::encode(
+                    format,
+                    &wire::LeaderboardDocument {
+                        window: window.name(),
+                        entries,
+                    },
+                    body,
+                );
+                Ok(ok(format))
+            }
+            Job::IdempotentPlay(play) => self.idempotent_play(play, body).await,
+        }
+    }
+
+    /// A play under an `Idempotency-Key`: runs once, replays after.
+    async fn idempotent_play(
+        &self,
+        play: IdempotentPlay,
+        body: &mut Vec<u8>,
+    ) -> Result<Reply, ApiError<'static>> {
+        let store = &self.store;
+        match store
+            .begin(&play.key, &play.fingerprint)
+            .await
+            .map_err(unavailable)?
+        {
+            Begin::InFlight => return Err(ApiError::IdempotencyKeyInFlight),
+            Begin::Mismatch => return Err(ApiError::IdempotencyKeyReused),
+            Begin::Replay(answer) => {
+                body.clear();
+                body.extend_from_slice(&answer.body);
+                let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::OK);
+                return Ok(Reply::new(status, answer.format.content_type())
+                    .with_header("idempotent-replayed", HeaderValue::Static("true")));
+            }
+            Begin::Started => {}
+        }
+        let record = match self.play_round(play.choice, play.player, play.format, body) {
+            Ok(record) => record,
+            Err(error) => {
+                store.abort(&play.key).await;
+                return Err(error);
+            }
+        };
+        let answer = StoredAnswer {
+            status: StatusCode::OK.as_u16(),
+            format: play.format,
+            body: body.clone(),
+        };
+        if let Err(error) = store.complete(&play.key, &play.fingerprint, &answer).await {
+            // Not kept, so not counted: the client's retry with the same key plays again.
+            store.abort(&play.key).await;
+            return Err(unavailable(error));
+        }
+        if let Some(record) = record {
+            store.record(record);
+        }
+        Ok(Reply::new(StatusCode::OK, play.format.content_type()))
+    }
+}
+
+/// A store failure as the client sees it: 503 with the breaker's retry delay.
+fn unavailable(error: StoreError) -> ApiError<'static> {
+    let retry_after_seconds = error.retry_after().as_secs_f64().ceil().max(1.0) as u64;
+    metrics::with_shard(|shard| shard.store_unavailable.add(1));
+    if crate::telemetry::log_this_refusal() {
+        tracing::warn!(%error, "store unavailable (1% are logged)");
+    }
+    ApiError::StoreUnavailable {
+        retry_after_seconds,
+    }
+}
