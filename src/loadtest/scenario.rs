@@ -15,6 +15,9 @@ pub enum Scenario {
     Play,
     /// POST /play with a MessagePack body, asking for a MessagePack answer.
     PlayMsgpack,
+    /// The store's path: nine in ten requests are JSON plays by a named player (player-0 when
+    /// --players is 0), one in ten reads the day's leaderboard.
+    Mixed,
 }
 
 impl Scenario {
@@ -22,6 +25,7 @@ impl Scenario {
         match self {
             Scenario::Play => "play",
             Scenario::PlayMsgpack => "play-msgpack",
+            Scenario::Mixed => "mixed",
         }
     }
 }
@@ -38,6 +42,8 @@ pub struct RequestWriter {
     scenario: Scenario,
     /// `POST <path> HTTP/1.1\r\nHost: <host>\r\n` plus the content headers, computed once.
     head_prefix: Vec<u8>,
+    /// The whole leaderboard read of the mixed scenario, computed once.
+    read: Vec<u8>,
     players: u32,
     rng: fastrand::Rng,
     body: Vec<u8>,
@@ -47,7 +53,7 @@ pub struct RequestWriter {
 impl RequestWriter {
     pub fn new(scenario: Scenario, host: &str, target: &str, players: u32, seed: u64) -> Self {
         let content_headers = match scenario {
-            Scenario::Play => "Content-Type: application/json\r\n",
+            Scenario::Play | Scenario::Mixed => "Content-Type: application/json\r\n",
             Scenario::PlayMsgpack => {
                 "Content-Type: application/msgpack\r\nAccept: application/msgpack\r\n"
             }
@@ -55,9 +61,14 @@ impl RequestWriter {
         let head_prefix =
             format!("POST {target} HTTP/1.1\r\nHost: {host}\r\n{content_headers}Content-Length: ")
                 .into_bytes();
+        let base = target.strip_suffix("/play").unwrap_or_default();
+        let read =
+            format!("GET {base}/leaderboard?window=day&limit=10 HTTP/1.1\r\nHost: {host}\r\n\r\n")
+                .into_bytes();
         Self {
             scenario,
             head_prefix,
+            read,
             players,
             rng: fastrand::Rng::with_seed(seed),
             body: Vec::with_capacity(64),
@@ -67,17 +78,26 @@ impl RequestWriter {
 
     /// Writes one complete request into `out` (cleared first).
     pub fn write(&mut self, out: &mut Vec<u8>) {
+        if self.scenario == Scenario::Mixed && self.rng.u8(..10) == 0 {
+            out.clear();
+            out.extend_from_slice(&self.read);
+            return;
+        }
         let choice = Choice::ALL[self.rng.usize(..Choice::ALL.len())].name();
-        let player_id = (self.players > 0).then(|| {
+        let named = self.players > 0 || self.scenario == Scenario::Mixed;
+        let player_id = named.then(|| {
             self.player_id.clear();
-            let _ = write!(self.player_id, "player-{}", self.rng.u32(..self.players));
+            let player = self.rng.u32(..self.players.max(1));
+            let _ = write!(self.player_id, "player-{player}");
             self.player_id.as_str()
         });
         let body = PlayBody { choice, player_id };
         self.body.clear();
         // Serializing a struct of two strings into a Vec cannot fail.
         let _ = match self.scenario {
-            Scenario::Play => serde_json::to_writer(&mut self.body, &body).map_err(|_| ()),
+            Scenario::Play | Scenario::Mixed => {
+                serde_json::to_writer(&mut self.body, &body).map_err(|_| ())
+            }
             Scenario::PlayMsgpack => {
                 rmp_serde::encode::write_named(&mut self.body, &body).map_err(|_| ())
             }
@@ -110,6 +130,27 @@ mod tests {
             assert!(parsed.get("player_id").is_none());
         }
         assert_eq!(seen.len(), 3, "the mix covers every choice: {seen:?}");
+    }
+
+    #[test]
+    fn the_mixed_scenario_plays_as_players_and_reads_the_leaderboard() {
+        let mut writer = RequestWriter::new(Scenario::Mixed, "h:1", "/base/play", 0, 3);
+        let mut out = Vec::new();
+        let (mut plays, mut reads) = (0, 0);
+        for _ in 0..1_000 {
+            writer.write(&mut out);
+            let text = String::from_utf8(out.clone()).unwrap();
+            if text.starts_with("GET /base/leaderboard?window=day&limit=10 HTTP/1.1\r\n") {
+                assert!(text.ends_with("\r\n\r\n"));
+                reads += 1;
+            } else {
+                assert!(text.starts_with("POST /base/play HTTP/1.1\r\n"), "{text}");
+                assert!(text.contains(r#""player_id":"player-0""#), "{text}");
+                plays += 1;
+            }
+        }
+        assert!((50..150).contains(&reads), "{reads} reads in 1,000");
+        assert_eq!(plays + reads, 1_000);
     }
 
     #[test]

@@ -311,7 +311,7 @@ impl Store {
                 }
                 Ok(())
             }
-            Backend::Redis(redis) => self.guarded(redis.apply(batch)).await,
+            Backend::Redis(redis) => self.guarded(redis.apply(self.ids.node(), batch)).await,
         }
     }
 

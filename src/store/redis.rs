@@ -3,74 +3,167 @@
 //!
 //! Key layout (`{...}` is a cluster hash tag: a player's keys share one slot, the leaderboards
 //! share another):
-//! - `gg:{<player>}:stats`: hash of totals, streaks, counts per choice and the player's wins in
-//!   their latest day and week;
+//! - `gg:{<player>}:stats`: hash of totals, streaks, counts per choice, the player's wins in
+//!   their latest day and week, and per writing node (`n:<node id>`) the newest game id applied,
+//!   so a batch retried after a lost reply is not counted twice;
 //! - `gg:{<player>}:games`: list of the latest games, newest first, trimmed to `games_kept`;
-//! - `gg:{<player>}:applied`: sorted set of the latest applied game ids, so a batch retried
-//!   after a lost reply is not counted twice;
 //! - `gg:{lb}:all`, `gg:{lb}:day:<date>`, `gg:{lb}:week:<monday>`: sorted sets of players
 //!   scored by minus their wins (so equal wins list by player id ascending); windowed boards
 //!   expire on their own;
 //! - `gg:idem:<scope>:<key>`: idempotency records (`SET NX PX`);
 //! - `gg:node:<id>`: node id leases.
 //!
-//! Writes are one Lua script per player (atomic over that player's keys, which a cluster keeps
-//! in one slot), then one pipeline of `ZADD LT` to the leaderboards with each player's totals:
-//! setting an absolute score is safe to repeat and to race between instances.
+//! Writes are one Lua script per player and batch (atomic over that player's keys, which a
+//! cluster keeps in one slot): it folds the player's results in Lua and touches Redis a
+//! handful of times whatever their number. Then one `ZADD LT` per leaderboard carries every
+//! player's totals: setting an absolute score is safe to repeat and to race between instances.
+//! Measured with scripts/loadtest-store (docs/BENCHMARKS.md): about 45,000 results/s into one
+//! Redis core, which the scripts keep busy; a first version, a script per result doing every
+//! update itself, wrote about 17,000.
 
 use std::time::Duration;
 
+use futures_util::{StreamExt, TryStreamExt};
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, Pipeline, RedisFuture, Script, Value};
 
 use super::StoreError;
-use super::game_id::MAX_NODE_ID;
+use super::game_id::{GameId, MAX_NODE_ID};
 use super::idempotency::{self, Begin, Fingerprint, StoredAnswer};
-use super::model::{GameRecord, GameSummary, PlayerStats, Ranked, Window};
+use super::model::{GameRecord, GameSummary, PlayerId, PlayerStats, Ranked, Window};
 use crate::game::{Choice, Winner};
 
-/// How many applied game ids each player keeps for de-duplicating retried batches.
-const APPLIED_KEPT: usize = 512;
-
+/// Folds players' results of a batch into their hashes and histories: per player one read of
+/// the hash, one write of it and one push to the history, whatever the number of results (a
+/// script issuing an update per result wrote about 17,000 results/s, Redis-bound). KEYS: each player's
+/// stats hash and history list. ARGV: the writing node, games kept, then per player the number
+/// of results followed by, per result in the order played: game id (20 digits, zero-padded, so
+/// string order is numeric order), w/l/t, choice, day key, week key, history entry. Results at
+/// or below the node's newest applied id for that player are skipped: a node's results for a
+/// player arrive in id order, so that is exactly the set already applied. Returns one line per
+/// player: wins, day, day wins, week, week wins after the batch, and which boards changed
+/// (`adw`, `-` for unchanged), space-separated. One string
+/// rather than an array of five per player: redis-rs's reply parser (combine) was about 60% of
+/// the server's CPU in a profile of scripts/loadtest-store, per value parsed (redis-rs#2184).
 const APPLY_SCRIPT: &str = r"
-local stats, games, applied = KEYS[1], KEYS[2], KEYS[3]
-local keep_games = tonumber(ARGV[1])
-local keep_applied = tonumber(ARGV[2])
-for i = 3, #ARGV, 6 do
-  local id, result, choice, day, week, summary =
-    ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5]
-  if not redis.call('ZSCORE', applied, id) then
-    local rounds = redis.call('HINCRBY', stats, 'rounds', 1)
-    redis.call('ZADD', applied, rounds, id)
-    redis.call('HINCRBY', stats, choice, 1)
-    if result == 'w' then
-      redis.call('HINCRBY', stats, 'wins', 1)
-      local streak = redis.call('HINCRBY', stats, 'streak', 1)
-      local best = tonumber(redis.call('HGET', stats, 'best_streak') or '0')
-      if streak > best then redis.call('HSET', stats, 'best_streak', streak) end
+local node_field = 'n:' .. ARGV[1]
+local keep_games = tonumber(ARGV[2])
+local fields = {'rounds', 'wins', 'losses', 'ties', 'rock', 'paper', 'scissors', 'streak',
+                'best_streak', 'day', 'day_wins', 'week', 'week_wins', node_field}
+local out = {}
+local at = 3
+for p = 1, #KEYS, 2 do
+  local stats, games = KEYS[p], KEYS[p + 1]
+  local count = tonumber(ARGV[at])
+  at = at + 1
+  local h = redis.call('HMGET', stats, unpack(fields))
+  local v = {}
+  for f = 1, 9 do v[fields[f]] = tonumber(h[f] or '0') end
+  local day, day_wins = h[10] or '', tonumber(h[11] or '0')
+  local week, week_wins = h[12] or '', tonumber(h[13] or '0')
+  local last = h[14] or ''
+  local newest = last
+  local entries = {}
+  local old_wins, old_day, old_day_wins = v.wins, day, day_wins
+  local old_week, old_week_wins, first = week, week_wins, v.rounds == 0
+  local skipped = 0
+  for i = at, at + 6 * (count - 1), 6 do
+    local id, result, choice, d, w = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]
+    if id > last then
+      newest = id
+      v.rounds = v.rounds + 1
+      v[choice] = v[choice] + 1
+      local won = result == 'w'
+      if won then
+        v.wins = v.wins + 1
+        v.streak = v.streak + 1
+        if v.streak > v.best_streak then v.best_streak = v.streak end
+      else
+        if result == 'l' then v.losses = v.losses + 1 else v.ties = v.ties + 1 end
+        v.streak = 0
+      end
+      if d > day then day, day_wins = d, 0 end
+      if d == day and won then day_wins = day_wins + 1 end
+      if w > week then week, week_wins = w, 0 end
+      if w == week and won then week_wins = week_wins + 1 end
+      entries[#entries + 1] = ARGV[i + 5]
     else
-      redis.call('HINCRBY', stats, result == 'l' and 'losses' or 'ties', 1)
-      redis.call('HSET', stats, 'streak', 0)
+      skipped = skipped + 1
     end
-    for _, window in ipairs({{'day', day}, {'week', week}}) do
-      local field, key = window[1], window[2]
-      local current = redis.call('HGET', stats, field) or ''
-      if key > current then
-        redis.call('HSET', stats, field, key, field .. '_wins', 0)
-        current = key
-      end
-      if key == current and result == 'w' then
-        redis.call('HINCRBY', stats, field .. '_wins', 1)
-      end
-    end
-    redis.call('LPUSH', games, summary)
   end
+  at = at + 6 * count
+  if #entries > 0 then
+    redis.call('HSET', stats, 'rounds', v.rounds, 'wins', v.wins, 'losses', v.losses,
+               'ties', v.ties, 'rock', v.rock, 'paper', v.paper, 'scissors', v.scissors,
+               'streak', v.streak, 'best_streak', v.best_streak, 'day', day,
+               'day_wins', day_wins, 'week', week, 'week_wins', week_wins, node_field, newest)
+    if redis.call('LPUSH', games, unpack(entries)) > keep_games then
+      redis.call('LTRIM', games, 0, keep_games - 1)
+    end
+  end
+  -- Which boards need this player's score: those where it rose or the player is new, and all
+  -- of them after a skipped (already applied) result, whose boards a failed try may have missed.
+  local changed = 'adw'
+  if skipped == 0 then
+    changed = (v.wins > old_wins or first) and 'a' or '-'
+    changed = changed .. ((day ~= old_day or day_wins > old_day_wins) and 'd' or '-')
+    changed = changed .. ((week ~= old_week or week_wins > old_week_wins) and 'w' or '-')
+  end
+  out[#out + 1] = table.concat({v.wins, day, day_wins, week, week_wins, changed}, ' ')
 end
-redis.call('LTRIM', games, 0, keep_games - 1)
-redis.call('ZREMRANGEBYRANK', applied, 0, -(keep_applied + 1))
-return redis.call('HMGET', stats, 'wins', 'day', 'day_wins', 'week', 'week_wins')
+return table.concat(out, '\n')
 ";
+
+/// Most players one script call folds: bounds how long one call holds Redis (about 0.35 ms
+/// for 16 on this machine), so reads are not stuck behind it.
+const PLAYERS_PER_CALL: usize = 16;
+/// The writer's script calls in flight at once.
+const CALLS_IN_FLIGHT: usize = 4;
+
+/// A game in a player's history list: `<game id> <player choice><computer choice><winner>` as
+/// initials, e.g. `30405828474880001 rsp`. About 20 bytes instead of 150 for the JSON the API
+/// shows: 100 games for each of a million players is 2 GB less in Redis.
+fn history_entry(record: &GameRecord) -> String {
+    let initial = |name: &str| name.as_bytes()[0] as char;
+    format!(
+        "{} {}{}{}",
+        record.game_id.0,
+        initial(record.player_choice.name()),
+        initial(record.computer_choice.name()),
+        initial(record.winner.name()),
+    )
+}
+
+/// Reads a [`history_entry`] back; `None` for anything else (never written by this code).
+fn parse_history_entry(player: &str, entry: &str) -> Option<GameRecord> {
+    let (id, initials) = entry.split_once(' ')?;
+    let choice = |initial: u8| {
+        Choice::ALL
+            .into_iter()
+            .find(|c| c.name().as_bytes()[0] == initial)
+    };
+    let winner = |initial: u8| {
+        [Winner::Player, Winner::Computer, Winner::Tie]
+            .into_iter()
+            .find(|w| w.name().as_bytes()[0] == initial)
+    };
+    let &[player_choice, computer_choice, won] = initials.as_bytes() else {
+        return None;
+    };
+    Some(GameRecord {
+        game_id: GameId(id.parse().ok()?),
+        player: PlayerId::from(player).ok()?,
+        player_choice: choice(player_choice)?,
+        computer_choice: choice(computer_choice)?,
+        winner: winner(won)?,
+    })
+}
+
+/// The cluster slot of a player's keys (CRC16 of the hash tag, the player id, mod 16384).
+fn slot_of(player: &str) -> u16 {
+    crc16::State::<crc16::XMODEM>::calculate(player.as_bytes()) % 16_384
+}
 
 const RENEW_SCRIPT: &str = r"
 if redis.call('GET', KEYS[1]) == ARGV[1] then
@@ -203,9 +296,9 @@ impl RedisStore {
         Ok(())
     }
 
-    /// Applies a batch: one script per player, run concurrently over the multiplexed
-    /// connection, then the leaderboard scores in one pipeline.
-    pub async fn apply(&self, batch: &[GameRecord]) -> Result<(), StoreError> {
+    /// Applies a batch written by node `node`: one script per player, run concurrently over
+    /// the multiplexed connection, then one `ZADD LT` per leaderboard.
+    pub async fn apply(&self, node: u16, batch: &[GameRecord]) -> Result<(), StoreError> {
         let mut by_player: Vec<(&str, Vec<&GameRecord>)> = Vec::new();
         let mut index = std::collections::HashMap::new();
         for record in batch {
@@ -215,70 +308,128 @@ impl RedisStore {
             });
             by_player[slot].1.push(record);
         }
-        let calls = by_player.iter().map(|(player, records)| {
-            let mut invocation = self.apply.prepare_invoke();
-            invocation
-                .key(player_key(player, "stats"))
-                .key(player_key(player, "games"))
-                .key(player_key(player, "applied"))
-                .arg(self.games_kept)
-                .arg(APPLIED_KEPT);
-            for record in records {
-                let result = match record.winner {
-                    Winner::Player => "w",
-                    Winner::Computer => "l",
-                    Winner::Tie => "t",
-                };
-                let summary = serde_json::to_string(&record.summary()).unwrap_or_default();
-                invocation
-                    .arg(record.game_id.0)
-                    .arg(result)
-                    .arg(record.player_choice.name())
-                    .arg(Window::Day.key_of(record.day()))
-                    .arg(Window::Week.key_of(record.week()))
-                    .arg(summary);
+        // A batch nearly always falls in one day and one week: format each key once.
+        let mut window_keys: Vec<(Window, u32, String)> = Vec::new();
+        let mut key_of = |window: Window, index: u32| -> String {
+            if let Some((_, _, key)) = window_keys
+                .iter()
+                .find(|(w, i, _)| *w == window && *i == index)
+            {
+                return key.clone();
             }
-            let mut connection = self.connection();
-            async move {
-                let totals: Vec<Option<String>> = invocation.invoke_async(&mut connection).await?;
-                Ok::<_, StoreError>(totals)
+            let key = window.key_of(index);
+            window_keys.push((window, index, key.clone()));
+            key
+        };
+        // One call per group of players: any players on one server, players of one slot in a
+        // cluster (a script's keys must share a slot there).
+        let mut groups: Vec<(u16, Vec<usize>)> = Vec::new();
+        for (position, (player, _)) in by_player.iter().enumerate() {
+            let slot = match self.connection {
+                Connection::Standalone(_) => 0,
+                Connection::Cluster(_) => slot_of(player),
+            };
+            match groups
+                .iter_mut()
+                .find(|(s, members)| *s == slot && members.len() < PLAYERS_PER_CALL)
+            {
+                Some((_, members)) => members.push(position),
+                None => groups.push((slot, vec![position])),
             }
-        });
-        let totals = futures_util::future::try_join_all(calls).await?;
-        let mut pipeline = redis::pipe();
+        }
+        let calls: Vec<_> = groups
+            .iter()
+            .map(|(_, members)| {
+                let mut invocation = self.apply.prepare_invoke();
+                invocation.arg(node).arg(self.games_kept);
+                for &position in members {
+                    let (player, records) = &by_player[position];
+                    invocation
+                        .key(player_key(player, "stats"))
+                        .key(player_key(player, "games"))
+                        .arg(records.len());
+                    for record in records {
+                        let result = match record.winner {
+                            Winner::Player => "w",
+                            Winner::Computer => "l",
+                            Winner::Tie => "t",
+                        };
+                        let entry = history_entry(record);
+                        invocation
+                            .arg(format!("{:020}", record.game_id.0))
+                            .arg(result)
+                            .arg(record.player_choice.name())
+                            .arg(key_of(Window::Day, record.day()))
+                            .arg(key_of(Window::Week, record.week()))
+                            .arg(entry);
+                    }
+                }
+                let mut connection = self.connection();
+                async move {
+                    let totals: String = invocation.invoke_async(&mut connection).await?;
+                    Ok::<_, StoreError>(totals)
+                }
+            })
+            .collect();
+        // A few calls in flight keep Redis busy; more would only queue reads behind them.
+        let results: Vec<String> = futures_util::stream::iter(calls)
+            .buffered(CALLS_IN_FLIGHT)
+            .try_collect()
+            .await?;
+        // One line of five figures per player, in group order.
+        let mut totals: Vec<Vec<&str>> = vec![Vec::new(); by_player.len()];
+        for ((_, members), lines) in groups.iter().zip(&results) {
+            for (&position, line) in members.iter().zip(lines.split('\n')) {
+                totals[position] = line.split(' ').collect();
+            }
+        }
+        // Each board's players and scores (minus wins), for one ZADD per board.
+        type Boards<'p> = Vec<(Window, String, Vec<(i64, &'p str)>)>;
+        fn add<'p>(boards: &mut Boards<'p>, window: Window, key: &str, wins: u64, player: &'p str) {
+            let score = -(wins as i64);
+            match boards.iter_mut().find(|(w, k, _)| *w == window && k == key) {
+                Some((_, _, members)) => members.push((score, player)),
+                None => boards.push((window, key.to_owned(), vec![(score, player)])),
+            }
+        }
+        let mut boards: Boards<'_> = Vec::new();
         for ((player, _), totals) in by_player.iter().zip(totals) {
+            let changed = totals.get(5).copied().unwrap_or("adw").as_bytes();
+            let changed = |flag: u8| changed.contains(&flag);
             let number = |index: usize| {
                 totals
                     .get(index)
-                    .and_then(Option::as_deref)
                     .and_then(|text| text.parse::<u64>().ok())
                     .unwrap_or(0)
             };
-            let text = |index: usize| totals.get(index).and_then(Option::as_deref);
-            let mut zadd = |window: Window, key: &str, wins: u64| {
-                let board = board_key(window, key);
-                pipeline
-                    .cmd("ZADD")
-                    .arg(&board)
-                    .arg("LT")
-                    .arg(-(wins as i64))
-                    .arg(*player)
-                    .ignore();
-                if let Some(retention) = window.retention() {
-                    pipeline
-                        .cmd("EXPIRE")
-                        .arg(&board)
-                        .arg(retention.as_secs())
-                        .arg("NX")
-                        .ignore();
-                }
-            };
-            zadd(Window::All, "all", number(0));
-            if let Some(day) = text(1) {
-                zadd(Window::Day, day, number(2));
+            let text = |index: usize| totals.get(index).copied().unwrap_or_default();
+            // A board whose score did not move is left alone: fewer members per ZADD.
+            if changed(b'a') {
+                add(&mut boards, Window::All, "all", number(0), player);
             }
-            if let Some(week) = text(3) {
-                zadd(Window::Week, week, number(4));
+            if changed(b'd') && !text(1).is_empty() {
+                add(&mut boards, Window::Day, text(1), number(2), player);
+            }
+            if changed(b'w') && !text(3).is_empty() {
+                add(&mut boards, Window::Week, text(3), number(4), player);
+            }
+        }
+        let mut pipeline = redis::pipe();
+        for (window, key, members) in &boards {
+            let board = board_key(*window, key);
+            pipeline
+                .cmd("ZADD")
+                .arg(&board)
+                .arg("LT")
+                .arg(members)
+                .ignore();
+            if let Some(retention) = window.retention() {
+                pipeline
+                    .cmd("EXPIRE")
+                    .arg(&board)
+                    .arg(retention.as_secs())
+                    .arg("NX")
+                    .ignore();
             }
         }
         let () = pipeline.query_async(&mut self.connection()).await?;
@@ -331,7 +482,8 @@ impl RedisStore {
         Ok(Some(
             games
                 .iter()
-                .filter_map(|game| serde_json::from_str(game).ok())
+                .filter_map(|entry| parse_history_entry(player, entry))
+                .map(|record| record.summary())
                 .collect(),
         ))
     }
@@ -488,5 +640,38 @@ impl RedisStore {
             .invoke_async(&mut self.connection())
             .await?;
         Ok(renewed == 1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn history_entries_round_trip() {
+        for player_choice in Choice::ALL {
+            for computer_choice in Choice::ALL {
+                let record = GameRecord {
+                    game_id: GameId(30_405_828_474_880_001),
+                    player: PlayerId::from("ann").unwrap(),
+                    player_choice,
+                    computer_choice,
+                    winner: crate::game::judge(player_choice, computer_choice).winner,
+                };
+                let entry = history_entry(&record);
+                assert!(entry.len() <= 24, "{entry}");
+                assert_eq!(parse_history_entry("ann", &entry), Some(record));
+            }
+        }
+        for junk in ["", "x", "1 rp", "1 rpq", "a rpt", "1 rpt extra"] {
+            assert_eq!(parse_history_entry("ann", junk), None, "{junk:?}");
+        }
+    }
+
+    #[test]
+    fn slots_match_redis_cluster() {
+        // Known values from CLUSTER KEYSLOT.
+        assert_eq!(slot_of("foo"), 12_182);
+        assert_eq!(slot_of("user1000"), 3_443);
     }
 }
