@@ -270,6 +270,7 @@ impl Server {
         writer_stop.cancel();
         let _ = writer.await;
         lease.abort();
+        self.store.release_node_lease().await;
         if let Some(reloader) = reloader {
             reloader.abort();
         }

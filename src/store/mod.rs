@@ -315,6 +315,18 @@ impl Store {
         }
     }
 
+    /// Gives a claimed node id back at shutdown (Redis only; best effort: the lease lapses
+    /// within 30 s anyway).
+    pub async fn release_node_lease(&self) {
+        if let (Backend::Redis(redis), Some(token)) = (&self.backend, &self.node_lease)
+            && let Err(error) = self
+                .guarded(redis.release_node_id(self.ids.node(), token))
+                .await
+        {
+            tracing::debug!(%error, "could not release the node id lease");
+        }
+    }
+
     /// Keeps the node id's lease alive while the process runs (Redis only).
     pub async fn keep_node_lease(&self) {
         let (Backend::Redis(redis), Some(token)) = (&self.backend, &self.node_lease) else {

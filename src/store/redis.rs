@@ -172,6 +172,13 @@ end
 return 0
 ";
 
+const RELEASE_SCRIPT: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+";
+
 /// Either kind of connection; both multiplex, so clones share one socket per node.
 #[derive(Clone)]
 enum Connection {
@@ -215,6 +222,7 @@ pub struct RedisStore {
     connection: Connection,
     apply: Script,
     renew: Script,
+    release: Script,
     games_kept: usize,
     /// `standalone` or `cluster`, for `/readyz` and the logs.
     pub kind: &'static str,
@@ -280,6 +288,7 @@ impl RedisStore {
             connection,
             apply: Script::new(APPLY_SCRIPT),
             renew: Script::new(RENEW_SCRIPT),
+            release: Script::new(RELEASE_SCRIPT),
             games_kept,
             kind,
         })
@@ -623,6 +632,17 @@ impl RedisStore {
             }
         }
         Err(StoreError::NoNodeId)
+    }
+
+    /// Gives the lease on `id` back, if it is still ours, so a restart can have it at once.
+    pub async fn release_node_id(&self, id: u16, token: &str) -> Result<(), StoreError> {
+        let _: i64 = self
+            .release
+            .key(format!("gg:node:{id}"))
+            .arg(token)
+            .invoke_async(&mut self.connection())
+            .await?;
+        Ok(())
     }
 
     /// Extends the lease on `id`; false if it is no longer ours.

@@ -423,8 +423,20 @@ async fn two_instances_on_one_redis_share_players_boards_and_keys() {
         "the other instance replays the same answer"
     );
     eventually(&b, "/players/shared/stats", rounds_are(11)).await;
+    assert_eq!(
+        redis
+            .cli(&["--scan", "--pattern", "gg:node:*"])
+            .lines()
+            .count(),
+        2
+    );
     a.shutdown().await.unwrap();
     b.shutdown().await.unwrap();
+    assert_eq!(
+        redis.cli(&["--scan", "--pattern", "gg:node:*"]).trim(),
+        "",
+        "node ids are given back at shutdown"
+    );
 }
 
 #[tokio::test]
