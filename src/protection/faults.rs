@@ -18,6 +18,9 @@ use tokio::time::Instant;
 pub enum Point {
     /// The `/play` handler, before the game is played.
     Play,
+    /// Every store call (reads, idempotency keys, the writer's batches), inside its timeout and
+    /// circuit breaker: an error fails the call, latency past `store_timeout` times it out.
+    Store,
 }
 
 /// A fault as an operator asks for it (`POST /admin/faults`).

@@ -113,7 +113,11 @@ impl Server {
         let admin_addr = admin_listener.local_addr().map_err(admin_bind_error)?;
         let readiness = Readiness::new();
         let faults = Faults::new(settings.fault_injection);
-        let store = Arc::new(Store::open(&settings.store()).await?);
+        let store = Arc::new(
+            Store::open(&settings.store())
+                .await?
+                .with_faults(Arc::clone(&faults)),
+        );
         tracing::info!(
             backend = store.kind(),
             node_id = store.node_id(),

@@ -8,8 +8,9 @@
 //! queue and waits for the store to recover; only records arriving at a full queue are
 //! dropped (and counted). A graceful shutdown flushes the queue before the process exits.
 //!
-//! Every call to Redis passes a [`breaker::Breaker`] and a timeout, so a sick Redis costs a
-//! read one failed call at most, then fast 503s until the breaker's backoff lets a trial through.
+//! Every store call passes a [`breaker::Breaker`] and a timeout (and the `store` fault point),
+//! so a sick Redis costs a read one failed call at most, then fast 503s until the breaker's
+//! backoff lets a trial through.
 
 pub mod breaker;
 pub mod game_id;
@@ -21,7 +22,7 @@ mod writer;
 
 use std::collections::VecDeque;
 use std::future::Future;
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use tokio::sync::Notify;
@@ -33,6 +34,7 @@ use self::memory::{MemoryLimits, MemoryStore};
 use self::model::{GameRecord, GameSummary, PlayerStats, Ranked, Window};
 use self::redis::RedisStore;
 use self::writer::WriterMetrics;
+use crate::protection::faults::{Faults, Point};
 use crate::telemetry::metrics;
 
 /// A store call that did not succeed.
@@ -46,6 +48,8 @@ pub enum StoreError {
     Unavailable { retry_after: Duration },
     #[error("every node id (0-1023) is leased by another instance")]
     NoNodeId,
+    #[error("a fault was injected into the store on purpose")]
+    InjectedFault,
 }
 
 impl StoreError {
@@ -95,6 +99,8 @@ pub struct Store {
     writer: WriterMetrics,
     /// The lease on a node id claimed from Redis: its token.
     node_lease: Option<String>,
+    /// Faults injected at [`Point::Store`].
+    faults: Option<Arc<Faults>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -170,6 +176,34 @@ impl Store {
             wake: Notify::new(),
             writer: WriterMetrics::new(),
             node_lease,
+            faults: None,
+        }
+    }
+
+    /// Lets `faults` injected at [`Point::Store`] reach every store call.
+    pub fn with_faults(mut self, faults: Arc<Faults>) -> Self {
+        self.faults = Some(faults);
+        self
+    }
+
+    /// What an injected fault makes of a store call: a wait, then maybe a failure.
+    async fn injected(&self) -> Result<(), StoreError> {
+        let Some(faults) = &self.faults else {
+            return Ok(());
+        };
+        let injection = faults.inject(Point::Store);
+        if injection == Default::default() {
+            return Ok(());
+        }
+        metrics::with_shard(|shard| {
+            shard.faults_injected[2].add(u64::from(!injection.delay.is_zero()));
+            shard.faults_injected[3].add(u64::from(injection.fail));
+        });
+        tokio::time::sleep(injection.delay).await;
+        if injection.fail {
+            Err(StoreError::InjectedFault)
+        } else {
+            Ok(())
         }
     }
 
@@ -214,6 +248,10 @@ impl Store {
             .map_err(|rejected| StoreError::Unavailable {
                 retry_after: rejected.retry_after,
             })?;
+        let call = async {
+            self.injected().await?;
+            call.await
+        };
         let result = match tokio::time::timeout(self.timeout, call).await {
             Ok(result) => result,
             Err(_) => Err(StoreError::Timeout),
@@ -227,7 +265,7 @@ impl Store {
 
     pub async fn stats(&self, player: &str) -> Result<Option<PlayerStats>, StoreError> {
         match &self.backend {
-            Backend::Memory(memory) => Ok(memory.stats(player)),
+            Backend::Memory(memory) => self.guarded(async { Ok(memory.stats(player)) }).await,
             Backend::Redis(redis) => self.guarded(redis.stats(player)).await,
         }
     }
@@ -238,7 +276,10 @@ impl Store {
         limit: usize,
     ) -> Result<Option<Vec<GameSummary>>, StoreError> {
         match &self.backend {
-            Backend::Memory(memory) => Ok(memory.games(player, limit)),
+            Backend::Memory(memory) => {
+                self.guarded(async { Ok(memory.games(player, limit)) })
+                    .await
+            }
             Backend::Redis(redis) => self.guarded(redis.games(player, limit)).await,
         }
     }
@@ -261,7 +302,11 @@ impl Store {
 
     pub async fn rank(&self, window: Window, player: &str) -> Result<Option<Ranked>, StoreError> {
         match &self.backend {
-            Backend::Memory(memory) => Ok(memory.rank(window, window.current_index(), player)),
+            Backend::Memory(memory) => {
+                let index = window.current_index();
+                self.guarded(async { Ok(memory.rank(window, index, player)) })
+                    .await
+            }
             Backend::Redis(redis) => {
                 let key = window.current_key();
                 self.guarded(redis.rank(window, &key, player)).await
@@ -271,7 +316,10 @@ impl Store {
 
     pub async fn begin(&self, key: &str, fingerprint: &Fingerprint) -> Result<Begin, StoreError> {
         match &self.backend {
-            Backend::Memory(memory) => Ok(memory.begin(key, fingerprint)),
+            Backend::Memory(memory) => {
+                self.guarded(async { Ok(memory.begin(key, fingerprint)) })
+                    .await
+            }
             Backend::Redis(redis) => self.guarded(redis.begin(key, fingerprint)).await,
         }
     }
@@ -284,8 +332,11 @@ impl Store {
     ) -> Result<(), StoreError> {
         match &self.backend {
             Backend::Memory(memory) => {
-                memory.complete(key, fingerprint, answer);
-                Ok(())
+                self.guarded(async {
+                    memory.complete(key, fingerprint, answer);
+                    Ok(())
+                })
+                .await
             }
             Backend::Redis(redis) => self.guarded(redis.complete(key, fingerprint, answer)).await,
         }
@@ -305,11 +356,14 @@ impl Store {
     async fn apply(&self, batch: &[GameRecord]) -> Result<(), StoreError> {
         match &self.backend {
             Backend::Memory(memory) => {
-                let dropped = memory.apply(batch);
-                if dropped > 0 {
-                    metrics::with_shard(|shard| shard.store_dropped.add(dropped));
-                }
-                Ok(())
+                self.guarded(async {
+                    let dropped = memory.apply(batch);
+                    if dropped > 0 {
+                        metrics::with_shard(|shard| shard.store_dropped.add(dropped));
+                    }
+                    Ok(())
+                })
+                .await
             }
             Backend::Redis(redis) => self.guarded(redis.apply(self.ids.node(), batch)).await,
         }

@@ -151,8 +151,9 @@ pub struct Shard {
     pub store_unavailable: Counter,
     /// Timeouts: a request not received in time (408), an answer not ready in time (503).
     pub timeouts: [Counter; 2],
-    /// Faults injected at the play point: latency added, errors answered.
-    pub faults_injected: [Counter; 2],
+    /// Faults injected: at the play point latency added and errors answered, then the same at
+    /// the store point.
+    pub faults_injected: [Counter; 4],
     pub access_log_lines: Counter,
     pub access_log_dropped: Counter,
     pub spans_queued: Counter,
@@ -480,6 +481,8 @@ pub fn write_request_metrics(exposition: &mut Exposition) {
         &[
             r#"point="play",kind="latency""#,
             r#"point="play",kind="error""#,
+            r#"point="store",kind="latency""#,
+            r#"point="store",kind="error""#,
         ],
         |shard, index| shard.faults_injected[index].get(),
     );

@@ -594,3 +594,66 @@ async fn a_full_queue_drops_and_counts_but_never_blocks_play() {
     assert!(metrics.contains("guess_game_store_queue_depth 5"));
     app.shutdown().await.unwrap();
 }
+
+/// `POST` or `DELETE /admin/faults` on the test server's admin listener.
+async fn admin_faults(app: &TestApp, method: Method, body: &'static str) -> StatusCode {
+    let admin = guess_game::client::ServerUrl::parse(&format!("http://{}", app.admin)).unwrap();
+    admin
+        .send(
+            method,
+            "/admin/faults",
+            &[("content-type", "application/json")],
+            body.into(),
+            crate::helpers::TIMEOUT,
+        )
+        .await
+        .unwrap()
+        .status
+}
+
+#[tokio::test]
+async fn an_injected_store_fault_opens_the_breaker_while_plays_go_on() {
+    let app = spawn_app_with(|settings| {
+        settings.fault_injection = true;
+        settings.store_flush_interval = Duration::from_millis(20);
+    })
+    .await;
+    for _ in 0..3 {
+        play_as(&app, "faulty", "rock", false).await;
+    }
+    eventually(&app, "/players/faulty/stats", rounds_are(3)).await;
+    let added = admin_faults(
+        &app,
+        Method::POST,
+        r#"{"point":"store","error_rate":1.0,"duration_ms":60000}"#,
+    )
+    .await;
+    assert_eq!(added, StatusCode::CREATED);
+    for _ in 0..10 {
+        play_as(&app, "faulty", "paper", false).await;
+    }
+    // Failed reads and writes open the breaker; reads then fail fast, with Retry-After.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let read = app.get("/players/faulty/stats").await;
+        assert_eq!(read.status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(problem_code(&read), "store_unavailable");
+        assert!(read.header("retry-after").is_some());
+        let ready = app.get("/readyz").await;
+        assert_eq!(ready.status, StatusCode::OK);
+        if json(&ready)["store"]["circuit"] == "open" {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the breaker never opened"
+        );
+    }
+    assert_eq!(admin_faults(&app, Method::DELETE, "").await, StatusCode::OK);
+    // The breaker lets a trial through after its backoff; the queued results follow.
+    let stats = eventually(&app, "/players/faulty/stats", rounds_are(13)).await;
+    assert_eq!(stats["choices"]["paper"], 10);
+    let metrics = crate::observability::scrape_text(&app).await;
+    assert!(metrics.contains("guess_game_store_circuit_opened_total"));
+    app.shutdown().await.unwrap();
+}
