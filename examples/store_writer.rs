@@ -10,7 +10,7 @@ use anyhow::Context;
 use guess_game::game::{Choice, Winner, judge};
 use guess_game::store::game_id::GameIds;
 use guess_game::store::model::{GameRecord, PlayerId};
-use guess_game::store::redis::RedisStore;
+use guess_game::store::redis::{RedisLimits, RedisStore};
 
 const BATCH: usize = 512;
 const RUN: Duration = Duration::from_secs(5);
@@ -25,7 +25,12 @@ async fn main() -> anyhow::Result<()> {
         Some(text) => text.parse().context("PLAYERS must be a number")?,
         None => 10_000,
     };
-    let store = RedisStore::connect(&url, Duration::from_secs(2), 100).await?;
+    let limits = RedisLimits {
+        games_kept: 100,
+        board_size: 1_000_000,
+        retention: Duration::from_secs(365 * 86_400),
+    };
+    let store = RedisStore::connect(&url, Duration::from_secs(2), limits).await?;
     let node = 1000;
     let ids = GameIds::new(node);
     let mut rng = fastrand::Rng::with_seed(1);

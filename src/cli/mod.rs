@@ -206,10 +206,14 @@ pub struct ServeArgs {
     #[arg(long, value_name = "N")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub games_kept: Option<usize>,
-    /// In-memory store: most players kept [default: 1000000]
+    /// Most players kept (memory), or per leaderboard (Redis) [default: 1000000]
     #[arg(long, value_name = "N")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_players: Option<usize>,
+    /// Redis: a player's stats expire after this long without a play [default: 365d]
+    #[arg(long, value_name = "DURATION")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub player_retention: Option<String>,
     /// In-memory store: most idempotency keys kept [default: 1000000]
     #[arg(long, value_name = "N")]
     #[serde(skip_serializing_if = "Option::is_none")]

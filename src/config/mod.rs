@@ -119,8 +119,12 @@ pub struct Settings {
     pub store_flush_interval: Duration,
     /// Latest games kept per player for `/players/{id}/games`.
     pub games_kept: usize,
-    /// In-memory store: most players kept; results of further new players are dropped.
+    /// Most players kept: in memory, results of further new players are dropped; in Redis,
+    /// each leaderboard keeps this many (the most wins).
     pub max_players: usize,
+    /// Redis: a player's stats and history expire after this long without a play.
+    #[serde(with = "humantime_serde")]
+    pub player_retention: Duration,
     /// In-memory store: most idempotency keys kept; past it the oldest are forgotten first.
     pub max_idempotency_keys: usize,
 }
@@ -193,6 +197,7 @@ impl Default for Settings {
             store_flush_interval: Duration::from_millis(50),
             games_kept: 100,
             max_players: 1_000_000,
+            player_retention: Duration::from_secs(365 * 86_400),
             max_idempotency_keys: 1_000_000,
         }
     }
@@ -230,6 +235,7 @@ impl Settings {
             flush_interval: self.store_flush_interval,
             games_kept: self.games_kept,
             max_players: self.max_players,
+            player_retention: self.player_retention,
             max_keys: self.max_idempotency_keys,
         }
     }
@@ -380,6 +386,9 @@ impl Settings {
             if value == 0 {
                 return invalid(setting, "must be at least 1");
             }
+        }
+        if self.player_retention < Duration::from_secs(3600) {
+            return invalid("player_retention", "must be at least 1h");
         }
         if self.games_kept > 1000 {
             return invalid("games_kept", "must be at most 1000");

@@ -32,7 +32,7 @@ use self::game_id::GameIds;
 use self::idempotency::{Begin, Fingerprint, StoredAnswer};
 use self::memory::{MemoryLimits, MemoryStore};
 use self::model::{GameRecord, GameSummary, PlayerStats, Ranked, Window};
-use self::redis::RedisStore;
+use self::redis::{RedisLimits, RedisStore};
 use self::writer::WriterMetrics;
 use crate::protection::faults::{Faults, Point};
 use crate::telemetry::metrics;
@@ -75,6 +75,7 @@ pub struct StoreSettings {
     pub flush_interval: Duration,
     pub games_kept: usize,
     pub max_players: usize,
+    pub player_retention: Duration,
     pub max_keys: usize,
 }
 
@@ -127,7 +128,12 @@ impl Store {
                 settings.node_id.unwrap_or(0),
             ),
             Some(url) => {
-                let redis = RedisStore::connect(url, settings.timeout, settings.games_kept).await?;
+                let limits = RedisLimits {
+                    games_kept: settings.games_kept,
+                    board_size: settings.max_players,
+                    retention: settings.player_retention,
+                };
+                let redis = RedisStore::connect(url, settings.timeout, limits).await?;
                 let node = match settings.node_id {
                     Some(node) => node,
                     None => {

@@ -7,9 +7,10 @@
 //!   their latest day and week, and per writing node (`n:<node id>`) the newest game id applied,
 //!   so a batch retried after a lost reply is not counted twice;
 //! - `gg:{<player>}:games`: list of the latest games, newest first, trimmed to `games_kept`;
+//!   both of a player's keys expire `player_retention` after their latest play;
 //! - `gg:{lb}:all`, `gg:{lb}:day:<date>`, `gg:{lb}:week:<monday>`: sorted sets of players
-//!   scored by minus their wins (so equal wins list by player id ascending); windowed boards
-//!   expire on their own;
+//!   scored by minus their wins (so equal wins list by player id ascending), each trimmed to
+//!   the `max_players` with the most wins; windowed boards expire on their own;
 //! - `gg:idem:<scope>:<key>`: idempotency records (`SET NX PX`);
 //! - `gg:node:<id>`: node id leases.
 //!
@@ -35,9 +36,10 @@ use super::model::{GameRecord, GameSummary, PlayerId, PlayerStats, Ranked, Windo
 use crate::game::{Choice, Winner};
 
 /// Folds players' results of a batch into their hashes and histories: per player one read of
-/// the hash, one write of it and one push to the history, whatever the number of results (a
+/// the hash, one write of it, one push to the history and the keys' expiry, whatever the
+/// number of results (a
 /// script issuing an update per result wrote about 17,000 results/s, Redis-bound). KEYS: each player's
-/// stats hash and history list. ARGV: the writing node, games kept, then per player the number
+/// stats hash and history list. ARGV: the writing node, games kept, retention in ms, then per player the number
 /// of results followed by, per result in the order played: game id (20 digits, zero-padded, so
 /// string order is numeric order), w/l/t, choice, day key, week key, history entry. Results at
 /// or below the node's newest applied id for that player are skipped: a node's results for a
@@ -49,10 +51,11 @@ use crate::game::{Choice, Winner};
 const APPLY_SCRIPT: &str = r"
 local node_field = 'n:' .. ARGV[1]
 local keep_games = tonumber(ARGV[2])
+local retention_ms = ARGV[3]
 local fields = {'rounds', 'wins', 'losses', 'ties', 'rock', 'paper', 'scissors', 'streak',
                 'best_streak', 'day', 'day_wins', 'week', 'week_wins', node_field}
 local out = {}
-local at = 3
+local at = 4
 for p = 1, #KEYS, 2 do
   local stats, games = KEYS[p], KEYS[p + 1]
   local count = tonumber(ARGV[at])
@@ -101,6 +104,8 @@ for p = 1, #KEYS, 2 do
     if redis.call('LPUSH', games, unpack(entries)) > keep_games then
       redis.call('LTRIM', games, 0, keep_games - 1)
     end
+    redis.call('PEXPIRE', stats, retention_ms)
+    redis.call('PEXPIRE', games, retention_ms)
   end
   -- Which boards need this player's score: those where it rose or the player is new, and all
   -- of them after a skipped (already applied) result, whose boards a failed try may have missed.
@@ -218,12 +223,22 @@ impl ConnectionLike for Connection {
     }
 }
 
+/// What the Redis store keeps, and for how long.
+#[derive(Clone, Copy, Debug)]
+pub struct RedisLimits {
+    pub games_kept: usize,
+    /// Entries each leaderboard keeps (those with the most wins).
+    pub board_size: usize,
+    /// A player's keys expire this long after their latest play.
+    pub retention: Duration,
+}
+
 pub struct RedisStore {
     connection: Connection,
     apply: Script,
     renew: Script,
     release: Script,
-    games_kept: usize,
+    limits: RedisLimits,
     /// `standalone` or `cluster`, for `/readyz` and the logs.
     pub kind: &'static str,
 }
@@ -253,7 +268,7 @@ impl RedisStore {
     pub async fn connect(
         url: &str,
         timeout: Duration,
-        games_kept: usize,
+        limits: RedisLimits,
     ) -> Result<RedisStore, StoreError> {
         let (connection, kind) = if let Some(seeds) = url.strip_prefix("redis+cluster://") {
             let nodes: Vec<String> = seeds
@@ -289,7 +304,7 @@ impl RedisStore {
             apply: Script::new(APPLY_SCRIPT),
             renew: Script::new(RENEW_SCRIPT),
             release: Script::new(RELEASE_SCRIPT),
-            games_kept,
+            limits,
             kind,
         })
     }
@@ -350,7 +365,10 @@ impl RedisStore {
             .iter()
             .map(|(_, members)| {
                 let mut invocation = self.apply.prepare_invoke();
-                invocation.arg(node).arg(self.games_kept);
+                invocation
+                    .arg(node)
+                    .arg(self.limits.games_kept)
+                    .arg(self.limits.retention.as_millis() as u64);
                 for &position in members {
                     let (player, records) = &by_player[position];
                     invocation
@@ -431,6 +449,12 @@ impl RedisStore {
                 .arg(&board)
                 .arg("LT")
                 .arg(members)
+                .ignore()
+                // Scores are minus wins: past the bound, the players with the fewest go.
+                .cmd("ZREMRANGEBYRANK")
+                .arg(&board)
+                .arg(self.limits.board_size)
+                .arg(-1)
                 .ignore();
             if let Some(retention) = window.retention() {
                 pipeline

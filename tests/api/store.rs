@@ -657,3 +657,37 @@ async fn an_injected_store_fault_opens_the_breaker_while_plays_go_on() {
     assert!(metrics.contains("guess_game_store_circuit_opened_total"));
     app.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn redis_keeps_boards_and_players_bounded() {
+    let redis = RedisServer::start();
+    let url = redis.url();
+    let app = spawn_app_with(|settings| {
+        settings.store = url.clone();
+        settings.store_flush_interval = Duration::from_millis(20);
+        settings.max_players = 2;
+        settings.player_retention = Duration::from_secs(7200);
+    })
+    .await;
+    let mut wins = Vec::new();
+    for player in ["ret-a", "ret-b", "ret-c", "ret-d"] {
+        let mut won = 0;
+        for _ in 0..6 {
+            won += u64::from(play_as(&app, player, "rock", false).await["winner"] == "player");
+        }
+        eventually(&app, &format!("/players/{player}/stats"), rounds_are(6)).await;
+        wins.push(won);
+    }
+    let board = json(&app.get("/leaderboard?limit=100").await);
+    let entries = board["entries"].as_array().unwrap();
+    assert_eq!(entries.len(), 2, "{board}");
+    wins.sort_unstable_by(|a, b| b.cmp(a));
+    assert_eq!(entries[0]["wins"], wins[0], "{board}");
+    assert_eq!(entries[1]["wins"], wins[1], "{board}");
+    assert_eq!(redis.cli(&["ZCARD", "gg:{lb}:all"]).trim(), "2");
+    for key in ["gg:{ret-a}:stats", "gg:{ret-a}:games"] {
+        let ttl: u64 = redis.cli(&["PTTL", key]).trim().parse().unwrap();
+        assert!(ttl > 7_000_000 && ttl <= 7_200_000, "{key}: {ttl}");
+    }
+    app.shutdown().await.unwrap();
+}
