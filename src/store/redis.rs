@@ -7,7 +7,8 @@
 //!   their latest day and week, and per writing node (`n:<node id>`) the newest game id applied,
 //!   so a batch retried after a lost reply is not counted twice;
 //! - `gg:{<player>}:games`: list of the latest games, newest first, trimmed to `games_kept`;
-//!   both of a player's keys expire `player_retention` after their latest play;
+//!   both of a player's keys expire `player_retention` after their latest play (refreshed on
+//!   the first play of each day);
 //! - `gg:{lb}:all`, `gg:{lb}:day:<date>`, `gg:{lb}:week:<monday>`: sorted sets of players
 //!   scored by minus their wins (so equal wins list by player id ascending), each trimmed to
 //!   the `max_players` with the most wins; windowed boards expire on their own;
@@ -104,8 +105,12 @@ for p = 1, #KEYS, 2 do
     if redis.call('LPUSH', games, unpack(entries)) > keep_games then
       redis.call('LTRIM', games, 0, keep_games - 1)
     end
-    redis.call('PEXPIRE', stats, retention_ms)
-    redis.call('PEXPIRE', games, retention_ms)
+    -- Refreshed on a player's first play of each day: retention holds to within a day, and
+    -- most batches skip the two calls.
+    if day ~= old_day then
+      redis.call('PEXPIRE', stats, retention_ms)
+      redis.call('PEXPIRE', games, retention_ms)
+    end
   end
   -- Which boards need this player's score: those where it rose or the player is new, and all
   -- of them after a skipped (already applied) result, whose boards a failed try may have missed.
