@@ -325,6 +325,11 @@ mod cases {
             )
             .await;
         assert_eq!(msgpack.header("content-type"), Some("application/msgpack"));
+        let head = app
+            .request(Method::HEAD, "/leaderboard", &[], String::new())
+            .await;
+        assert_eq!(head.status, StatusCode::OK);
+        assert!(head.body.is_empty(), "HEAD answers without a body");
         let decoded: Value = rmp_serde::from_slice(&msgpack.body).unwrap();
         assert_eq!(decoded["window"], "all");
     }
