@@ -84,6 +84,21 @@ impl TestApp {
             .expect("the server answers")
     }
 
+    /// A request to the admin listener (metrics, profiles, flags, faults).
+    pub async fn admin_request(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: impl Into<Bytes>,
+    ) -> Answer {
+        ServerUrl::parse(&format!("http://{}", self.admin))
+            .unwrap()
+            .send(method, path, headers, body.into(), TIMEOUT)
+            .await
+            .expect("the admin listener answers")
+    }
+
     pub async fn get(&self, path: &str) -> Answer {
         self.request(Method::GET, path, &[], Bytes::new()).await
     }

@@ -4,7 +4,6 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use bytes::Bytes;
-use guess_game::client::ServerUrl;
 use http::{Method, StatusCode};
 use prost::Message;
 
@@ -13,14 +12,12 @@ use crate::helpers::{TIMEOUT, TestApp, spawn_app, spawn_app_with};
 const EXAMPLE_TRACEPARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
 
 async fn admin_get(app: &TestApp, path: &str, accept: Option<&str>) -> guess_game::client::Answer {
-    let url = ServerUrl::parse(&format!("http://{}", app.admin)).unwrap();
     let headers: Vec<(&str, &str)> = accept
         .map(|accept| ("accept", accept))
         .into_iter()
         .collect();
-    url.send(Method::GET, path, &headers, Bytes::new(), TIMEOUT)
+    app.admin_request(Method::GET, path, &headers, Bytes::new())
         .await
-        .unwrap()
 }
 
 /// Scrapes `/metrics` and parses it with a Prometheus text-format parser: metric name and
@@ -475,21 +472,13 @@ async fn runtime_flags_switch_optional_features_off_and_play_keeps_working() {
     let app =
         spawn_app_with(|settings| settings.otlp_endpoint = Some(format!("http://{collector}")))
             .await;
-    let admin = ServerUrl::parse(&format!("http://{}", app.admin)).unwrap();
     let put = |body: &'static str| {
-        let admin = admin.clone();
-        async move {
-            admin
-                .send(
-                    Method::PUT,
-                    "/admin/flags",
-                    &[("content-type", "application/json")],
-                    body.into(),
-                    TIMEOUT,
-                )
-                .await
-                .unwrap()
-        }
+        app.admin_request(
+            Method::PUT,
+            "/admin/flags",
+            &[("content-type", "application/json")],
+            body,
+        )
     };
     let shown = crate::helpers::json(&admin_get(&app, "/admin/flags", None).await);
     assert_eq!(shown["level"], "full");
@@ -542,10 +531,9 @@ async fn runtime_flags_switch_optional_features_off_and_play_keeps_working() {
         put(r#"{"acces_log":false}"#).await.status,
         StatusCode::BAD_REQUEST
     );
-    let wrong = admin
-        .send(Method::DELETE, "/admin/flags", &[], Bytes::new(), TIMEOUT)
-        .await
-        .unwrap();
+    let wrong = app
+        .admin_request(Method::DELETE, "/admin/flags", &[], Bytes::new())
+        .await;
     assert_eq!(wrong.status, StatusCode::METHOD_NOT_ALLOWED);
     assert_eq!(wrong.header("allow"), Some("GET, PUT"));
     app.shutdown().await.unwrap();

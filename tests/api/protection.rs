@@ -235,26 +235,23 @@ async fn a_client_over_its_rate_gets_429_with_rate_limit_headers_and_others_do_n
     app.shutdown().await.unwrap();
 }
 
-async fn admin_send(
+/// A request to `/admin/faults` with a JSON body.
+pub async fn admin_send(
     app: &TestApp,
     method: http::Method,
     body: &'static str,
 ) -> guess_game::client::Answer {
-    let admin = guess_game::client::ServerUrl::parse(&format!("http://{}", app.admin)).unwrap();
-    admin
-        .send(
-            method,
-            "/admin/faults",
-            &[("content-type", "application/json")],
-            body.into(),
-            crate::helpers::TIMEOUT,
-        )
-        .await
-        .unwrap()
+    app.admin_request(
+        method,
+        "/admin/faults",
+        &[("content-type", "application/json")],
+        body,
+    )
+    .await
 }
 
 /// Injects a fault through the admin listener and checks it was accepted.
-async fn inject(app: &TestApp, spec: &'static str) {
+pub async fn inject(app: &TestApp, spec: &'static str) {
     let added = admin_send(app, http::Method::POST, spec).await;
     assert_eq!(
         added.status,

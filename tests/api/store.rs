@@ -600,22 +600,6 @@ async fn a_full_queue_drops_and_counts_but_never_blocks_play() {
     app.shutdown().await.unwrap();
 }
 
-/// `POST` or `DELETE /admin/faults` on the test server's admin listener.
-async fn admin_faults(app: &TestApp, method: Method, body: &'static str) -> StatusCode {
-    let admin = guess_game::client::ServerUrl::parse(&format!("http://{}", app.admin)).unwrap();
-    admin
-        .send(
-            method,
-            "/admin/faults",
-            &[("content-type", "application/json")],
-            body.into(),
-            crate::helpers::TIMEOUT,
-        )
-        .await
-        .unwrap()
-        .status
-}
-
 #[tokio::test]
 async fn an_injected_store_fault_opens_the_breaker_while_plays_go_on() {
     let app = spawn_app_with(|settings| {
@@ -627,13 +611,11 @@ async fn an_injected_store_fault_opens_the_breaker_while_plays_go_on() {
         play_as(&app, "faulty", "rock", false).await;
     }
     eventually(&app, "/players/faulty/stats", rounds_are(3)).await;
-    let added = admin_faults(
+    crate::protection::inject(
         &app,
-        Method::POST,
         r#"{"point":"store","error_rate":1.0,"duration_ms":60000}"#,
     )
     .await;
-    assert_eq!(added, StatusCode::CREATED);
     for _ in 0..10 {
         play_as(&app, "faulty", "paper", false).await;
     }
@@ -654,7 +636,8 @@ async fn an_injected_store_fault_opens_the_breaker_while_plays_go_on() {
             "the breaker never opened"
         );
     }
-    assert_eq!(admin_faults(&app, Method::DELETE, "").await, StatusCode::OK);
+    let removed = crate::protection::admin_send(&app, Method::DELETE, "").await;
+    assert_eq!(removed.status, StatusCode::OK);
     // The breaker lets a trial through after its backoff; the queued results follow.
     let stats = eventually(&app, "/players/faulty/stats", rounds_are(13)).await;
     assert_eq!(stats["choices"]["paper"], 10);
