@@ -90,7 +90,7 @@ fn handling(c: &mut Criterion) {
         Some(b"application/json"),
         br#"{"choice":"paper"}"#,
     );
-    request.player_id = Some(b"player-1");
+    request.headers.player_id = Some(b"player-1");
     group.bench_function("json, named player (recorded)", |b| {
         b.iter(|| {
             drop(black_box(

@@ -161,7 +161,7 @@ impl App {
     pub fn handle_admitted(&self, request: &Request<'_>, body: &mut Vec<u8>) -> Handled {
         body.clear();
         let mut permit = None;
-        let (trace, invalid_traceparent) = TraceContext::from_header(request.traceparent);
+        let (trace, invalid_traceparent) = TraceContext::from_header(request.headers.traceparent);
         let route = Route::recognize(request.path);
         let result = match route {
             None => Err(ApiError::NotFound),
@@ -176,7 +176,7 @@ impl App {
         if invalid_traceparent {
             metrics::with_shard(|shard| shard.traceparent_invalid.add(1));
         }
-        let request_id = RequestId::from_header(request.request_id);
+        let request_id = RequestId::from_header(request.headers.request_id);
         let reply = match result {
             Ok(Dispatched::Now(reply)) => reply,
             Ok(Dispatched::Later(job)) => {
@@ -284,8 +284,15 @@ impl App {
 
     /// Applies the rate limits; a refused request never reaches its handler.
     fn admit(&self, route: Route, request: &Request<'_>) -> Result<(), ApiError<'static>> {
-        let address = client_address(request.peer, request.forwarded_for, &self.trusted_proxies);
-        let player = request.player_id.filter(|id| is_valid_player_id(id));
+        let address = client_address(
+            request.peer,
+            request.headers.forwarded_for,
+            &self.trusted_proxies,
+        );
+        let player = request
+            .headers
+            .player_id
+            .filter(|id| is_valid_player_id(id));
         let key = self.rate_limits.client_key(player, address);
         self.rate_limits.check(route, key).map_err(|refusal| {
             metrics::with_shard(|shard| shard.rate_limited[refusal.scope as usize].add(1));
@@ -329,7 +336,7 @@ impl App {
         trace: &TraceContext,
         body: &mut Vec<u8>,
     ) -> Result<Dispatched, ApiError<'a>> {
-        let format = wire::response_format(request.accept, wire::Format::Json);
+        let format = wire::response_format(request.headers.accept, wire::Format::Json);
         let player = || {
             let id = Route::player_id(request.path);
             if is_valid_player_id(id.as_bytes()) {
@@ -404,14 +411,14 @@ impl App {
         }
         let steps = self.observability.exporting();
         let started = steps.then(tokio::time::Instant::now);
-        let request_format = wire::request_format(request.content_type)?;
-        let response_format = wire::response_format(request.accept, request_format);
+        let request_format = wire::request_format(request.headers.content_type)?;
+        let response_format = wire::response_format(request.headers.accept, request_format);
         let play: PlayRequest<'a> = wire::decode(request_format, request.body)?;
         let choice = Choice::parse(&play.choice).map_err(|_| ApiError::InvalidChoice {
             given: borrowed_or_placeholder(&play.choice),
         })?;
-        let player = player_of(play.player_id.as_deref(), request.player_id)?;
-        if let Some(key) = request.idempotency_key {
+        let player = player_of(play.player_id.as_deref(), request.headers.player_id)?;
+        if let Some(key) = request.headers.idempotency_key {
             if !idempotency::is_valid_key(key) {
                 return Err(ApiError::InvalidIdempotencyKey);
             }
@@ -421,7 +428,11 @@ impl App {
                 Some(player) => format!("p:{player}:{key}"),
                 None => format!(
                     "c:{}:{key}",
-                    client_address(request.peer, request.forwarded_for, &self.trusted_proxies)
+                    client_address(
+                        request.peer,
+                        request.headers.forwarded_for,
+                        &self.trusted_proxies
+                    )
                 ),
             };
             return Ok(Dispatched::Later(Job::IdempotentPlay(IdempotentPlay {

@@ -21,6 +21,50 @@ pub use problem::ApiError;
 pub use reply::{HeaderValue, Reply};
 pub use routes::Route;
 
+/// The request header fields the handlers read, borrowed from the engine's buffers. Engines
+/// offer every field to [`Self::record`], so this is the one list of them.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Headers<'a> {
+    pub content_type: Option<&'a [u8]>,
+    pub accept: Option<&'a [u8]>,
+    /// W3C `traceparent`, continued when valid.
+    pub traceparent: Option<&'a [u8]>,
+    /// `x-request-id`, kept when sane.
+    pub request_id: Option<&'a [u8]>,
+    /// `x-player-id`: the player a play counts for, and the rate-limit key.
+    pub player_id: Option<&'a [u8]>,
+    /// `x-forwarded-for`, believed only from a trusted proxy.
+    pub forwarded_for: Option<&'a [u8]>,
+    /// `idempotency-key`, on `POST /play`.
+    pub idempotency_key: Option<&'a [u8]>,
+}
+
+impl<'a> Headers<'a> {
+    /// Keeps `value` when `name` (any case) is a field the handlers read; a repeated field's
+    /// last value wins. Returns whether it was one.
+    pub fn record(&mut self, name: &[u8], value: &'a [u8]) -> bool {
+        let slot = if name.eq_ignore_ascii_case(b"content-type") {
+            &mut self.content_type
+        } else if name.eq_ignore_ascii_case(b"accept") {
+            &mut self.accept
+        } else if name.eq_ignore_ascii_case(b"traceparent") {
+            &mut self.traceparent
+        } else if name.eq_ignore_ascii_case(b"x-request-id") {
+            &mut self.request_id
+        } else if name.eq_ignore_ascii_case(b"x-player-id") {
+            &mut self.player_id
+        } else if name.eq_ignore_ascii_case(b"x-forwarded-for") {
+            &mut self.forwarded_for
+        } else if name.eq_ignore_ascii_case(b"idempotency-key") {
+            &mut self.idempotency_key
+        } else {
+            return false;
+        };
+        *slot = Some(value);
+        true
+    }
+}
+
 /// A request as the handlers see it: borrowed from the engine's buffers, only the parts the
 /// handlers read.
 #[derive(Clone, Copy, Debug)]
@@ -30,18 +74,7 @@ pub struct Request<'a> {
     pub path: &'a str,
     /// The query string, without the `?`.
     pub query: Option<&'a str>,
-    pub content_type: Option<&'a [u8]>,
-    pub accept: Option<&'a [u8]>,
-    /// W3C `traceparent`, continued when valid.
-    pub traceparent: Option<&'a [u8]>,
-    /// `x-request-id`, kept when sane.
-    pub request_id: Option<&'a [u8]>,
-    /// `x-player-id`, the client's own id for rate limiting when valid.
-    pub player_id: Option<&'a [u8]>,
-    /// `x-forwarded-for`, believed only from a trusted proxy.
-    pub forwarded_for: Option<&'a [u8]>,
-    /// `idempotency-key`, on `POST /play`.
-    pub idempotency_key: Option<&'a [u8]>,
+    pub headers: Headers<'a>,
     /// The address of the TCP peer.
     pub peer: std::net::IpAddr,
     pub body: &'a [u8],
@@ -60,13 +93,10 @@ impl<'a> Request<'a> {
             method,
             path,
             query: None,
-            content_type,
-            accept: None,
-            traceparent: None,
-            request_id: None,
-            player_id: None,
-            forwarded_for: None,
-            idempotency_key: None,
+            headers: Headers {
+                content_type,
+                ..Headers::default()
+            },
             peer: std::net::Ipv4Addr::LOCALHOST.into(),
             body,
         }

@@ -21,7 +21,7 @@ use tokio::net::TcpStream;
 use super::ConnectionSettings;
 use super::limits::ConnectionPermit;
 use crate::http::problem::BodyError;
-use crate::http::{ApiError, App, Handled, Reply, Request};
+use crate::http::{ApiError, App, Handled, Headers, Reply, Request};
 
 /// Spawns the task serving `stream` on the current runtime, watched by `graceful` so a
 /// shutdown lets its request in flight finish.
@@ -70,18 +70,15 @@ async fn respond(
     } else {
         Bytes::new()
     };
-    let header = |name: HeaderName| parts.headers.get(name).map(|value| value.as_bytes());
+    let mut headers = Headers::default();
+    for (name, value) in &parts.headers {
+        headers.record(name.as_str().as_bytes(), value.as_bytes());
+    }
     let request = Request {
         method: &parts.method,
         path: parts.uri.path(),
         query: parts.uri.query(),
-        content_type: header(CONTENT_TYPE),
-        accept: header(http::header::ACCEPT),
-        traceparent: header(HeaderName::from_static("traceparent")),
-        request_id: header(HeaderName::from_static("x-request-id")),
-        player_id: header(HeaderName::from_static("x-player-id")),
-        forwarded_for: header(HeaderName::from_static("x-forwarded-for")),
-        idempotency_key: header(HeaderName::from_static("idempotency-key")),
+        headers,
         peer,
         body: &body,
     };

@@ -140,13 +140,7 @@ impl Buffers {
                 method: &head.method,
                 path: head.path,
                 query: head.query,
-                content_type: head.content_type,
-                accept: head.accept,
-                traceparent: head.traceparent,
-                request_id: head.request_id,
-                player_id: head.player_id,
-                forwarded_for: head.forwarded_for,
-                idempotency_key: head.idempotency_key,
+                headers: head.headers,
                 peer: self.peer,
                 body,
             };
@@ -378,7 +372,7 @@ mod tests {
             Some(b"application/json"),
             br#"{"choice":"paper","player_id":"player-1"}"#,
         );
-        request.player_id = Some(b"player-1");
+        request.headers.player_id = Some(b"player-1");
         let mut out = Vec::with_capacity(512);
         let per_call = allocations_per_call(|| {
             drop(app.handle_admitted(&request, &mut out));

@@ -7,6 +7,8 @@
 
 use http::Method;
 
+use crate::http::Headers;
+
 /// Most header fields a request may carry; more is a 431.
 pub const MAX_HEADERS: usize = 64;
 /// Largest request head (request line and headers); longer is a 431.
@@ -29,13 +31,8 @@ pub struct Head<'a> {
     pub path: &'a str,
     /// The query string, without the `?`.
     pub query: Option<&'a str>,
-    pub content_type: Option<&'a [u8]>,
-    pub accept: Option<&'a [u8]>,
-    pub traceparent: Option<&'a [u8]>,
-    pub request_id: Option<&'a [u8]>,
-    pub player_id: Option<&'a [u8]>,
-    pub forwarded_for: Option<&'a [u8]>,
-    pub idempotency_key: Option<&'a [u8]>,
+    /// The fields the handlers read.
+    pub headers: Headers<'a>,
     pub framing: Framing,
     /// Whether the connection may carry another request after this one.
     pub keep_alive: bool,
@@ -89,13 +86,7 @@ pub fn parse_head(buffer: &[u8]) -> Result<Option<Head<'_>>, HeadError> {
         method,
         path: path_of(target)?,
         query: target.split_once('?').map(|(_, query)| query),
-        content_type: None,
-        accept: None,
-        traceparent: None,
-        request_id: None,
-        player_id: None,
-        forwarded_for: None,
-        idempotency_key: None,
+        headers: Headers::default(),
         framing: Framing::Length(0),
         keep_alive: minor_version >= 1,
         expect_continue: false,
@@ -117,10 +108,6 @@ pub fn parse_head(buffer: &[u8]) -> Result<Option<Head<'_>>, HeadError> {
                 return Err(HeadError::UnsupportedTransferEncoding);
             }
             chunked = true;
-        } else if name.eq_ignore_ascii_case(b"content-type") {
-            head.content_type = Some(value);
-        } else if name.eq_ignore_ascii_case(b"accept") {
-            head.accept = Some(value);
         } else if name.eq_ignore_ascii_case(b"connection") {
             for option in value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
                 if option.eq_ignore_ascii_case(b"close") {
@@ -129,18 +116,10 @@ pub fn parse_head(buffer: &[u8]) -> Result<Option<Head<'_>>, HeadError> {
                     head.keep_alive = true;
                 }
             }
-        } else if name.eq_ignore_ascii_case(b"traceparent") {
-            head.traceparent = Some(value);
-        } else if name.eq_ignore_ascii_case(b"x-request-id") {
-            head.request_id = Some(value);
-        } else if name.eq_ignore_ascii_case(b"x-player-id") {
-            head.player_id = Some(value);
-        } else if name.eq_ignore_ascii_case(b"x-forwarded-for") {
-            head.forwarded_for = Some(value);
-        } else if name.eq_ignore_ascii_case(b"idempotency-key") {
-            head.idempotency_key = Some(value);
         } else if name.eq_ignore_ascii_case(b"expect") {
             head.expect_continue = value.trim_ascii().eq_ignore_ascii_case(b"100-continue");
+        } else {
+            head.headers.record(name, value);
         }
     }
     head.framing = match (content_length, chunked) {
@@ -206,7 +185,7 @@ mod tests {
         assert_eq!(head.method, Method::POST);
         assert_eq!(head.path, "/play");
         assert_eq!(head.framing, Framing::Length(18));
-        assert_eq!(head.content_type, Some(&b"application/json"[..]));
+        assert_eq!(head.headers.content_type, Some(&b"application/json"[..]));
         assert!(head.keep_alive);
         assert_eq!(head.length, "POST /play?x=1 HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\nContent-Length: 18\r\n\r\n".len());
     }
