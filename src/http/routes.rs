@@ -87,14 +87,6 @@ impl Route {
         Self::player_path(path).map_or("", |(id, _)| id)
     }
 
-    /// Whether the route reads or writes the store (and so may wait on it).
-    pub const fn uses_store(self) -> bool {
-        matches!(
-            self,
-            Route::PlayerStats | Route::PlayerGames | Route::PlayerRank | Route::Leaderboard
-        )
-    }
-
     pub fn accepts(self, method: &Method) -> bool {
         let methods = self.methods();
         methods.contains(method) || (*method == Method::HEAD && methods.contains(&Method::GET))

@@ -308,7 +308,8 @@ impl MemoryStore {
     }
 
     /// Idempotency keys held now (for tests of the bound).
-    pub fn keys_held(&self) -> usize {
+    #[cfg(test)]
+    fn keys_held(&self) -> usize {
         lock(&self.keys).records.len()
     }
 }

@@ -120,11 +120,7 @@ impl Store {
         let mut node_lease = None;
         let (backend, node) = match &settings.url {
             None => (
-                Backend::Memory(MemoryStore::new(MemoryLimits {
-                    max_players: settings.max_players,
-                    games_kept: settings.games_kept,
-                    max_keys: settings.max_keys,
-                })),
+                Self::memory_backend(settings),
                 settings.node_id.unwrap_or(0),
             ),
             Some(url) => {
@@ -156,12 +152,16 @@ impl Store {
 
     /// An in-memory store with `settings`' bounds and no I/O: for tests and benchmarks.
     pub fn in_memory(settings: &StoreSettings) -> Store {
-        let backend = Backend::Memory(MemoryStore::new(MemoryLimits {
+        let backend = Self::memory_backend(settings);
+        Self::with_backend(backend, settings.node_id.unwrap_or(0), None, settings)
+    }
+
+    fn memory_backend(settings: &StoreSettings) -> Backend {
+        Backend::Memory(MemoryStore::new(MemoryLimits {
             max_players: settings.max_players,
             games_kept: settings.games_kept,
             max_keys: settings.max_keys,
-        }));
-        Self::with_backend(backend, settings.node_id.unwrap_or(0), None, settings)
+        }))
     }
 
     fn with_backend(

@@ -111,8 +111,6 @@ pub enum Window {
 }
 
 impl Window {
-    pub const ALL: [Window; 3] = [Window::All, Window::Day, Window::Week];
-
     pub fn parse(text: &str) -> Option<Window> {
         match text {
             "all" => Some(Window::All),
@@ -149,10 +147,6 @@ impl Window {
             Window::All => "all".to_owned(),
             Window::Day | Window::Week => civil_date(u64::from(index)),
         }
-    }
-
-    pub fn key_at(self, unix_time: Duration) -> String {
-        self.key_of(self.index_at(unix_time))
     }
 
     /// The current window's index.
@@ -217,13 +211,14 @@ mod tests {
     #[test]
     fn weeks_start_on_monday() {
         let day = |d: u64| Duration::from_secs(d * 86_400 + 3_600);
+        let key_at = |window: Window, time: Duration| window.key_of(window.index_at(time));
         // 2026-11-16 is a Monday (day 20,773); 2026-11-22 the Sunday after it.
-        assert_eq!(Window::Day.key_at(day(20_773)), "2026-11-16");
+        assert_eq!(key_at(Window::Day, day(20_773)), "2026-11-16");
         for d in 20_773..20_780 {
-            assert_eq!(Window::Week.key_at(day(d)), "2026-11-16", "day {d}");
+            assert_eq!(key_at(Window::Week, day(d)), "2026-11-16", "day {d}");
         }
-        assert_eq!(Window::Week.key_at(day(20_780)), "2026-11-23");
-        assert_eq!(Window::All.key_at(day(20_780)), "all");
+        assert_eq!(key_at(Window::Week, day(20_780)), "2026-11-23");
+        assert_eq!(key_at(Window::All, day(20_780)), "all");
     }
 
     #[test]

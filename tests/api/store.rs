@@ -413,7 +413,7 @@ async fn two_instances_on_one_redis_share_players_boards_and_keys() {
     let from_b = json(&b.get("/players/shared/stats").await);
     assert_eq!(from_a, from_b);
     // Distinct node ids claimed from Redis keep game ids apart.
-    let node = |id: u64| (id >> 12) & 1023;
+    let node = |id: u64| guess_game::store::game_id::GameId(id).node();
     assert_ne!(node(ids[0]), node(ids[1]));
     let board_a = json(&a.get("/leaderboard").await);
     assert_eq!(board_a, json(&b.get("/leaderboard").await));
