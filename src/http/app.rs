@@ -122,10 +122,6 @@ impl App {
         self
     }
 
-    pub fn store(&self) -> &Arc<Store> {
-        &self.store
-    }
-
     pub fn rate_limits(&self) -> &RateLimits {
         &self.rate_limits
     }
@@ -176,33 +172,21 @@ impl App {
         if invalid_traceparent {
             metrics::with_shard(|shard| shard.traceparent_invalid.add(1));
         }
-        let request_id = RequestId::from_header(request.headers.request_id);
+        let stamp = Stamp {
+            route,
+            trace,
+            request_id: RequestId::from_header(request.headers.request_id),
+            method_index: method_index(request.method),
+            request_bytes: request.body.len(),
+        };
         let reply = match result {
             Ok(Dispatched::Now(reply)) => reply,
             Ok(Dispatched::Later(job)) => {
-                return Handled::Deferred(Deferred {
-                    job,
-                    // A job exists only for a recognized route.
-                    route: route.unwrap_or(Route::Play),
-                    method_index: method_index(request.method),
-                    request_bytes: request.body.len(),
-                    trace,
-                    request_id,
-                    permit,
-                });
+                return Handled::Deferred(Deferred { job, stamp, permit });
             }
             Err(error) => self.error_reply(&error, body),
         };
-        let reply = self.seal(
-            reply,
-            route,
-            trace,
-            request_id,
-            method_index(request.method),
-            request.body.len(),
-            body.len(),
-        );
-        Handled::Ready(reply, permit)
+        Handled::Ready(stamp.seal(reply, body.len()), permit)
     }
 
     fn error_reply(&self, error: &ApiError<'_>, body: &mut Vec<u8>) -> Reply {
@@ -211,33 +195,6 @@ impl App {
             // The answer goes out when the timeout expires, not before.
             reply.delay = self.request_timeout;
         }
-        reply
-    }
-
-    /// Stamps the reply with its route, trace and request id, and counts it.
-    #[allow(clippy::too_many_arguments)]
-    pub(super) fn seal(
-        &self,
-        mut reply: Reply,
-        route: Option<Route>,
-        trace: TraceContext,
-        request_id: RequestId,
-        method_index: usize,
-        request_bytes: usize,
-        response_bytes: usize,
-    ) -> Reply {
-        reply.route = route;
-        reply.trace = Some(trace);
-        reply.request_id = Some(request_id);
-        metrics::with_shard(|shard| {
-            shard.count_request(
-                route_index(route),
-                method_index,
-                reply.status.as_u16(),
-                request_bytes,
-                response_bytes,
-            );
-        });
         reply
     }
 
@@ -498,6 +455,35 @@ fn borrowed_or_placeholder<'a>(choice: &std::borrow::Cow<'a, str>) -> &'a str {
     match choice {
         std::borrow::Cow::Borrowed(text) => text,
         std::borrow::Cow::Owned(_) => "(escaped text)",
+    }
+}
+
+/// What every reply to a request carries and is counted under, whenever it is answered.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Stamp {
+    route: Option<Route>,
+    trace: TraceContext,
+    request_id: RequestId,
+    method_index: usize,
+    request_bytes: usize,
+}
+
+impl Stamp {
+    /// Stamps `reply` with the request's route, trace and id, and counts it.
+    pub(super) fn seal(self, mut reply: Reply, response_bytes: usize) -> Reply {
+        reply.route = self.route;
+        reply.trace = Some(self.trace);
+        reply.request_id = Some(self.request_id);
+        metrics::with_shard(|shard| {
+            shard.count_request(
+                route_index(self.route),
+                self.method_index,
+                reply.status.as_u16(),
+                self.request_bytes,
+                response_bytes,
+            );
+        });
+        reply
     }
 }
 

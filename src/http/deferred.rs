@@ -8,10 +8,9 @@
 
 use http::StatusCode;
 
-use super::app::App;
+use super::app::{App, Stamp};
 use super::problem::ApiError;
 use super::reply::{HeaderValue, Reply};
-use super::routes::Route;
 use super::wire;
 use crate::game::Choice;
 use crate::protection::concurrency::Permit;
@@ -19,24 +18,19 @@ use crate::store::StoreError;
 use crate::store::idempotency::{Begin, Fingerprint, StoredAnswer};
 use crate::store::model::{PlayerId, Window};
 use crate::telemetry::metrics;
-use crate::telemetry::trace::{RequestId, TraceContext};
 
 /// A request whose answer waits on the store: the engine awaits [`App::finish`] for it.
 /// Owns what it needs, so the engine's buffers are free meanwhile.
 pub struct Deferred {
     pub(super) job: Job,
-    pub(super) route: Route,
-    pub(super) method_index: usize,
-    pub(super) request_bytes: usize,
-    pub(super) trace: TraceContext,
-    pub(super) request_id: RequestId,
+    pub(super) stamp: Stamp,
     pub(super) permit: Option<Permit>,
 }
 
 impl std::fmt::Debug for Deferred {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Deferred")
-            .field("route", &self.route)
+            .field("stamp", &self.stamp)
             .finish_non_exhaustive()
     }
 }
@@ -94,25 +88,9 @@ impl App {
                     Err(ApiError::HandlerTimeout)
                 }
             };
-        let reply = match result {
-            Ok(reply) => reply,
-            Err(error) => {
-                let mut reply = error.write_reply(body);
-                // The timeout has already expired here; no further wait.
-                reply.delay = std::time::Duration::ZERO;
-                reply
-            }
-        };
-        let reply = self.seal(
-            reply,
-            Some(deferred.route),
-            deferred.trace,
-            deferred.request_id,
-            deferred.method_index,
-            deferred.request_bytes,
-            body.len(),
-        );
-        (reply, deferred.permit)
+        // An error here is answered at once: a timeout has already expired.
+        let reply = result.unwrap_or_else(|error| error.write_reply(body));
+        (deferred.stamp.seal(reply, body.len()), deferred.permit)
     }
 
     /// Runs the part of a request that waits on the store.
