@@ -269,11 +269,17 @@ impl Store {
         result
     }
 
+    // Every call below, memory or Redis, goes through `guarded`: the breaker, the timeout and
+    // the `store` fault point apply the same to both.
+
     pub async fn stats(&self, player: &str) -> Result<Option<PlayerStats>, StoreError> {
-        match &self.backend {
-            Backend::Memory(memory) => self.guarded(async { Ok(memory.stats(player)) }).await,
-            Backend::Redis(redis) => self.guarded(redis.stats(player)).await,
-        }
+        self.guarded(async {
+            match &self.backend {
+                Backend::Memory(memory) => Ok(memory.stats(player)),
+                Backend::Redis(redis) => redis.stats(player).await,
+            }
+        })
+        .await
     }
 
     pub async fn games(
@@ -281,53 +287,55 @@ impl Store {
         player: &str,
         limit: usize,
     ) -> Result<Option<Vec<GameSummary>>, StoreError> {
-        match &self.backend {
-            Backend::Memory(memory) => {
-                self.guarded(async { Ok(memory.games(player, limit)) })
-                    .await
+        self.guarded(async {
+            match &self.backend {
+                Backend::Memory(memory) => Ok(memory.games(player, limit)),
+                Backend::Redis(redis) => redis.games(player, limit).await,
             }
-            Backend::Redis(redis) => self.guarded(redis.games(player, limit)).await,
-        }
+        })
+        .await
     }
 
+    /// The current window's board.
     pub async fn leaderboard(
         &self,
         window: Window,
         limit: usize,
     ) -> Result<Vec<Ranked>, StoreError> {
-        match &self.backend {
-            Backend::Memory(memory) => {
-                Ok(memory.leaderboard(window, window.current_index(), limit))
+        let index = window.current_index();
+        self.guarded(async {
+            match &self.backend {
+                Backend::Memory(memory) => Ok(memory.leaderboard(window, index, limit)),
+                Backend::Redis(redis) => {
+                    redis
+                        .leaderboard(window, &window.key_of(index), limit)
+                        .await
+                }
             }
-            Backend::Redis(redis) => {
-                let key = window.current_key();
-                self.guarded(redis.leaderboard(window, &key, limit)).await
-            }
-        }
+        })
+        .await
     }
 
+    /// A player's place on the current window's board.
     pub async fn rank(&self, window: Window, player: &str) -> Result<Option<Ranked>, StoreError> {
-        match &self.backend {
-            Backend::Memory(memory) => {
-                let index = window.current_index();
-                self.guarded(async { Ok(memory.rank(window, index, player)) })
-                    .await
+        let index = window.current_index();
+        self.guarded(async {
+            match &self.backend {
+                Backend::Memory(memory) => Ok(memory.rank(window, index, player)),
+                Backend::Redis(redis) => redis.rank(window, &window.key_of(index), player).await,
             }
-            Backend::Redis(redis) => {
-                let key = window.current_key();
-                self.guarded(redis.rank(window, &key, player)).await
-            }
-        }
+        })
+        .await
     }
 
     pub async fn begin(&self, key: &str, fingerprint: &Fingerprint) -> Result<Begin, StoreError> {
-        match &self.backend {
-            Backend::Memory(memory) => {
-                self.guarded(async { Ok(memory.begin(key, fingerprint)) })
-                    .await
+        self.guarded(async {
+            match &self.backend {
+                Backend::Memory(memory) => Ok(memory.begin(key, fingerprint)),
+                Backend::Redis(redis) => redis.begin(key, fingerprint).await,
             }
-            Backend::Redis(redis) => self.guarded(redis.begin(key, fingerprint)).await,
-        }
+        })
+        .await
     }
 
     pub async fn complete(
@@ -336,43 +344,48 @@ impl Store {
         fingerprint: &Fingerprint,
         answer: &StoredAnswer,
     ) -> Result<(), StoreError> {
-        match &self.backend {
-            Backend::Memory(memory) => {
-                self.guarded(async {
+        self.guarded(async {
+            match &self.backend {
+                Backend::Memory(memory) => {
                     memory.complete(key, fingerprint, answer);
                     Ok(())
-                })
-                .await
+                }
+                Backend::Redis(redis) => redis.complete(key, fingerprint, answer).await,
             }
-            Backend::Redis(redis) => self.guarded(redis.complete(key, fingerprint, answer)).await,
-        }
+        })
+        .await
     }
 
     /// Frees a key whose request failed, so a retry runs again. Best effort: an unfreed key
     /// lapses after [`idempotency::IN_FLIGHT_TTL`].
     pub async fn abort(&self, key: &str) {
-        match &self.backend {
-            Backend::Memory(memory) => memory.abort(key),
-            Backend::Redis(redis) => {
-                let _ = self.guarded(redis.abort(key)).await;
-            }
-        }
+        let _ = self
+            .guarded(async {
+                match &self.backend {
+                    Backend::Memory(memory) => {
+                        memory.abort(key);
+                        Ok(())
+                    }
+                    Backend::Redis(redis) => redis.abort(key).await,
+                }
+            })
+            .await;
     }
 
     async fn apply(&self, batch: &[GameRecord]) -> Result<(), StoreError> {
-        match &self.backend {
-            Backend::Memory(memory) => {
-                self.guarded(async {
+        self.guarded(async {
+            match &self.backend {
+                Backend::Memory(memory) => {
                     let dropped = memory.apply(batch);
                     if dropped > 0 {
                         metrics::with_shard(|shard| shard.store_dropped.add(dropped));
                     }
                     Ok(())
-                })
-                .await
+                }
+                Backend::Redis(redis) => redis.apply(self.ids.node(), batch).await,
             }
-            Backend::Redis(redis) => self.guarded(redis.apply(self.ids.node(), batch)).await,
-        }
+        })
+        .await
     }
 
     /// Gives a claimed node id back at shutdown (Redis only; best effort: the lease lapses

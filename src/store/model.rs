@@ -158,11 +158,6 @@ impl Window {
         )
     }
 
-    /// The current window's key.
-    pub fn current_key(self) -> String {
-        self.key_of(self.current_index())
-    }
-
     /// How long a window's board is kept after the window began: it expires on its own.
     pub const fn retention(self) -> Option<Duration> {
         match self {

@@ -626,6 +626,12 @@ async fn an_injected_store_fault_opens_the_breaker_while_plays_go_on() {
         assert_eq!(read.status, StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(problem_code(&read), "store_unavailable");
         assert!(read.header("retry-after").is_some());
+        let board = app.get("/leaderboard").await;
+        assert_eq!(
+            board.status,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "every read is guarded"
+        );
         let ready = app.get("/readyz").await;
         assert_eq!(ready.status, StatusCode::OK);
         if json(&ready)["store"]["circuit"] == "open" {
