@@ -13,7 +13,7 @@ use tokio::time::Instant;
 
 use super::game_id::GameId;
 use super::idempotency::{self, Begin, Fingerprint, StoredAnswer};
-use super::model::{GameRecord, GameSummary, PlayerId, PlayerStats, Ranked, Window};
+use super::model::{GameRecord, GameSummary, PlayerStats, Ranked, Window};
 use crate::game::{Choice, Winner};
 
 #[derive(Clone, Copy, Debug)]
@@ -221,7 +221,6 @@ impl MemoryStore {
 
     pub fn games(&self, player: &str, limit: usize) -> Option<Vec<GameSummary>> {
         let state = lock(&self.state);
-        let player_id = player;
         let player = state.players.get(player)?;
         Some(
             player
@@ -229,14 +228,12 @@ impl MemoryStore {
                 .iter()
                 .take(limit)
                 .map(|game| {
-                    GameRecord {
-                        game_id: game.game_id,
-                        player: PlayerId::from(player_id).unwrap_or_default(),
-                        player_choice: game.player_choice,
-                        computer_choice: game.computer_choice,
-                        winner: game.winner,
-                    }
-                    .summary()
+                    GameSummary::of(
+                        game.game_id,
+                        game.player_choice,
+                        game.computer_choice,
+                        game.winner,
+                    )
                 })
                 .collect(),
         )
@@ -319,6 +316,7 @@ mod tests {
     use super::*;
     use crate::http::wire::Format;
     use crate::store::game_id::GameIds;
+    use crate::store::model::PlayerId;
 
     fn store(max_players: usize) -> MemoryStore {
         MemoryStore::new(MemoryLimits {

@@ -34,26 +34,42 @@ impl GameRecord {
 
     /// The game as `GET /players/{id}/games` lists it.
     pub fn summary(&self) -> GameSummary {
-        GameSummary {
-            game_id: self.game_id.0.to_string(),
-            played_at: humantime::format_rfc3339_millis(UNIX_EPOCH + self.game_id.unix_time())
-                .to_string(),
-            player_choice: self.player_choice.name().to_owned(),
-            computer_choice: self.computer_choice.name().to_owned(),
-            winner: self.winner.name().to_owned(),
-        }
+        GameSummary::of(
+            self.game_id,
+            self.player_choice,
+            self.computer_choice,
+            self.winner,
+        )
     }
 }
 
 /// A game in a player's history. `game_id` is a decimal string: JSON numbers lose precision
 /// past 2^53 in most clients.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct GameSummary {
     pub game_id: String,
     pub played_at: String,
     pub player_choice: String,
     pub computer_choice: String,
     pub winner: String,
+}
+
+impl GameSummary {
+    pub fn of(
+        game_id: GameId,
+        player_choice: Choice,
+        computer_choice: Choice,
+        winner: Winner,
+    ) -> Self {
+        Self {
+            game_id: game_id.0.to_string(),
+            played_at: humantime::format_rfc3339_millis(UNIX_EPOCH + game_id.unix_time())
+                .to_string(),
+            player_choice: player_choice.name().to_owned(),
+            computer_choice: computer_choice.name().to_owned(),
+            winner: winner.name().to_owned(),
+        }
+    }
 }
 
 /// A player's totals.

@@ -33,7 +33,7 @@ use redis::{Cmd, Pipeline, RedisFuture, Script, Value};
 use super::StoreError;
 use super::game_id::{GameId, MAX_NODE_ID};
 use super::idempotency::{self, Begin, Fingerprint, StoredAnswer};
-use super::model::{GameRecord, GameSummary, PlayerId, PlayerStats, Ranked, Window};
+use super::model::{GameRecord, GameSummary, PlayerStats, Ranked, Window};
 use crate::game::{Choice, Winner};
 
 /// Folds players' results of a batch into their hashes and histories: per player one read of
@@ -146,7 +146,7 @@ fn history_entry(record: &GameRecord) -> String {
 }
 
 /// Reads a [`history_entry`] back; `None` for anything else (never written by this code).
-fn parse_history_entry(player: &str, entry: &str) -> Option<GameRecord> {
+fn parse_history_entry(entry: &str) -> Option<GameSummary> {
     let (id, initials) = entry.split_once(' ')?;
     let choice = |initial: u8| {
         Choice::ALL
@@ -161,13 +161,12 @@ fn parse_history_entry(player: &str, entry: &str) -> Option<GameRecord> {
     let &[player_choice, computer_choice, won] = initials.as_bytes() else {
         return None;
     };
-    Some(GameRecord {
-        game_id: GameId(id.parse().ok()?),
-        player: PlayerId::from(player).ok()?,
-        player_choice: choice(player_choice)?,
-        computer_choice: choice(computer_choice)?,
-        winner: winner(won)?,
-    })
+    Some(GameSummary::of(
+        GameId(id.parse().ok()?),
+        choice(player_choice)?,
+        choice(computer_choice)?,
+        winner(won)?,
+    ))
 }
 
 /// The cluster slot of a player's keys (CRC16 of the hash tag, the player id, mod 16384).
@@ -520,8 +519,7 @@ impl RedisStore {
         Ok(Some(
             games
                 .iter()
-                .filter_map(|entry| parse_history_entry(player, entry))
-                .map(|record| record.summary())
+                .filter_map(|entry| parse_history_entry(entry))
                 .collect(),
         ))
     }
@@ -695,6 +693,7 @@ impl RedisStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::model::PlayerId;
 
     #[test]
     fn history_entries_round_trip() {
@@ -709,11 +708,11 @@ mod tests {
                 };
                 let entry = history_entry(&record);
                 assert!(entry.len() <= 24, "{entry}");
-                assert_eq!(parse_history_entry("ann", &entry), Some(record));
+                assert_eq!(parse_history_entry(&entry), Some(record.summary()));
             }
         }
         for junk in ["", "x", "1 rp", "1 rpq", "a rpt", "1 rpt extra"] {
-            assert_eq!(parse_history_entry("ann", junk), None, "{junk:?}");
+            assert_eq!(parse_history_entry(junk), None, "{junk:?}");
         }
     }
 
