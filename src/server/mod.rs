@@ -11,6 +11,7 @@
 
 mod hyper_engine;
 mod limits;
+mod linger;
 mod listener;
 mod native;
 pub mod shutdown;

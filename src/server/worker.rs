@@ -3,6 +3,7 @@
 
 use std::io;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use hyper_util::server::graceful::GracefulShutdown;
@@ -10,7 +11,7 @@ use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
 use super::limits::{ConnectionGate, ConnectionPermit};
-use super::{ConnectionSettings, hyper_engine, native};
+use super::{ConnectionSettings, hyper_engine, linger, native};
 use crate::config::Engine;
 use crate::http::App;
 
@@ -83,6 +84,7 @@ impl Worker {
         let listener = tokio::net::TcpListener::from_std(self.listener)?;
         let mut connections = Connections::new(self.connection.engine);
         let refusal = connection_limit_answer();
+        let lingering = Arc::new(AtomicUsize::new(0));
         crate::telemetry::process::register_runtime(tokio::runtime::Handle::current());
         let app = Arc::clone(&self.app);
         let flusher = tokio::spawn(async move {
@@ -100,7 +102,7 @@ impl Worker {
             match accepted {
                 Ok((stream, _peer)) => {
                     let Some(permit) = self.gate.try_enter() else {
-                        refuse(&stream, &refusal);
+                        refuse(stream, &refusal, &lingering);
                         continue;
                     };
                     if self.connection.tcp_nodelay
@@ -147,14 +149,30 @@ fn connection_limit_answer() -> Vec<u8> {
     answer
 }
 
+/// Refused connections closing gracefully at once, per worker: each holds a file descriptor
+/// for up to `linger::LINGER_TIME` beyond `max_connections`, so past this many a refused
+/// connection is closed at once instead.
+const MAX_LINGERING_REFUSALS: usize = 256;
+
 /// Sends the refusal without waiting (a full socket buffer just means the client gets a
-/// closed connection instead) and closes.
-fn refuse(stream: &TcpStream, answer: &[u8]) {
+/// closed connection instead), then closes, lingering so that a client still sending its
+/// request reads the refusal rather than a reset.
+fn refuse(stream: TcpStream, answer: &[u8], lingering: &Arc<AtomicUsize>) {
     let _ = stream.try_write(answer);
     crate::telemetry::metrics::with_shard(|shard| shard.connections_rejected.add(1));
     if crate::telemetry::log_this_refusal() {
         tracing::warn!(peer = ?stream.peer_addr().ok(), "connection refused at max_connections (1% of refusals are logged)");
     }
+    if lingering.fetch_add(1, Ordering::Relaxed) >= MAX_LINGERING_REFUSALS {
+        lingering.fetch_sub(1, Ordering::Relaxed);
+        return;
+    }
+    let lingering = Arc::clone(lingering);
+    tokio::spawn(async move {
+        let mut stream = stream;
+        linger::lingering_close(&mut stream, &mut Vec::new()).await;
+        lingering.fetch_sub(1, Ordering::Relaxed);
+    });
 }
 
 fn is_resource_exhaustion(error: &io::Error) -> bool {

@@ -130,8 +130,12 @@ pub struct Shard {
     pub latency: [Histogram<17>; ROUTE_LABELS],
     pub request_bytes: Histogram<8>,
     pub response_bytes: Histogram<8>,
-    /// Requests parsed and not yet answered on the wire (a gauge: added, then subtracted).
+    /// Requests admitted whose answer is not yet in their connection's output buffer: those
+    /// waiting on the store or on injected latency (a gauge: added, then subtracted).
     pub in_flight: Counter,
+    /// Connection buffer sets lent out of the per-worker pools (a gauge). Idle connections hold
+    /// none, so this counts connections with bytes moving.
+    pub buffers_lent: Counter,
     /// Rounds by player choice and computer choice (the winner follows from the two).
     pub rounds: [[Counter; 3]; 3],
     pub connections_accepted: Counter,
@@ -168,6 +172,7 @@ impl Shard {
             request_bytes: Histogram::new(&SIZE_BUCKETS),
             response_bytes: Histogram::new(&SIZE_BUCKETS),
             in_flight: Counter::default(),
+            buffers_lent: Counter::default(),
             rounds: Default::default(),
             connections_accepted: Counter::default(),
             connections_closed: Counter::default(),
@@ -388,13 +393,24 @@ pub fn write_request_metrics(exposition: &mut Exposition) {
 
     exposition.family(
         "guess_game_http_requests_in_flight",
-        "Requests received and not yet answered.",
+        "Requests admitted and waiting for their answer (on the store or injected latency).",
         Kind::Gauge,
     );
     exposition.sample(
         "guess_game_http_requests_in_flight",
         "",
         sum(&|shard| shard.in_flight.get()),
+    );
+
+    exposition.family(
+        "guess_game_connection_buffers_lent",
+        "Connection buffer sets lent out of the workers' pools; idle connections hold none.",
+        Kind::Gauge,
+    );
+    exposition.sample(
+        "guess_game_connection_buffers_lent",
+        "",
+        sum(&|shard| shard.buffers_lent.get()),
     );
 
     for (name, help, pick) in [

@@ -11,4 +11,5 @@ mod play;
 mod protection;
 mod redis;
 mod shutdown;
+mod slow_clients;
 mod store;

@@ -64,6 +64,26 @@ impl Buffers {
         }
     }
 
+    /// Empties every buffer for the next connection, shrinking any that grew past `keep` bytes
+    /// (a large body or a long pipeline) so a pooled set stays small.
+    pub fn reset(&mut self, keep: usize) {
+        for buffer in [
+            &mut self.input,
+            &mut self.output,
+            &mut self.body,
+            &mut self.decoded,
+        ] {
+            buffer.clear();
+            if buffer.capacity() > keep {
+                buffer.shrink_to(keep);
+            }
+        }
+        self.completed.clear();
+        if self.completed.capacity() > 64 {
+            self.completed.shrink_to(16);
+        }
+    }
+
     /// Answers every complete request in `input`, appending the answers to `output`. Leaves
     /// `input` as it is; the caller drops the `consumed` bytes.
     pub fn serve(&mut self, app: &App, now: Instant) -> Progress {
@@ -177,6 +197,8 @@ impl Buffers {
                 permit,
             ));
             progress.consumed += head.length + body_length;
+            // A request marked to close is the last one served, whatever follows it.
+            progress.close = close;
             if !reply.delay.is_zero() {
                 // The delayed answer is written after the wait; later requests wait behind it,
                 // as they would behind a slow handler.
@@ -184,7 +206,6 @@ impl Buffers {
                 break;
             }
             if close {
-                progress.close = true;
                 break;
             }
         }
