@@ -7,9 +7,10 @@
 //! target cuts the limit by a tenth (at most once per 100 ms), and each full round of fast
 //! answers raises it by one, between a floor and the configured maximum.
 //!
-//! "In flight" spans from the request's admission to its answer leaving (including injected
-//! latency and a slow client's write); a permit held by a connection that dies is released
-//! when it is dropped.
+//! "In flight" spans from the request's admission to its answer being in the connection's
+//! output buffer (including a store call and injected latency, but not the write: a client
+//! that does not read its socket must not hold places others need); a permit held by a
+//! connection that dies is released when it is dropped.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
