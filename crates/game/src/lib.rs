@@ -1,6 +1,6 @@
 //! The rules of rock-paper-scissors, and nothing else.
 //!
-//! This module is pure: it does no I/O and knows nothing of HTTP, wire formats or storage.
+//! This crate is pure: it does no I/O and knows nothing of HTTP, wire formats or storage.
 //! Judging is a lookup in a 3x3 table indexed by the two choices, so there is exactly one place
 //! where the rules live and no chain of conditions to get subtly wrong. The computer's move
 //! comes from [`random`], which owns the only contact with the operating system's random source.
