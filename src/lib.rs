@@ -5,15 +5,14 @@
 
 pub mod admin;
 pub mod cli;
-pub mod client;
 pub mod config;
-mod deadline;
 pub mod flags;
 /// The rules live in their own crate (`crates/game`), so the compiler keeps them free of I/O,
 /// HTTP and storage; re-exported so the rest of the server names them `crate::game`.
 pub use game;
+/// The HTTP/1.1 client (`crates/client`): the CLI's `play`, the span exporter and the tests use it.
+pub use client;
 pub mod http;
-pub mod loadtest;
 pub mod protection;
 pub mod server;
 pub mod store;

@@ -7,7 +7,7 @@ use clap::Parser;
 use guess_game::cli::{Cli, Command, ServeArgs, run_play};
 use guess_game::config::Settings;
 use guess_game::server::{Server, shutdown};
-use guess_game::{loadtest, telemetry};
+use guess_game::telemetry;
 
 /// Exit code for configuration mistakes, matching clap's code for bad flags.
 const EXIT_BAD_CONFIG: u8 = 2;

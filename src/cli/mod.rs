@@ -36,7 +36,7 @@ pub enum Command {
     /// Play one round against a running server.
     Play(PlayArgs),
     /// Load a running server and report throughput, goodput, errors and latency percentiles.
-    Loadtest(Box<crate::loadtest::LoadtestArgs>),
+    Loadtest(Box<loadtest::LoadtestArgs>),
 }
 
 /// Settings given as flags. Each also reads from the config file and `GUESS_GAME_<NAME>`.

@@ -32,7 +32,7 @@ use tokio::net::TcpStream;
 use tokio::task::AbortHandle;
 use tokio::time::{Instant, Sleep};
 
-use crate::deadline::{Wait, with_deadline};
+use deadline::{Wait, with_deadline};
 use tokio_util::task::TaskTracker;
 
 use self::exchange::Buffers;

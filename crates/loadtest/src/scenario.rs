@@ -6,7 +6,7 @@ use std::fmt::Write;
 use clap::ValueEnum;
 use serde::{Deserialize, Serialize};
 
-use crate::game::Choice;
+use game::Choice;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]

@@ -19,7 +19,7 @@ use tokio::time::Instant;
 use super::connection::{self, Failure};
 use super::scenario::{RequestWriter, Scenario};
 use super::stats::Recorder;
-use crate::deadline::{Wait, with_deadline};
+use deadline::{Wait, with_deadline};
 
 /// How requests are paced.
 #[derive(Clone, Copy, Debug, PartialEq)]

@@ -26,7 +26,7 @@ pub use self::driver::{Pacing, Plan};
 pub use self::report::{Report, StepReport, compare};
 pub use self::scenario::Scenario;
 use self::stats::Recorder;
-use crate::client::ServerUrl;
+use client::ServerUrl;
 
 const EXIT_RUN_FAILED: u8 = 1;
 const EXIT_USAGE: u8 = 2;
