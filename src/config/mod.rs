@@ -145,13 +145,8 @@ pub enum Engine {
     Hyper,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum LogFormat {
-    Auto,
-    Json,
-    Pretty,
-}
+/// The log format setting; defined with the logging it configures.
+pub use crate::telemetry::LogFormat;
 
 impl Default for Settings {
     fn default() -> Self {

@@ -9,9 +9,9 @@ use super::deferred::{Deferred, Handled, IdempotentPlay, Job};
 use super::problem::ApiError;
 use super::query::Query;
 use super::reply::Reply;
-use super::routes::Route;
 use super::wire::{self, PlayRequest, PlayResponse};
 use super::{Request, openapi};
+use crate::api::Route;
 use crate::game::{self, Choice, random};
 use std::net::IpAddr;
 
@@ -21,8 +21,9 @@ use crate::protection::rate_limit::{RateLimitSettings, RateLimits};
 use crate::store::Store;
 use crate::store::idempotency;
 use crate::store::model::{GameRecord, PlayerId};
+use crate::telemetry::completed::Completed;
 use crate::telemetry::metrics::{self, method_index, route_index};
-use crate::telemetry::observe::{Completed, Observability};
+use crate::telemetry::observe::Observability;
 use crate::telemetry::trace::{RequestId, TraceContext};
 
 /// Whether the instance wants new work. Cleared when a graceful shutdown starts, so `/readyz`

@@ -12,14 +12,13 @@ pub mod openapi;
 pub mod problem;
 mod query;
 mod reply;
-mod routes;
 pub mod wire;
 
+pub use crate::api::Route;
 pub use app::{App, Readiness, is_valid_player_id};
 pub use deferred::{Deferred, Handled};
 pub use problem::ApiError;
 pub use reply::{HeaderValue, Reply};
-pub use routes::Route;
 
 /// The request header fields the handlers read, borrowed from the engine's buffers. Engines
 /// offer every field to [`Self::record`], so this is the one list of them.

@@ -11,42 +11,7 @@ use serde::{Deserialize, Serialize};
 use super::problem::{ApiError, BodyError};
 use crate::game::Outcome;
 
-pub const JSON: &str = "application/json";
-pub const MSGPACK: &str = "application/msgpack";
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Format {
-    Json,
-    MsgPack,
-}
-
-impl Format {
-    pub const fn content_type(self) -> &'static str {
-        match self {
-            Format::Json => JSON,
-            Format::MsgPack => MSGPACK,
-        }
-    }
-
-    /// The format a media type names (parameters and case ignored), if it is one of ours.
-    fn of_media_type(media_type: &[u8]) -> Option<Format> {
-        let essence = media_type
-            .split(|&b| b == b';')
-            .next()
-            .unwrap_or_default()
-            .trim_ascii();
-        let is = |name: &str| essence.eq_ignore_ascii_case(name.as_bytes());
-        if is(JSON)
-            || (essence.len() > 5 && essence[essence.len() - 5..].eq_ignore_ascii_case(b"+json"))
-        {
-            Some(Format::Json)
-        } else if is(MSGPACK) || is("application/x-msgpack") || is("application/vnd.msgpack") {
-            Some(Format::MsgPack)
-        } else {
-            None
-        }
-    }
-}
+pub use crate::api::format::{Format, JSON, MSGPACK};
 
 /// The format of a request body, from its `Content-Type`.
 pub fn request_format(content_type: Option<&[u8]>) -> Result<Format, ApiError<'static>> {

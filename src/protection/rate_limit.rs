@@ -24,7 +24,7 @@ use governor::middleware::NoOpMiddleware;
 use governor::state::{InMemoryState, NotKeyed, keyed::DashMapStateStore};
 use governor::{Quota, RateLimiter};
 
-use crate::http::Route;
+use crate::api::Route;
 
 /// A rate and the burst allowed above it.
 #[derive(Clone, Copy, Debug, PartialEq)]

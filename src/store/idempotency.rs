@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
-use crate::http::wire::Format;
+use crate::api::Format;
 
 pub const KEY_TTL: Duration = Duration::from_secs(24 * 3600);
 pub const IN_FLIGHT_TTL: Duration = Duration::from_secs(60);

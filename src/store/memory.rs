@@ -314,7 +314,7 @@ impl MemoryStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::http::wire::Format;
+    use crate::api::Format;
     use crate::store::game_id::GameIds;
     use crate::store::model::PlayerId;
 

@@ -16,8 +16,8 @@ use std::sync::{Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use super::completed::Completed;
 use super::metrics;
-use super::observe::Completed;
 
 /// A chunk is shipped once it holds this much (about 250 lines). Each shipment costs the
 /// writer a wake-up and a write, so larger chunks mean fewer system calls per request.

@@ -19,8 +19,8 @@ use opentelemetry_proto::tonic::trace::v1::{
 };
 use prost::Message;
 
+use super::completed::{Completed, unix_nanos};
 use super::metrics;
-use super::observe::{Completed, unix_nanos};
 use super::trace::TraceContext;
 use crate::client::{ClientError, ServerUrl};
 

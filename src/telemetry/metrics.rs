@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use http::Method;
 
-use crate::http::Route;
+use crate::api::Route;
 
 /// Request latency buckets, 50 µs to 10 s (seconds).
 pub const LATENCY_BUCKETS: [f64; 17] = [

@@ -2,6 +2,7 @@
 //! readable text for people), metrics, trace context, the access log and span export.
 
 pub mod access_log;
+pub mod completed;
 
 /// Share of protective refusals (rate limits, connection caps) that are logged: a flood must
 /// not become a flood of log lines; the metrics count every one.
@@ -21,7 +22,14 @@ use std::io::IsTerminal;
 
 use tracing_subscriber::EnvFilter;
 
-use crate::config::LogFormat;
+/// How log lines are written: JSON off a terminal (`auto`), always JSON, or human-readable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Auto,
+    Json,
+    Pretty,
+}
 
 /// Installs the global subscriber. The filter is `level` when given (the `log_level` setting),
 /// otherwise `RUST_LOG`, otherwise "info". "auto" picks JSON unless stdout is a terminal.

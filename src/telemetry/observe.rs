@@ -2,8 +2,6 @@
 //! line written (if sampled), and its span queued for export (if exporting). The engines call
 //! [`Observability::request_finished`] once the answer has left; `crate::http::App` owns one.
 
-use std::time::Duration;
-
 use std::sync::Arc;
 
 use tokio::time::Instant;
@@ -11,25 +9,10 @@ use tokio::time::Instant;
 use crate::flags::{Level, RuntimeFlags};
 
 use super::access_log::{self, AccessLog};
+use super::completed::Completed;
 use super::export::{SpanExporter, SpanRecord};
 use super::metrics;
-use super::trace::{RequestId, TraceContext};
-
-/// The facts about one answered request that outlive the request's buffers.
-#[derive(Debug)]
-pub struct Completed {
-    pub route: &'static str,
-    pub route_index: usize,
-    pub method: &'static str,
-    pub method_index: usize,
-    pub status: u16,
-    pub request_bytes: u32,
-    pub response_bytes: u32,
-    pub trace: TraceContext,
-    pub request_id: RequestId,
-    /// The request's place under the in-flight bound, freed when the answer has left.
-    pub permit: Option<crate::protection::concurrency::Permit>,
-}
+use super::trace::TraceContext;
 
 /// Access log and span export, as configured and as the runtime flags allow; metrics are
 /// always on.
@@ -145,9 +128,4 @@ impl std::fmt::Debug for Observability {
             .field("exporting", &self.exporter.is_some())
             .finish()
     }
-}
-
-/// Durations since the Unix epoch in nanoseconds, as OTLP wants them.
-pub fn unix_nanos(at: Duration) -> u64 {
-    at.as_nanos() as u64
 }

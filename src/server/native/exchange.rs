@@ -7,8 +7,8 @@ use tokio::time::Instant;
 use super::parse::{self, Framing, HeadError};
 use super::{chunked, response};
 use crate::http::{ApiError, App, Deferred, Handled, Request};
+use crate::telemetry::completed::Completed;
 use crate::telemetry::metrics;
-use crate::telemetry::observe::Completed;
 
 /// Answers queued before they are written even if more requests are buffered, so a client
 /// that pipelines without reading cannot make the output grow without bound.
