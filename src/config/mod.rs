@@ -292,6 +292,9 @@ impl Settings {
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
+        const MAX_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
+        const MIN_RATE: f64 = 0.001;
+        const MAX_RATE: f64 = 1e9;
         let invalid = |setting, reason: &str| {
             Err(ConfigError::Invalid {
                 setting,
@@ -312,10 +315,22 @@ impl Settings {
             ("keep_alive_timeout", self.keep_alive_timeout),
             ("request_timeout", self.request_timeout),
             ("write_timeout", self.write_timeout),
+            ("store_timeout", self.store_timeout),
+            ("store_flush_interval", self.store_flush_interval),
+            ("adaptive_latency_target", self.adaptive_latency_target),
         ] {
-            if value.is_zero() {
-                return invalid(setting, "must be greater than zero");
+            // Deadlines are computed as "now + setting": a duration of years would overflow
+            // the clock and panic in the middle of serving, so it is refused here.
+            if value.is_zero() || value > MAX_TIMEOUT {
+                return invalid(setting, "must be greater than zero and at most 24h");
             }
+        }
+        if self.request_timeout <= self.store_timeout {
+            return invalid(
+                "request_timeout",
+                "must be greater than store_timeout: a request that waits on the store must \
+                 outlive the store call, or the call is abandoned before the store can answer",
+            );
         }
         if self.max_in_flight == 0 || self.adaptive_floor == 0 {
             return invalid(
@@ -338,10 +353,12 @@ impl Settings {
             ("rate_limit_per_route", self.rate_limit_per_route),
             ("rate_limit_global", self.rate_limit_global),
         ] {
-            if !(rate >= 0.0 && rate.is_finite()) {
+            // A rate is turned into the period between two requests (1 / rate): below one
+            // request in 1000 s, or above a billion per second, that period is out of range.
+            if !(rate == 0.0 || (MIN_RATE..=MAX_RATE).contains(&rate)) {
                 return invalid(
                     setting,
-                    "must be a number of requests per second, 0 or more",
+                    "must be 0 (off) or a number of requests per second between 0.001 and 1e9",
                 );
             }
         }
@@ -387,12 +404,6 @@ impl Settings {
         }
         if self.games_kept > 1000 {
             return invalid("games_kept", "must be at most 1000");
-        }
-        if self.store_timeout.is_zero() || self.store_flush_interval.is_zero() {
-            return invalid(
-                "store_timeout",
-                "store_timeout and store_flush_interval must be greater than zero",
-            );
         }
         if let Some(filter) = &self.log_level
             && let Err(error) = tracing_subscriber::EnvFilter::try_new(filter)
@@ -514,6 +525,41 @@ mod tests {
                 settings.store().url.as_deref(),
                 Some("redis+cluster://10.0.0.1:7000,10.0.0.2:7000")
             );
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn settings_that_would_overflow_or_abandon_calls_are_refused_at_start_up() {
+        for (file, setting) in [
+            // A store call would be abandoned by the request's deadline before its own.
+            ("request_timeout = \"400ms\"", "request_timeout"),
+            ("request_timeout = \"500ms\"", "request_timeout"),
+            // "now + timeout" would overflow the clock.
+            ("keep_alive_timeout = \"1000000000y\"", "keep_alive_timeout"),
+            ("write_timeout = \"30days\"", "write_timeout"),
+            ("store_timeout = \"0s\"", "store_timeout"),
+            // 1 / rate would overflow a Duration, or round to nothing.
+            ("rate_limit_per_client = 1e-300", "rate_limit_per_client"),
+            ("rate_limit_global = 1e300", "rate_limit_global"),
+            ("rate_limit_per_route = -1.0", "rate_limit_per_route"),
+        ] {
+            Jail::expect_with(|jail| {
+                let error = load_in(jail, Some(file), Flags::default())
+                    .unwrap_err()
+                    .to_string();
+                assert!(error.contains(setting), "{file}: {error}");
+                Ok(())
+            });
+        }
+        Jail::expect_with(|jail| {
+            let settings = load_in(
+                jail,
+                Some("request_timeout = \"501ms\"\nrate_limit_per_client = 0.001"),
+                Flags::default(),
+            )
+            .unwrap();
+            assert_eq!(settings.request_timeout, Duration::from_millis(501));
             Ok(())
         });
     }

@@ -550,6 +550,13 @@ fn status_document(body: &mut Vec<u8>, status: &'static str, store: Option<&Stor
     struct StoreState {
         backend: &'static str,
         circuit: &'static str,
+        /// While the circuit is open: how long until a trial call may go.
+        circuit_retry_after_ms: u64,
+        /// A half-open trial call is running.
+        circuit_trial_in_flight: bool,
+        /// Times the circuit opened since start-up: a count that keeps rising shows a store
+        /// that keeps failing even when a probe happens to find the circuit closed.
+        circuit_times_opened: u64,
         queued: usize,
     }
     #[derive(serde::Serialize)]
@@ -558,10 +565,17 @@ fn status_document(body: &mut Vec<u8>, status: &'static str, store: Option<&Stor
         #[serde(skip_serializing_if = "Option::is_none")]
         store: Option<StoreState>,
     }
-    let store = store.map(|store| StoreState {
-        backend: store.kind(),
-        circuit: store.state().name(),
-        queued: store.queued(),
+    let store = store.map(|store| {
+        let circuit = store.circuit();
+        StoreState {
+            backend: store.kind(),
+            circuit: circuit.state.name(),
+            circuit_retry_after_ms: u64::try_from(circuit.retry_after.as_millis())
+                .unwrap_or(u64::MAX),
+            circuit_trial_in_flight: circuit.trial_in_flight,
+            circuit_times_opened: circuit.times_opened,
+            queued: store.queued(),
+        }
     });
     wire::encode(wire::Format::Json, &Status { status, store }, body);
     Reply::new(StatusCode::OK, wire::JSON)

@@ -53,7 +53,12 @@ impl FaultSpec {
         if self.duration_ms == 0 || Duration::from_millis(self.duration_ms) > MAX_DURATION {
             return Err("duration_ms must be between 1 and 3600000");
         }
-        if self.latency_ms + self.latency_jitter_ms > MAX_LATENCY_MS {
+        // Checked: a sum that wrapped would pass the bound (u64::MAX + 1 is 0).
+        if self
+            .latency_ms
+            .checked_add(self.latency_jitter_ms)
+            .is_none_or(|total| total > MAX_LATENCY_MS)
+        {
             return Err("latency_ms + latency_jitter_ms must be at most 60000");
         }
         Ok(())
@@ -206,5 +211,18 @@ mod tests {
         assert!(spec(10, 0.5, 0).validate().is_err());
         assert!(spec(70_000, 0.0, 1000).validate().is_err());
         assert!(spec(0, 0.0, 3_600_001).validate().is_err());
+    }
+
+    #[test]
+    fn a_latency_whose_sum_would_wrap_is_refused() {
+        let mut huge = spec(u64::MAX, 0.0, 1000);
+        huge.latency_jitter_ms = 1;
+        assert!(huge.validate().is_err());
+        let mut both = spec(u64::MAX / 2 + 1, 0.0, 1000);
+        both.latency_jitter_ms = u64::MAX / 2 + 1;
+        assert!(both.validate().is_err());
+        let mut fine = spec(59_000, 0.0, 1000);
+        fine.latency_jitter_ms = 1000;
+        assert!(fine.validate().is_ok());
     }
 }

@@ -77,11 +77,48 @@ pub struct Rejected {
     pub retry_after: Duration,
 }
 
-/// Leave to make one call; report its result with [`Breaker::record`].
+/// Leave to make one call; report its result with [`Ticket::record`].
+///
+/// A ticket dropped without a result is an abandoned call: the future that made it was
+/// dropped (the client went away, the request's deadline fired, a drain aborted it). Its
+/// `Drop` accounts for it, so an abandoned half-open trial cannot leave the breaker waiting
+/// forever for a result that will never come: the trial is released, and the next call after
+/// the current backoff becomes the new trial. An abandoned call says nothing about the store's
+/// health, so it is counted neither as a success nor as a failure.
 #[derive(Debug)]
 #[must_use]
-pub struct Ticket {
+pub struct Ticket<'a> {
+    breaker: &'a Breaker,
     trial: bool,
+    recorded: bool,
+}
+
+impl Ticket<'_> {
+    /// Reports how the call went.
+    pub fn record(mut self, success: bool) {
+        self.recorded = true;
+        self.breaker.finish(self.trial, Some(success));
+    }
+}
+
+impl Drop for Ticket<'_> {
+    fn drop(&mut self) {
+        if !self.recorded {
+            self.breaker.finish(self.trial, None);
+        }
+    }
+}
+
+/// What `/readyz` shows of the breaker.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Status {
+    pub state: State,
+    /// While open: how long until a trial call may go.
+    pub retry_after: Duration,
+    /// A half-open trial call is under way.
+    pub trial_in_flight: bool,
+    /// How many times the breaker has opened since start-up.
+    pub times_opened: u64,
 }
 
 #[derive(Debug)]
@@ -124,19 +161,34 @@ impl Breaker {
         self.lock().opened
     }
 
+    /// The state, with what a reader needs to see a breaker that stays open.
+    pub fn status(&self) -> Status {
+        let now = Instant::now();
+        let inner = self.lock();
+        Status {
+            state: inner.state,
+            retry_after: match inner.state {
+                State::Open => inner.until.saturating_duration_since(now),
+                State::Closed | State::HalfOpen => Duration::ZERO,
+            },
+            trial_in_flight: inner.trial_in_flight,
+            times_opened: inner.opened,
+        }
+    }
+
     /// Asks to make a call now.
-    pub fn try_acquire(&self) -> Result<Ticket, Rejected> {
+    pub fn try_acquire(&self) -> Result<Ticket<'_>, Rejected> {
         let now = Instant::now();
         let mut inner = self.lock();
         match inner.state {
-            State::Closed => Ok(Ticket { trial: false }),
+            State::Closed => Ok(self.ticket(false)),
             State::Open if now < inner.until => Err(Rejected {
                 retry_after: inner.until - now,
             }),
             State::Open | State::HalfOpen if !inner.trial_in_flight => {
                 inner.state = State::HalfOpen;
                 inner.trial_in_flight = true;
-                Ok(Ticket { trial: true })
+                Ok(self.ticket(true))
             }
             State::Open | State::HalfOpen => Err(Rejected {
                 retry_after: self.settings.base_backoff,
@@ -144,12 +196,29 @@ impl Breaker {
         }
     }
 
-    /// Reports how the call of `ticket` went.
-    pub fn record(&self, ticket: Ticket, success: bool) {
+    fn ticket(&self, trial: bool) -> Ticket<'_> {
+        Ticket {
+            breaker: self,
+            trial,
+            recorded: false,
+        }
+    }
+
+    /// Accounts for a call: `Some(success)` when it ended, `None` when it was abandoned.
+    fn finish(&self, trial: bool, result: Option<bool>) {
         let now = Instant::now();
         let settings = &self.settings;
         let mut inner = self.lock();
-        if ticket.trial {
+        let Some(success) = result else {
+            if trial {
+                // Back to open, due at once: the next call is the new trial.
+                inner.trial_in_flight = false;
+                inner.state = State::Open;
+                inner.until = now;
+            }
+            return;
+        };
+        if trial {
             inner.trial_in_flight = false;
             if success {
                 inner.state = State::Closed;
@@ -204,13 +273,11 @@ mod tests {
     use super::*;
 
     fn fail(breaker: &Breaker) {
-        let ticket = breaker.try_acquire().expect("admitted");
-        breaker.record(ticket, false);
+        breaker.try_acquire().expect("admitted").record(false);
     }
 
     fn succeed(breaker: &Breaker) {
-        let ticket = breaker.try_acquire().expect("admitted");
-        breaker.record(ticket, true);
+        breaker.try_acquire().expect("admitted").record(true);
     }
 
     #[tokio::test(start_paused = true)]
@@ -234,7 +301,7 @@ mod tests {
         let trial = breaker.try_acquire().expect("one trial");
         assert_eq!(breaker.state(), State::HalfOpen);
         assert!(breaker.try_acquire().is_err(), "only one trial at a time");
-        breaker.record(trial, true);
+        trial.record(true);
         assert_eq!(breaker.state(), State::Closed);
         succeed(&breaker);
     }
@@ -285,6 +352,86 @@ mod tests {
             fail(&breaker);
             succeed(&breaker);
         }
+        assert_eq!(breaker.state(), State::Closed);
+    }
+
+    /// A call whose future is dropped at its await, as a cancelled request's would be.
+    async fn abandon(breaker: &Breaker) {
+        let ticket = breaker.try_acquire().expect("admitted");
+        let call = async move {
+            let _ticket = ticket;
+            std::future::pending::<()>().await;
+        };
+        let _ = tokio::time::timeout(Duration::from_millis(1), call).await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_abandoned_trial_frees_the_way_for_the_next_one() {
+        let breaker = Breaker::new(BreakerSettings::default());
+        for _ in 0..5 {
+            fail(&breaker);
+        }
+        let backoff = breaker.try_acquire().unwrap_err().retry_after;
+        tokio::time::advance(backoff).await;
+        abandon(&breaker).await;
+        // Without accounting for the abandoned trial, every call from here on was refused.
+        let trial = breaker.try_acquire().expect("a new trial");
+        trial.record(true);
+        assert_eq!(breaker.state(), State::Closed);
+        succeed(&breaker);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn abandoned_calls_in_every_state_never_wedge_the_breaker() {
+        let settings = BreakerSettings::default();
+        let breaker = Breaker::new(settings);
+        // Closed: abandoned calls are neither successes nor failures.
+        for _ in 0..100 {
+            abandon(&breaker).await;
+        }
+        assert_eq!(breaker.status().state, State::Closed);
+        for _ in 0..5 {
+            fail(&breaker);
+        }
+        // Open: calls are refused, nothing to abandon; an abandoned trial after each backoff
+        // leaves the breaker open but due, never half-open with no trial running.
+        let rejected = breaker.try_acquire().unwrap_err();
+        tokio::time::advance(rejected.retry_after).await;
+        for _ in 0..3 {
+            abandon(&breaker).await;
+            assert_eq!(breaker.state(), State::Open);
+            let status = breaker.status();
+            assert!(!status.trial_in_flight);
+            assert_eq!(status.retry_after, Duration::ZERO);
+        }
+        // A trial left running while another is refused, then abandoned, then a healthy store:
+        // the breaker closes within one backoff.
+        let trial = breaker.try_acquire().expect("a trial");
+        assert!(breaker.try_acquire().is_err());
+        assert!(breaker.status().trial_in_flight);
+        drop(trial);
+        let started = Instant::now();
+        loop {
+            match breaker.try_acquire() {
+                Ok(ticket) => {
+                    ticket.record(true);
+                    break;
+                }
+                Err(rejected) => tokio::time::advance(rejected.retry_after).await,
+            }
+        }
+        assert!(started.elapsed() <= settings.max_backoff);
+        assert_eq!(breaker.state(), State::Closed);
+        // After a reopen, an abandoned trial does not double the backoff either.
+        for _ in 0..5 {
+            fail(&breaker);
+        }
+        let opened = breaker.times_opened();
+        let rejected = breaker.try_acquire().unwrap_err();
+        tokio::time::advance(rejected.retry_after).await;
+        abandon(&breaker).await;
+        assert_eq!(breaker.times_opened(), opened);
+        breaker.try_acquire().expect("the next trial").record(true);
         assert_eq!(breaker.state(), State::Closed);
     }
 }

@@ -234,6 +234,11 @@ impl Store {
         self.breaker.state()
     }
 
+    /// The breaker's state with its backoff and trial, for `/readyz`.
+    pub fn circuit(&self) -> breaker::Status {
+        self.breaker.status()
+    }
+
     fn queue(&self) -> MutexGuard<'_, VecDeque<GameRecord>> {
         self.queue.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -262,7 +267,7 @@ impl Store {
             Ok(result) => result,
             Err(_) => Err(StoreError::Timeout),
         };
-        self.breaker.record(ticket, result.is_ok());
+        ticket.record(result.is_ok());
         if let Err(error) = &result {
             tracing::debug!(%error, "store call failed");
         }

@@ -648,7 +648,65 @@ async fn an_injected_store_fault_opens_the_breaker_while_plays_go_on() {
     let stats = eventually(&app, "/players/faulty/stats", rounds_are(13)).await;
     assert_eq!(stats["choices"]["paper"], 10);
     let metrics = crate::observability::scrape_text(&app).await;
-    assert!(metrics.contains("guess_game_store_circuit_opened_total"));
+    let opened: f64 = metrics
+        .lines()
+        .find_map(|line| line.strip_prefix("guess_game_store_circuit_opened_total "))
+        .and_then(|value| value.trim().parse().ok())
+        .expect("the circuit's openings are exposed");
+    assert!(opened >= 1.0, "the opening was counted: {opened}");
+    app.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn reads_return_once_a_slow_store_recovers_even_with_a_short_request_timeout() {
+    let app = spawn_app_with(|settings| {
+        settings.fault_injection = true;
+        settings.store_timeout = Duration::from_millis(100);
+        settings.request_timeout = Duration::from_millis(150);
+    })
+    .await;
+    play_as(&app, "slow", "rock", false).await;
+    eventually(&app, "/players/slow/stats", rounds_are(1)).await;
+    // Every store call now outlasts store_timeout; keyed plays make two calls each, so some
+    // are cut off by the request's own deadline as well.
+    crate::protection::inject(
+        &app,
+        r#"{"point":"store","latency_ms":400,"duration_ms":60000}"#,
+    )
+    .await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let mut key = 0;
+    loop {
+        key += 1;
+        let key_header = format!("slow-{key}");
+        let headers = [
+            ("content-type", "application/json"),
+            ("x-player-id", "slow"),
+            ("idempotency-key", key_header.as_str()),
+        ];
+        let (read, keyed) = tokio::join!(
+            app.get("/players/slow/stats"),
+            app.request(Method::POST, "/play", &headers, r#"{"choice":"paper"}"#)
+        );
+        assert_eq!(read.status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(keyed.status, StatusCode::SERVICE_UNAVAILABLE);
+        let ready = json(&app.get("/readyz").await);
+        if ready["store"]["circuit"] == "open" {
+            assert!(ready["store"]["circuit_times_opened"].as_u64() >= Some(1));
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "never opened");
+    }
+    let removed = crate::protection::admin_send(&app, Method::DELETE, "").await;
+    assert_eq!(removed.status, StatusCode::OK);
+    // Within the breaker's backoff (well under the 10 s allowed here), reads are answered
+    // by the store again and the circuit reports closed.
+    let started = tokio::time::Instant::now();
+    eventually(&app, "/players/slow/stats", rounds_are(1)).await;
+    assert!(started.elapsed() < Duration::from_secs(10));
+    let ready = json(&app.get("/readyz").await);
+    assert_eq!(ready["store"]["circuit"], "closed");
+    assert_eq!(ready["store"]["circuit_trial_in_flight"], false);
     app.shutdown().await.unwrap();
 }
 
