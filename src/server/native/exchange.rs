@@ -21,8 +21,10 @@ pub struct Buffers {
     pub output: Vec<u8>,
     /// Scratch for a response body before its head is written.
     body: Vec<u8>,
-    /// Scratch for a decoded chunked request body.
+    /// A chunked request body decoded so far, and where its decoder stands: kept between
+    /// reads so a body sent in pieces is decoded once.
     decoded: Vec<u8>,
+    chunked: chunked::Decoder,
     /// Requests answered into `output` and not yet reported finished.
     pub completed: Vec<Completed>,
     /// The client's address, for rate limits.
@@ -60,6 +62,7 @@ impl Buffers {
             output: Vec::with_capacity(capacity),
             body: Vec::with_capacity(256),
             decoded: Vec::new(),
+            chunked: chunked::Decoder::default(),
             completed: Vec::with_capacity(16),
         }
     }
@@ -78,6 +81,7 @@ impl Buffers {
                 buffer.shrink_to(keep);
             }
         }
+        self.chunked = chunked::Decoder::default();
         self.completed.clear();
         if self.completed.capacity() > 64 {
             self.completed.shrink_to(16);
@@ -133,7 +137,7 @@ impl Buffers {
                 }
                 Framing::Length(length) => (&after_head[..length as usize], length as usize),
                 Framing::Chunked => {
-                    match chunked::decode(after_head, max_body, &mut self.decoded) {
+                    match self.chunked.decode(after_head, max_body, &mut self.decoded) {
                         Ok(Some(raw_length)) => (&self.decoded[..], raw_length),
                         Ok(None) => {
                             progress.wants_continue = head.expect_continue;
@@ -177,6 +181,7 @@ impl Buffers {
                         head_only: request.method == Method::HEAD,
                         close,
                     });
+                    start_next_body(&mut self.chunked, &mut self.decoded);
                     break;
                 }
             };
@@ -197,6 +202,7 @@ impl Buffers {
                 permit,
             ));
             progress.consumed += head.length + body_length;
+            start_next_body(&mut self.chunked, &mut self.decoded);
             // A request marked to close is the last one served, whatever follows it.
             progress.close = close;
             if !reply.delay.is_zero() {
@@ -240,6 +246,14 @@ impl Buffers {
             error,
             &response::current_date(now),
         );
+    }
+}
+
+/// Forgets the chunked body of the request just served, for the next request's.
+fn start_next_body(decoder: &mut chunked::Decoder, decoded: &mut Vec<u8>) {
+    if *decoder != chunked::Decoder::default() {
+        *decoder = chunked::Decoder::default();
+        decoded.clear();
     }
 }
 

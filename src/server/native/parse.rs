@@ -94,6 +94,7 @@ pub fn parse_head(buffer: &[u8]) -> Result<Option<Head<'_>>, HeadError> {
     };
     let mut content_length: Option<u64> = None;
     let mut chunked = false;
+    let mut hosts = 0u32;
     for field in request.headers.iter() {
         let name = field.name.as_bytes();
         let value = field.value;
@@ -116,11 +117,22 @@ pub fn parse_head(buffer: &[u8]) -> Result<Option<Head<'_>>, HeadError> {
                     head.keep_alive = true;
                 }
             }
+        } else if name.eq_ignore_ascii_case(b"host") {
+            hosts += 1;
         } else if name.eq_ignore_ascii_case(b"expect") {
-            head.expect_continue = value.trim_ascii().eq_ignore_ascii_case(b"100-continue");
+            // HTTP/1.0 has no 100 Continue: a 1.0 client never waits for it (RFC 9110 10.1.1).
+            head.expect_continue =
+                minor_version >= 1 && value.trim_ascii().eq_ignore_ascii_case(b"100-continue");
         } else {
             head.headers.record(name, value);
         }
+    }
+    // RFC 9112 3.2: an HTTP/1.1 request carries exactly one Host field; a server answers
+    // 400 to one with none or several (a proxy and this server could pick different ones).
+    if minor_version >= 1 && hosts != 1 {
+        return Err(HeadError::Malformed(
+            "an HTTP/1.1 request must carry exactly one host field",
+        ));
     }
     head.framing = match (content_length, chunked) {
         (Some(_), true) => {
@@ -202,17 +214,19 @@ mod tests {
 
     #[test]
     fn keep_alive_follows_the_version_and_connection_header() {
-        assert!(!complete("GET / HTTP/1.1\r\nConnection: close\r\n\r\n").keep_alive);
-        assert!(!complete("GET / HTTP/1.1\r\nConnection: Upgrade, Close\r\n\r\n").keep_alive);
+        assert!(!complete("GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").keep_alive);
+        assert!(
+            !complete("GET / HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, Close\r\n\r\n").keep_alive
+        );
         assert!(!complete("GET / HTTP/1.0\r\n\r\n").keep_alive);
         assert!(complete("GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n").keep_alive);
-        assert!(complete("GET / HTTP/1.1\r\n\r\n").keep_alive);
+        assert!(complete("GET / HTTP/1.1\r\nHost: x\r\n\r\n").keep_alive);
     }
 
     #[test]
     fn chunked_is_the_only_transfer_encoding_accepted() {
         assert_eq!(
-            complete("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n").framing,
+            complete("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n").framing,
             Framing::Chunked
         );
         for encoding in ["gzip", "gzip, chunked", "chunked, chunked", "identity", ""] {
@@ -256,7 +270,10 @@ mod tests {
         }
         // The same length twice is not ambiguous.
         assert_eq!(
-            complete("POST / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n").framing,
+            complete(
+                "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n"
+            )
+            .framing,
             Framing::Length(5)
         );
     }
@@ -291,22 +308,55 @@ mod tests {
     #[test]
     fn absolute_form_targets_reduce_to_their_path() {
         assert_eq!(
-            complete("POST http://example.com/play HTTP/1.1\r\n\r\n").path,
+            complete("POST http://example.com/play HTTP/1.1\r\nHost: x\r\n\r\n").path,
             "/play"
         );
         assert_eq!(
-            complete("GET http://example.com HTTP/1.1\r\n\r\n").path,
+            complete("GET http://example.com HTTP/1.1\r\nHost: x\r\n\r\n").path,
             "/"
         );
-        assert_eq!(complete("OPTIONS * HTTP/1.1\r\n\r\n").path, "*");
+        assert_eq!(complete("OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n").path, "*");
     }
 
     #[test]
     fn expect_continue_is_recognized() {
         assert!(
-            complete("POST / HTTP/1.1\r\nExpect: 100-Continue\r\nContent-Length: 1\r\n\r\n")
-                .expect_continue
+            complete(
+                "POST / HTTP/1.1\r\nHost: x\r\nExpect: 100-Continue\r\nContent-Length: 1\r\n\r\n"
+            )
+            .expect_continue
         );
-        assert!(!complete("POST / HTTP/1.1\r\nContent-Length: 1\r\n\r\n").expect_continue);
+        assert!(
+            !complete("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n\r\n").expect_continue
+        );
+    }
+
+    #[test]
+    fn an_http_1_1_request_needs_exactly_one_host() {
+        for text in [
+            "GET / HTTP/1.1\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: a\r\nhost: a\r\n\r\n",
+        ] {
+            assert!(
+                matches!(parse_head(text.as_bytes()), Err(HeadError::Malformed(_))),
+                "{text:?}"
+            );
+        }
+        assert!(parse_head(b"GET / HTTP/1.0\r\n\r\n").unwrap().is_some());
+        assert!(
+            parse_head(b"GET / HTTP/1.1\r\nHOST: a\r\n\r\n")
+                .unwrap()
+                .is_some()
+        );
+    }
+
+    #[test]
+    fn expect_100_continue_is_ignored_on_http_1_0() {
+        let head =
+            parse_head(b"POST / HTTP/1.0\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\n")
+                .unwrap()
+                .unwrap();
+        assert!(!head.expect_continue);
     }
 }
