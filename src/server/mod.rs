@@ -15,6 +15,10 @@ mod linger;
 mod listener;
 mod native;
 pub mod shutdown;
+
+/// What the fuzz targets and their corpus tests check; not an API.
+#[doc(hidden)]
+pub use native::fuzzing;
 mod worker;
 
 use std::future::Future;

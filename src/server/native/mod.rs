@@ -14,6 +14,7 @@
 
 mod chunked;
 mod exchange;
+pub mod fuzzing;
 mod parse;
 mod pool;
 mod response;
