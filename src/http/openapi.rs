@@ -70,4 +70,29 @@ mod tests {
         assert!(!used.is_empty());
         assert_eq!(documented, used);
     }
+
+    proptest::proptest! {
+        /// The document's pattern for `choice` accepts exactly what the server accepts, so a
+        /// schema-driven fuzzer's valid values are never refused and its invalid ones never
+        /// served.
+        #[test]
+        fn the_choice_pattern_agrees_with_the_server(
+            before in "[ \t\n\r\x0c\u{a0}\u{3000}]{0,3}",
+            word in "(?i:rock|paper|scissors|lizard|roc|rocks)|[a-zA-Z]{0,8}",
+            after in "[ \t\n\r\x0c\u{85}]{0,3}",
+        ) {
+            let document = document();
+            let pattern = document["components"]["schemas"]["PlayRequest"]["properties"]["choice"]["pattern"]
+                .as_str()
+                .unwrap();
+            let pattern = regex::Regex::new(pattern).unwrap();
+            let value = format!("{before}{word}{after}");
+            proptest::prop_assert_eq!(
+                pattern.is_match(&value),
+                crate::game::Choice::parse(&value).is_ok(),
+                "{:?}",
+                value
+            );
+        }
+    }
 }

@@ -93,6 +93,12 @@ impl Counter {
     pub fn get(&self) -> u64 {
         self.0.load(Ordering::Relaxed)
     }
+
+    /// Single-writer store, for values that are not counts (a histogram's float sum).
+    #[inline]
+    fn set(&self, value: u64) {
+        self.0.store(value, Ordering::Relaxed);
+    }
 }
 
 /// A histogram with fixed bucket bounds; `sum` is kept in the unit's millionths so it stays an
@@ -101,7 +107,9 @@ pub struct Histogram<const N: usize> {
     bounds: &'static [f64; N],
     buckets: [Counter; N],
     count: Counter,
-    sum_millionths: Counter,
+    /// The sum of observed values, as the bits of an `f64`: it cannot wrap, as an integer
+    /// count of millionths did (after 18 TB of response bytes), and Prometheus sums are floats.
+    sum: Counter,
 }
 
 impl<const N: usize> Histogram<N> {
@@ -110,7 +118,7 @@ impl<const N: usize> Histogram<N> {
             bounds,
             buckets: std::array::from_fn(|_| Counter::default()),
             count: Counter::default(),
-            sum_millionths: Counter::default(),
+            sum: Counter::default(),
         }
     }
 
@@ -120,7 +128,9 @@ impl<const N: usize> Histogram<N> {
             self.buckets[bucket].add(1);
         }
         self.count.add(1);
-        self.sum_millionths.add((value * 1e6) as u64);
+        // Single writer, like `Counter::add`: a load and a store of this shard's own value.
+        let sum = f64::from_bits(self.sum.get()) + value;
+        self.sum.set(sum.to_bits());
     }
 }
 
@@ -321,16 +331,12 @@ impl Exposition {
             );
         }
         let count: u64 = parts.iter().map(|h| h.count.get()).sum();
-        let sum: u64 = parts.iter().map(|h| h.sum_millionths.get()).sum();
+        let sum: f64 = parts.iter().map(|h| f64::from_bits(h.sum.get())).sum();
         let _ = writeln!(
             self.out,
             "{name}_bucket{{{labels}{separator}le=\"+Inf\"}} {count}"
         );
-        self.sample(
-            &format!("{name}_sum"),
-            labels,
-            sum as f64 / 1e6 * unit_scale,
-        );
+        self.sample(&format!("{name}_sum"), labels, sum * unit_scale);
         self.sample(&format!("{name}_count"), labels, count as f64);
     }
 
@@ -598,6 +604,25 @@ mod tests {
         assert!(text.contains("h_bucket{le=\"+Inf\"} 5\n"), "{text}");
         assert!(text.contains("h_sum 16\n"), "{text}");
         assert!(text.contains("h_count 5\n"), "{text}");
+    }
+
+    #[test]
+    fn a_histogram_sum_never_wraps() {
+        static BOUNDS: [f64; 1] = [1.0];
+        let histogram = Histogram::new(&BOUNDS);
+        // As millionths in a u64 these wrapped after 1.8e13: four of them read as small.
+        for _ in 0..4 {
+            histogram.observe(1e13);
+        }
+        let mut exposition = Exposition::new(Format::Prometheus);
+        exposition.histogram("h", "", &[&histogram], 1.0);
+        let text = exposition.finish();
+        let sum: f64 = text
+            .lines()
+            .find_map(|line| line.strip_prefix("h_sum "))
+            .and_then(|value| value.parse().ok())
+            .expect("a sum");
+        assert_eq!(sum, 4e13, "{text}");
     }
 
     #[test]

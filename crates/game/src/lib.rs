@@ -57,7 +57,8 @@ impl Choice {
 
     /// Parses a choice name case-insensitively, ignoring surrounding whitespace.
     pub fn parse(input: &str) -> Result<Choice, UnknownChoice> {
-        let trimmed = input.trim();
+        // ASCII whitespace only, so the API document can state exactly what is accepted.
+        let trimmed = input.trim_ascii();
         Choice::ALL
             .into_iter()
             .find(|choice| choice.name().eq_ignore_ascii_case(trimmed))
