@@ -146,10 +146,14 @@ pub struct ServeArgs {
     #[arg(long, value_name = "N")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rate_limit_global_burst: Option<u32>,
-    /// Proxy addresses whose X-Forwarded-For is believed (repeat the flag for several)
-    #[arg(long = "trusted-proxy", value_name = "IP")]
+    /// Proxy address or CIDR range whose X-Forwarded-For is believed (repeat for several)
+    #[arg(long = "trusted-proxy", value_name = "IP|CIDR")]
     #[serde(rename = "trusted_proxies", skip_serializing_if = "Vec::is_empty")]
-    pub trusted_proxies: Vec<std::net::IpAddr>,
+    pub trusted_proxies: Vec<crate::config::ProxyRange>,
+    /// IPv6 clients are keyed per this prefix length for limits [default: 64]
+    #[arg(long, value_name = "BITS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_ipv6_prefix: Option<u8>,
     /// Admin listener for /metrics and /debug/pprof [default: 127.0.0.1:6060]
     #[arg(long, value_name = "ADDR")]
     #[serde(skip_serializing_if = "Option::is_none")]

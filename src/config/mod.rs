@@ -82,8 +82,11 @@ pub struct Settings {
     /// Requests per second all limited routes take together; 0 is off.
     pub rate_limit_global: f64,
     pub rate_limit_global_burst: u32,
-    /// Proxies whose `X-Forwarded-For` is believed when keying limits by client address.
-    pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// Proxies (addresses or CIDR ranges) whose `X-Forwarded-For` is believed when keying
+    /// limits by client address.
+    pub trusted_proxies: Vec<ProxyRange>,
+    /// IPv6 clients are keyed by this many leading bits of their address (1-128).
+    pub client_ipv6_prefix: u8,
     /// Address of the admin listener (metrics, CPU profiles). Loopback only unless
     /// `admin_public` is set.
     pub admin_listen: SocketAddr,
@@ -145,6 +148,7 @@ pub enum Engine {
     Hyper,
 }
 
+pub use crate::protection::client_address::ProxyRange;
 /// The log format setting; defined with the logging it configures.
 pub use crate::telemetry::LogFormat;
 
@@ -177,6 +181,7 @@ impl Default for Settings {
             rate_limit_global: 0.0,
             rate_limit_global_burst: 1000,
             trusted_proxies: Vec::new(),
+            client_ipv6_prefix: 64,
             admin_listen: SocketAddr::from(([127, 0, 0, 1], 6060)),
             admin_public: false,
             otlp_endpoint: None,
@@ -337,6 +342,9 @@ impl Settings {
                 "max_in_flight",
                 "max_in_flight and adaptive_floor must be at least 1",
             );
+        }
+        if !(1..=128).contains(&self.client_ipv6_prefix) {
+            return invalid("client_ipv6_prefix", "must be between 1 and 128");
         }
         if !(1..=65535).contains(&self.listen_backlog) {
             return invalid("listen_backlog", "must be between 1 and 65535");
@@ -543,6 +551,8 @@ mod tests {
             ("rate_limit_per_client = 1e-300", "rate_limit_per_client"),
             ("rate_limit_global = 1e300", "rate_limit_global"),
             ("rate_limit_per_route = -1.0", "rate_limit_per_route"),
+            ("client_ipv6_prefix = 0", "client_ipv6_prefix"),
+            ("trusted_proxies = [\"10.0.0.0/33\"]", "trusted_proxies"),
         ] {
             Jail::expect_with(|jail| {
                 let error = load_in(jail, Some(file), Flags::default())
@@ -560,6 +570,21 @@ mod tests {
             )
             .unwrap();
             assert_eq!(settings.request_timeout, Duration::from_millis(501));
+            Ok(())
+        });
+        Jail::expect_with(|jail| {
+            let settings = load_in(
+                jail,
+                Some("trusted_proxies = [\"10.0.0.0/8\", \"::ffff:192.0.2.1\", \"2001:db8::/32\"]"),
+                Flags::default(),
+            )
+            .unwrap();
+            let shown: Vec<String> = settings
+                .trusted_proxies
+                .iter()
+                .map(ToString::to_string)
+                .collect();
+            assert_eq!(shown, ["10.0.0.0/8", "192.0.2.1/32", "2001:db8::/32"]);
             Ok(())
         });
     }

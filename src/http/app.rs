@@ -13,8 +13,8 @@ use super::wire::{self, PlayRequest, PlayResponse};
 use super::{Request, openapi};
 use crate::api::Route;
 use crate::game::{self, Choice, random};
-use std::net::IpAddr;
 
+use crate::protection::client_address::ClientAddresses;
 use crate::protection::concurrency::{ConcurrencyLimit, Mode, Permit};
 use crate::protection::faults::{Faults, Point};
 use crate::protection::rate_limit::{RateLimitSettings, RateLimits};
@@ -59,7 +59,7 @@ pub struct App {
     max_body_bytes: usize,
     observability: Observability,
     rate_limits: RateLimits,
-    trusted_proxies: Vec<IpAddr>,
+    client_addresses: ClientAddresses,
     faults: Arc<Faults>,
     concurrency: Arc<ConcurrencyLimit>,
     pub(super) request_timeout: std::time::Duration,
@@ -81,7 +81,7 @@ impl App {
             max_body_bytes,
             observability,
             RateLimits::new(RateLimitSettings::OFF),
-            Vec::new(),
+            ClientAddresses::default(),
             Faults::new(false),
             ConcurrencyLimit::new(usize::MAX, Mode::Fixed),
         )
@@ -98,7 +98,7 @@ impl App {
         max_body_bytes: usize,
         observability: Observability,
         rate_limits: RateLimits,
-        trusted_proxies: Vec<IpAddr>,
+        client_addresses: ClientAddresses,
         faults: Arc<Faults>,
         concurrency: Arc<ConcurrencyLimit>,
     ) -> Self {
@@ -107,7 +107,7 @@ impl App {
             max_body_bytes,
             observability,
             rate_limits,
-            trusted_proxies,
+            client_addresses,
             faults,
             concurrency,
             request_timeout: std::time::Duration::from_secs(5),
@@ -242,10 +242,9 @@ impl App {
 
     /// Applies the rate limits; a refused request never reaches its handler.
     fn admit(&self, route: Route, request: &Request<'_>) -> Result<(), ApiError<'static>> {
-        let address = client_address(
-            request.peer,
-            request.headers.forwarded_for,
-            &self.trusted_proxies,
+        let address = self.client_addresses.key(
+            self.client_addresses
+                .resolve(request.peer, request.headers.forwarded_for),
         );
         let player = request
             .headers
@@ -386,10 +385,9 @@ impl App {
                 Some(player) => format!("p:{player}:{key}"),
                 None => format!(
                     "c:{}:{key}",
-                    client_address(
-                        request.peer,
-                        request.headers.forwarded_for,
-                        &self.trusted_proxies
+                    self.client_addresses.key(
+                        self.client_addresses
+                            .resolve(request.peer, request.headers.forwarded_for)
                     )
                 ),
             };
@@ -523,26 +521,6 @@ pub fn is_valid_player_id(id: &[u8]) -> bool {
             .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
 }
 
-/// The client's address: the peer's, or, when the peer is a trusted proxy, the nearest address
-/// in `X-Forwarded-For` that is not itself a trusted proxy. Anything unreadable in the header
-/// stops the walk at the peer, so a client cannot pick its own key by forging the header.
-pub fn client_address(peer: IpAddr, forwarded_for: Option<&[u8]>, trusted: &[IpAddr]) -> IpAddr {
-    if !trusted.contains(&peer) {
-        return peer;
-    }
-    let Some(header) = forwarded_for.and_then(|value| std::str::from_utf8(value).ok()) else {
-        return peer;
-    };
-    for hop in header.rsplit(',') {
-        match hop.trim().parse::<IpAddr>() {
-            Ok(address) if trusted.contains(&address) => continue,
-            Ok(address) => return address,
-            Err(_) => return peer,
-        }
-    }
-    peer
-}
-
 /// `{"status": ...}`, with the store's state for `/readyz`. The store is optional for serving
 /// (`/play` never waits on it), so its state is reported, never a reason to answer 503.
 fn status_document(body: &mut Vec<u8>, status: &'static str, store: Option<&Store>) -> Reply {
@@ -584,34 +562,6 @@ fn status_document(body: &mut Vec<u8>, status: &'static str, store: Option<&Stor
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn ip(text: &str) -> IpAddr {
-        text.parse().unwrap()
-    }
-
-    #[test]
-    fn forwarded_for_is_believed_only_from_trusted_proxies() {
-        let trusted = [ip("10.0.0.1"), ip("10.0.0.2")];
-        let header = Some(&b"203.0.113.7, 198.51.100.9, 10.0.0.2"[..]);
-        assert_eq!(
-            client_address(ip("192.0.2.1"), header, &trusted),
-            ip("192.0.2.1"),
-            "untrusted peer"
-        );
-        assert_eq!(
-            client_address(ip("10.0.0.1"), header, &trusted),
-            ip("198.51.100.9"),
-            "nearest untrusted hop"
-        );
-        assert_eq!(
-            client_address(ip("10.0.0.1"), None, &trusted),
-            ip("10.0.0.1")
-        );
-        assert_eq!(
-            client_address(ip("10.0.0.1"), Some(b"garbage, 10.0.0.2"), &trusted),
-            ip("10.0.0.1")
-        );
-    }
 
     #[test]
     fn player_ids_are_checked() {

@@ -32,6 +32,7 @@ use crate::admin::{self, AdminState};
 use crate::config::{Engine, Settings};
 use crate::flags::RuntimeFlags;
 use crate::http::{App, Readiness};
+use crate::protection::client_address::ClientAddresses;
 use crate::protection::faults::Faults;
 use crate::protection::rate_limit::RateLimits;
 use crate::store::Store;
@@ -142,7 +143,10 @@ impl Server {
                     settings.max_body_bytes,
                     observability(settings)?,
                     RateLimits::new(settings.rate_limits()),
-                    settings.trusted_proxies.clone(),
+                    ClientAddresses::new(
+                        settings.trusted_proxies.clone(),
+                        settings.client_ipv6_prefix,
+                    ),
                     Arc::clone(&faults),
                     settings.concurrency_limit(),
                 )
