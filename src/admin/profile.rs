@@ -50,6 +50,18 @@ pub async fn take(query: Option<&str>) -> Result<Profile, ApiError<'static>> {
         .build()
         .map_err(|error| ApiError::ProfilerFailed(error.to_string()))?;
     tokio::time::sleep(Duration::from_secs(seconds)).await;
+    // Symbolizing and rendering take whole CPU-seconds under load: on a blocking thread, so
+    // the admin runtime (which also drives the store's writer and lease) keeps going.
+    tokio::task::spawn_blocking(move || render(&guard, seconds, output))
+        .await
+        .map_err(|error| ApiError::ProfilerFailed(error.to_string()))?
+}
+
+fn render(
+    guard: &pprof::ProfilerGuard<'_>,
+    seconds: u64,
+    output: Output,
+) -> Result<Profile, ApiError<'static>> {
     let report = guard
         .report()
         .build()
@@ -64,17 +76,39 @@ pub async fn take(query: Option<&str>) -> Result<Profile, ApiError<'static>> {
                 body: profile.encode_to_vec(),
             })
         }
+        Output::Svg if report.data.is_empty() => Ok(Profile {
+            content_type: "image/svg+xml",
+            body: idle_flame_graph(seconds),
+        }),
         Output::Svg => {
             let mut body = Vec::new();
             report
                 .flamegraph(&mut body)
                 .map_err(|error| ApiError::ProfilerFailed(error.to_string()))?;
+            if body.is_empty() {
+                return Ok(Profile {
+                    content_type: "image/svg+xml",
+                    body: idle_flame_graph(seconds),
+                });
+            }
             Ok(Profile {
                 content_type: "image/svg+xml",
                 body,
             })
         }
     }
+}
+
+/// A flame graph with no samples: the process used no CPU while it was sampled. The flame
+/// graph renderer writes nothing at all then, which a browser shows as a broken image.
+fn idle_flame_graph(seconds: u64) -> Vec<u8> {
+    format!(
+        "<?xml version=\"1.0\" standalone=\"no\"?>\n\
+         <svg version=\"1.1\" width=\"1200\" height=\"60\" xmlns=\"http://www.w3.org/2000/svg\">\n\
+         <text x=\"600\" y=\"34\" text-anchor=\"middle\" font-family=\"Verdana\" font-size=\"17\">\
+         No CPU samples in {seconds} s: the process was idle while it was profiled.</text>\n</svg>\n"
+    )
+    .into_bytes()
 }
 
 fn parse_query(query: Option<&str>) -> Result<(u64, Output), ApiError<'static>> {

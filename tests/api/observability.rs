@@ -325,6 +325,20 @@ async fn a_cpu_profile_is_pprof_protobuf_or_a_flame_graph_one_at_a_time() {
 }
 
 #[tokio::test]
+async fn a_flame_graph_of_an_idle_process_is_a_whole_svg() {
+    let app = spawn_app().await;
+    let svg = admin_get(&app, "/debug/pprof/profile?seconds=1&format=svg", None).await;
+    assert_eq!(svg.status, StatusCode::OK);
+    assert_eq!(svg.header("content-type"), Some("image/svg+xml"));
+    let text = String::from_utf8_lossy(&svg.body);
+    assert!(
+        text.contains("<svg") && text.trim_end().ends_with("</svg>"),
+        "{text}"
+    );
+    app.shutdown().await.unwrap();
+}
+
+#[tokio::test]
 async fn spans_are_exported_over_otlp_with_their_parent_links() {
     let (collector, received) = otlp_receiver().await;
     let app =
