@@ -76,7 +76,7 @@ pub async fn serve(
         let state = Arc::clone(&state);
         let service = service_fn(move |request| {
             let state = Arc::clone(&state);
-            async move { Ok::<_, Infallible>(respond(&state, request).await) }
+            async move { Ok::<_, Infallible>(respond(state, request).await) }
         });
         let connection = http1::Builder::new()
             .timer(TokioTimer::new())
@@ -92,7 +92,10 @@ pub async fn serve(
     }
 }
 
-async fn respond(state: &AdminState, request: hyper::Request<Incoming>) -> Response<Full<Bytes>> {
+async fn respond(
+    state: Arc<AdminState>,
+    request: hyper::Request<Incoming>,
+) -> Response<Full<Bytes>> {
     let path = request.uri().path();
     let allowed = match path {
         "/metrics" | "/debug/pprof/profile" => "GET",
@@ -107,10 +110,10 @@ async fn respond(state: &AdminState, request: hyper::Request<Incoming>) -> Respo
         return problem(&ApiError::MethodNotAllowed { allow: allowed });
     }
     if path == "/admin/flags" {
-        return flags(state, request).await;
+        return flags(&state, request).await;
     }
     if path == "/admin/faults" {
-        return faults(state, request).await;
+        return faults(&state, request).await;
     }
     if path == "/metrics" {
         let accept = request
@@ -118,8 +121,13 @@ async fn respond(state: &AdminState, request: hyper::Request<Incoming>) -> Respo
             .get(http::header::ACCEPT)
             .and_then(|value| value.to_str().ok());
         let format = Format::from_accept(accept);
-        let text = scrape(state, format);
-        return answer(StatusCode::OK, format.content_type(), text.into_bytes());
+        // Rendering walks every shard and reads /proc: on a blocking thread, so it never
+        // delays the store's writer and lease, which share this runtime.
+        let rendered = tokio::task::spawn_blocking(move || scrape(&state, format)).await;
+        return match rendered {
+            Ok(text) => answer(StatusCode::OK, format.content_type(), text.into_bytes()),
+            Err(error) => problem(&ApiError::ProfilerFailed(error.to_string())),
+        };
     }
     match profile::take(request.uri().query()).await {
         Ok(profile) => answer(StatusCode::OK, profile.content_type, profile.body),

@@ -44,11 +44,17 @@ pub async fn take(query: Option<&str>) -> Result<Profile, ApiError<'static>> {
         return Err(ApiError::ProfileInProgress);
     }
     let _slot = Slot;
-    let guard = pprof::ProfilerGuardBuilder::default()
-        .frequency(SAMPLING_HZ)
-        .blocklist(&["libc", "libgcc", "pthread", "vdso"])
-        .build()
-        .map_err(|error| ApiError::ProfilerFailed(error.to_string()))?;
+    // Starting the profiler reads the process's memory map for the blocklist: close to a second
+    // in a debug build, so it runs on a blocking thread like the rendering below.
+    let guard = tokio::task::spawn_blocking(|| {
+        pprof::ProfilerGuardBuilder::default()
+            .frequency(SAMPLING_HZ)
+            .blocklist(&["libc", "libgcc", "pthread", "vdso"])
+            .build()
+    })
+    .await
+    .map_err(|error| ApiError::ProfilerFailed(error.to_string()))?
+    .map_err(|error| ApiError::ProfilerFailed(error.to_string()))?;
     tokio::time::sleep(Duration::from_secs(seconds)).await;
     // Symbolizing and rendering take whole CPU-seconds under load: on a blocking thread, so
     // the admin runtime (which also drives the store's writer and lease) keeps going.

@@ -305,7 +305,12 @@ async fn forget_idle_clients(app: Arc<App>) {
     let mut tick = tokio::time::interval(FORGET_IDLE_EVERY);
     loop {
         tick.tick().await;
-        let tracked = app.rate_limits().forget_idle();
+        // Walking every client's bucket takes a while with many clients: off this runtime,
+        // which also drives the store's writer and lease.
+        let limits = Arc::clone(&app);
+        let tracked = tokio::task::spawn_blocking(move || limits.rate_limits().forget_idle())
+            .await
+            .unwrap_or_default();
         tracing::debug!(tracked, "forgot idle rate-limit clients");
     }
 }

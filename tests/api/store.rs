@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use guess_game::client::ServerUrl;
 use http::{Method, StatusCode};
 use serde_json::Value;
 
@@ -741,5 +742,50 @@ async fn redis_keeps_boards_and_players_bounded() {
         let ttl: u64 = redis.cli(&["PTTL", key]).trim().parse().unwrap();
         assert!(ttl > 7_000_000 && ttl <= 7_200_000, "{key}: {ttl}");
     }
+    app.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn taking_a_cpu_profile_does_not_time_out_store_calls() {
+    // The Redis connection is driven by the runtime that also serves the admin listener: a
+    // profile rendered there (symbolizing a debug build takes seconds) would stall every store
+    // call past its timeout.
+    let redis = RedisServer::start();
+    let url = redis.url();
+    let app = spawn_app_with(|settings| {
+        settings.store = url.clone();
+        settings.store_timeout = Duration::from_millis(250);
+        settings.request_timeout = Duration::from_secs(1);
+    })
+    .await;
+    play_as(&app, "profiled", "rock", false).await;
+    eventually(&app, "/players/profiled/stats", rounds_are(1)).await;
+    let admin = ServerUrl::parse(&format!("http://{}", app.admin)).unwrap();
+    let profile = tokio::spawn(async move {
+        admin
+            .send(
+                Method::GET,
+                "/debug/pprof/profile?seconds=1&format=svg",
+                &[],
+                bytes::Bytes::new(),
+                Duration::from_secs(60),
+            )
+            .await
+            .map(|answer| answer.status)
+    });
+    let mut reads = 0;
+    while !profile.is_finished() {
+        let read = app.get("/players/profiled/stats").await;
+        assert_eq!(
+            read.status,
+            StatusCode::OK,
+            "a read during the profile: {}",
+            String::from_utf8_lossy(&read.body)
+        );
+        reads += 1;
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(profile.await.unwrap().unwrap(), StatusCode::OK);
+    assert!(reads > 10, "only {reads} reads while profiling");
     app.shutdown().await.unwrap();
 }

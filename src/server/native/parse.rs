@@ -162,7 +162,7 @@ fn parse_content_length(value: &[u8]) -> Result<u64, HeadError> {
 }
 
 /// The path of a request target: origin-form `/path?query` or absolute-form
-/// `http://host/path?query`. `*` (asterisk-form) and authority-form yield a path no route has.
+/// `http://host/path?query`. `*` (asterisk-form) yields a path no route has; anything else is refused.
 fn path_of(target: &str) -> Result<&str, HeadError> {
     let without_query = target.split_once('?').map_or(target, |(path, _)| path);
     if without_query.starts_with('/') || without_query == "*" {
@@ -173,7 +173,9 @@ fn path_of(target: &str) -> Result<&str, HeadError> {
         .or_else(|| without_query.strip_prefix("https://"));
     match after_scheme {
         Some(rest) => Ok(rest.find('/').map_or("/", |slash| &rest[slash..])),
-        None => Ok(without_query),
+        // Neither origin-form, absolute-form nor asterisk-form (RFC 9112 3.2): "GE/healthz"
+        // or an authority. Found by the differential fuzzer: hyper refuses these.
+        None => Err(HeadError::Malformed("invalid request target")),
     }
 }
 
