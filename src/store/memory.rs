@@ -1,8 +1,10 @@
 //! The embedded store: everything in this process's memory, nothing to install.
 //!
-//! Every structure is bounded: players (`max_players`; records of players beyond it are dropped
-//! and counted), games kept per player, idempotency keys (`max_keys`; past it the oldest key is
-//! forgotten first). Windowed boards older than the current window are dropped as they age.
+//! Every structure is bounded: players (`max_players`; a new player past it evicts the least
+//! recently active one, with its stats, history and board places, and the eviction is
+//! counted), games kept per player, idempotency keys (`max_keys`; past it the key that expires
+//! first is forgotten first, and every key, an in-flight claim above all, ends on its own
+//! lifetime). Windowed boards older than the current window are dropped as they age.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
@@ -31,6 +33,8 @@ struct Player {
     /// The player's wins in their latest day and week: (window index, wins).
     day: (u32, u64),
     week: (u32, u64),
+    /// When the player last played, as a position in `State::recency`.
+    active: u64,
 }
 
 /// A game in a player's history, without the player (the map key says who).
@@ -51,6 +55,19 @@ struct Board {
 }
 
 impl Board {
+    /// Takes `player` off the board.
+    fn remove(&mut self, player: &str) {
+        let Some(wins) = self.scores.remove(player) else {
+            return;
+        };
+        if let Some(group) = self.by_wins.get_mut(&Reverse(wins)) {
+            group.remove(player);
+            if group.is_empty() {
+                self.by_wins.remove(&Reverse(wins));
+            }
+        }
+    }
+
     /// Raises `player`'s score to `wins` (scores never go down). Allocates only for a player
     /// new to the board: a moving player's id moves between groups.
     fn set(&mut self, player: &str, wins: u64) {
@@ -97,37 +114,53 @@ struct State {
     players: HashMap<Box<str>, Player, Hasher>,
     /// Boards by window and window index (0 for all time).
     boards: HashMap<(Window, u32), Board, Hasher>,
+    /// Players by when they last played, least recent first: who makes room for a new one.
+    recency: BTreeMap<u64, Box<str>>,
+    /// The next recency position.
+    clock: u64,
 }
 
 #[derive(Debug, Default)]
 struct Keys {
     records: HashMap<String, (Instant, Vec<u8>)>,
-    /// Keys in the order they expire (a key whose expiry moved appears again later).
-    expiry: VecDeque<(Instant, String)>,
+    /// Keys by when they expire, soonest first. Sorted rather than in insertion order: a
+    /// 60-second in-flight claim made after a 24-hour answer must not wait behind it. A key
+    /// whose expiry moved is found again under its new time; its old entry is skipped.
+    expiry: BTreeSet<(Instant, String)>,
 }
 
 impl Keys {
     fn sweep(&mut self, now: Instant, max_keys: usize) {
-        while let Some((expires, key)) = self.expiry.front() {
+        while let Some((expires, _)) = self.expiry.first() {
             let expired = *expires <= now;
             if !expired && self.records.len() < max_keys {
                 break;
             }
+            let Some((expires, key)) = self.expiry.pop_first() else {
+                break;
+            };
             if self
                 .records
-                .get(key)
-                .is_some_and(|(current, _)| current == expires)
+                .get(&key)
+                .is_some_and(|(current, _)| *current == expires)
             {
-                self.records.remove(key);
+                self.records.remove(&key);
             }
-            self.expiry.pop_front();
         }
+    }
+
+    /// The record under `key` while it lives.
+    fn live(&self, key: &str, now: Instant) -> Option<&[u8]> {
+        self.records
+            .get(key)
+            .filter(|(expires, _)| *expires > now)
+            .map(|(_, record)| record.as_slice())
     }
 
     fn put(&mut self, key: &str, ttl: Duration, record: Vec<u8>, now: Instant) {
         let expires = now + ttl;
         self.records.insert(key.to_owned(), (expires, record));
-        self.expiry.push_back((expires, key.to_owned()));
+        self.expiry.insert((expires, key.to_owned()));
     }
 }
 
@@ -151,23 +184,39 @@ impl MemoryStore {
         }
     }
 
-    /// Applies a batch; returns how many records were dropped for the player bound.
+    /// Applies a batch; returns how many players were evicted to make room for new ones.
     pub fn apply(&self, batch: &[GameRecord]) -> u64 {
-        let mut dropped = 0;
+        let mut evicted = 0;
         let mut state = lock(&self.state);
-        let State { players, boards } = &mut *state;
+        let State {
+            players,
+            boards,
+            recency,
+            clock,
+        } = &mut *state;
         for record in batch {
             let name = record.player.as_str();
             if !players.contains_key(name) {
-                if players.len() >= self.limits.max_players {
-                    dropped += 1;
-                    continue;
+                if players.len() >= self.limits.max_players
+                    && let Some((_, oldest)) = recency.pop_first()
+                {
+                    // The least recently active player makes room: a full store must not
+                    // lock new players out for good.
+                    players.remove(&oldest);
+                    for board in boards.values_mut() {
+                        board.remove(&oldest);
+                    }
+                    evicted += 1;
                 }
                 players.insert(Box::from(name), Player::default());
             }
             let Some(player) = players.get_mut(name) else {
                 continue;
             };
+            *clock += 1;
+            let previous = std::mem::replace(&mut player.active, *clock);
+            let id = recency.remove(&previous).unwrap_or_else(|| Box::from(name));
+            recency.insert(*clock, id);
             let first_round = player.stats.rounds == 0;
             player.stats.count(record.player_choice, record.winner);
             if player.games.len() >= self.limits.games_kept {
@@ -212,7 +261,7 @@ impl MemoryStore {
             Window::Day => *index >= day,
             Window::Week => *index >= week,
         });
-        dropped
+        evicted
     }
 
     pub fn stats(&self, player: &str) -> Option<PlayerStats> {
@@ -278,7 +327,7 @@ impl MemoryStore {
         let now = Instant::now();
         let mut keys = lock(&self.keys);
         keys.sweep(now, self.limits.max_keys);
-        if let Some((_, record)) = keys.records.get(key) {
+        if let Some(record) = keys.live(key, now) {
             return idempotency::judge_existing(record, fingerprint);
         }
         keys.put(
@@ -337,14 +386,31 @@ mod tests {
     }
 
     #[test]
-    fn the_player_bound_drops_new_players_only() {
+    fn a_new_player_past_the_bound_evicts_the_least_recently_active() {
         let ids = GameIds::new(0);
-        let store = store(1);
+        let store = store(2);
         assert_eq!(store.apply(&[record(&ids, "a", Winner::Player)]), 0);
-        assert_eq!(store.apply(&[record(&ids, "b", Winner::Player)]), 1);
+        assert_eq!(store.apply(&[record(&ids, "b", Winner::Player)]), 0);
+        // "a" plays again: "b" is now the least recently active.
         assert_eq!(store.apply(&[record(&ids, "a", Winner::Tie)]), 0);
+        assert_eq!(store.apply(&[record(&ids, "c", Winner::Player)]), 1);
         assert_eq!(store.stats("a").unwrap().rounds, 2);
-        assert!(store.stats("b").is_none());
+        assert_eq!(store.stats("c").unwrap().rounds, 1);
+        assert!(store.stats("b").is_none(), "evicted");
+        assert!(
+            store.rank(Window::All, 0, "b").is_none(),
+            "off the board too"
+        );
+        let board = store.leaderboard(Window::All, 0, 10);
+        assert_eq!(board.len(), 2);
+        // New players keep coming in: never locked out.
+        for player in ["d", "e", "f"] {
+            assert_eq!(store.apply(&[record(&ids, player, Winner::Player)]), 1);
+            assert_eq!(store.stats(player).unwrap().rounds, 1);
+        }
+        let state = lock(&store.state);
+        assert_eq!(state.players.len(), 2);
+        assert_eq!(state.recency.len(), 2);
     }
 
     #[test]
@@ -424,5 +490,27 @@ mod tests {
         assert_eq!(store.begin("k2", &fp), Begin::Started);
         assert_eq!(store.begin("k3", &fp), Begin::Started);
         assert!(store.keys_held() <= 2, "{}", store.keys_held());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_in_flight_claim_lapses_on_its_own_lifetime_behind_longer_lived_keys() {
+        let store = store(10);
+        let fp = idempotency::fingerprint(b"x");
+        let answer = StoredAnswer {
+            status: 200,
+            format: Format::Json,
+            body: b"{}".to_vec(),
+        };
+        // A key answered (kept 24 h), then a claim that is never completed (its request died).
+        assert_eq!(store.begin("done", &fp), Begin::Started);
+        store.complete("done", &fp, &answer);
+        assert_eq!(store.begin("stuck", &fp), Begin::Started);
+        tokio::time::advance(idempotency::IN_FLIGHT_TTL).await;
+        assert_eq!(
+            store.begin("stuck", &fp),
+            Begin::Started,
+            "the claim lapsed though a longer-lived key came before it"
+        );
+        assert_eq!(store.begin("done", &fp), Begin::Replay(answer));
     }
 }

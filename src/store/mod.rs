@@ -381,9 +381,9 @@ impl Store {
         self.guarded(async {
             match &self.backend {
                 Backend::Memory(memory) => {
-                    let dropped = memory.apply(batch);
-                    if dropped > 0 {
-                        metrics::with_shard(|shard| shard.store_dropped.add(dropped));
+                    let evicted = memory.apply(batch);
+                    if evicted > 0 {
+                        metrics::with_shard(|shard| shard.store_evicted.add(evicted));
                     }
                     Ok(())
                 }

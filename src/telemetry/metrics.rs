@@ -158,9 +158,10 @@ pub struct Shard {
     pub rate_limited: [Counter; 3],
     /// Requests shed (503 overloaded) at the in-flight bound.
     pub shed: Counter,
-    /// Game results dropped before reaching the store: the queue was full, or (in memory)
-    /// the player bound was reached.
+    /// Game results dropped before reaching the store: the queue was full.
     pub store_dropped: Counter,
+    /// Players the in-memory store evicted (least recently active) to admit new ones.
+    pub store_evicted: Counter,
     /// Reads and idempotent plays answered 503 `store_unavailable`.
     pub store_unavailable: Counter,
     /// Timeouts: a request not received in time (408), an answer not ready in time (503).
@@ -192,6 +193,7 @@ impl Shard {
             faults_injected: Default::default(),
             shed: Counter::default(),
             store_dropped: Counter::default(),
+            store_evicted: Counter::default(),
             store_unavailable: Counter::default(),
             timeouts: Default::default(),
             access_log_lines: Counter::default(),
@@ -469,13 +471,23 @@ pub fn write_request_metrics(exposition: &mut Exposition) {
     exposition.sample("guess_game_shed_total", "", sum(&|shard| shard.shed.get()));
     exposition.family(
         "guess_game_store_dropped",
-        "Game results dropped before reaching the store (queue full, or the in-memory player bound).",
+        "Game results dropped before reaching the store (the queue was full).",
         Kind::Counter,
     );
     exposition.sample(
         "guess_game_store_dropped_total",
         "",
         sum(&|shard| shard.store_dropped.get()),
+    );
+    exposition.family(
+        "guess_game_store_players_evicted",
+        "Players the in-memory store forgot (least recently active first) to admit new ones at max_players.",
+        Kind::Counter,
+    );
+    exposition.sample(
+        "guess_game_store_players_evicted_total",
+        "",
+        sum(&|shard| shard.store_evicted.get()),
     );
     exposition.family(
         "guess_game_store_unavailable",
