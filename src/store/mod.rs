@@ -387,7 +387,14 @@ impl Store {
                     }
                     Ok(())
                 }
-                Backend::Redis(redis) => redis.apply(self.ids.node(), batch).await,
+                Backend::Redis(redis) => {
+                    let skipped = redis.apply(self.ids.node(), batch).await?;
+                    if skipped > 0 {
+                        // A retried batch whose first try landed before it timed out.
+                        metrics::with_shard(|shard| shard.store_skipped.add(skipped));
+                    }
+                    Ok(())
+                }
             }
         })
         .await

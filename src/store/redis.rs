@@ -45,8 +45,11 @@ use crate::game::{Choice, Winner};
 /// string order is numeric order), w/l/t, choice, day key, week key, history entry. Results at
 /// or below the node's newest applied id for that player are skipped: a node's results for a
 /// player arrive in id order, so that is exactly the set already applied. Returns one line per
-/// player: wins, day, day wins, week, week wins after the batch, and which boards changed
-/// (`adw`, `-` for unchanged), space-separated. One string
+/// player: wins, day, day wins, week, week wins after the batch, which boards changed
+/// (`adw`, `-` for unchanged) and how many results were skipped as already applied,
+/// space-separated. The caller sends each player's results sorted by id, and the newest
+/// applied id kept is the maximum, so results that reached the writer out of id order (two
+/// worker threads racing to the queue) are all applied once. One string
 /// rather than an array of five per player: redis-rs's reply parser (combine) was about 60% of
 /// the server's CPU in a profile of scripts/loadtest-store, per value parsed (redis-rs#2184).
 const APPLY_SCRIPT: &str = r"
@@ -75,7 +78,7 @@ for p = 1, #KEYS, 2 do
   for i = at, at + 6 * (count - 1), 6 do
     local id, result, choice, d, w = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]
     if id > last then
-      newest = id
+      if id > newest then newest = id end
       v.rounds = v.rounds + 1
       v[choice] = v[choice] + 1
       local won = result == 'w'
@@ -120,7 +123,7 @@ for p = 1, #KEYS, 2 do
     changed = changed .. ((day ~= old_day or day_wins > old_day_wins) and 'd' or '-')
     changed = changed .. ((week ~= old_week or week_wins > old_week_wins) and 'w' or '-')
   end
-  out[#out + 1] = table.concat({v.wins, day, day_wins, week, week_wins, changed}, ' ')
+  out[#out + 1] = table.concat({v.wins, day, day_wins, week, week_wins, changed, skipped}, ' ')
 end
 return table.concat(out, '\n')
 ";
@@ -325,8 +328,9 @@ impl RedisStore {
     }
 
     /// Applies a batch written by node `node`: one script per player, run concurrently over
-    /// the multiplexed connection, then one `ZADD LT` per leaderboard.
-    pub async fn apply(&self, node: u16, batch: &[GameRecord]) -> Result<(), StoreError> {
+    /// the multiplexed connection, then one `ZADD LT` per leaderboard. Returns how many results
+    /// were skipped as already applied.
+    pub async fn apply(&self, node: u16, batch: &[GameRecord]) -> Result<u64, StoreError> {
         let mut by_player: Vec<(&str, Vec<&GameRecord>)> = Vec::new();
         let mut index = std::collections::HashMap::new();
         for record in batch {
@@ -335,6 +339,11 @@ impl RedisStore {
                 by_player.len() - 1
             });
             by_player[slot].1.push(record);
+        }
+        // Apply by id: the script skips ids at or below the newest applied one, so a player's
+        // results must go in id order, whatever order the worker threads queued them in.
+        for (_, records) in &mut by_player {
+            records.sort_unstable_by_key(|record| record.game_id);
         }
         // A batch nearly always falls in one day and one week: format each key once.
         let mut window_keys: Vec<(Window, u32, String)> = Vec::new();
@@ -424,6 +433,10 @@ impl RedisStore {
             }
         }
         let mut boards: Boards<'_> = Vec::new();
+        let skipped: u64 = totals
+            .iter()
+            .filter_map(|fields| fields.get(6)?.parse::<u64>().ok())
+            .sum();
         for ((player, _), totals) in by_player.iter().zip(totals) {
             let changed = totals.get(5).copied().unwrap_or("adw").as_bytes();
             let changed = |flag: u8| changed.contains(&flag);
@@ -470,7 +483,7 @@ impl RedisStore {
             }
         }
         let () = pipeline.query_async(&mut self.connection()).await?;
-        Ok(())
+        Ok(skipped)
     }
 
     pub async fn stats(&self, player: &str) -> Result<Option<PlayerStats>, StoreError> {

@@ -162,6 +162,8 @@ pub struct Shard {
     pub store_dropped: Counter,
     /// Players the in-memory store evicted (least recently active) to admit new ones.
     pub store_evicted: Counter,
+    /// Results the Redis writer skipped as already applied (a batch retried after a timeout).
+    pub store_skipped: Counter,
     /// Reads and idempotent plays answered 503 `store_unavailable`.
     pub store_unavailable: Counter,
     /// Timeouts: a request not received in time (408), an answer not ready in time (503).
@@ -194,6 +196,7 @@ impl Shard {
             shed: Counter::default(),
             store_dropped: Counter::default(),
             store_evicted: Counter::default(),
+            store_skipped: Counter::default(),
             store_unavailable: Counter::default(),
             timeouts: Default::default(),
             access_log_lines: Counter::default(),
@@ -488,6 +491,16 @@ pub fn write_request_metrics(exposition: &mut Exposition) {
         "guess_game_store_players_evicted_total",
         "",
         sum(&|shard| shard.store_evicted.get()),
+    );
+    exposition.family(
+        "guess_game_store_results_skipped",
+        "Results the Redis writer skipped as already applied (a batch retried after its first try had landed).",
+        Kind::Counter,
+    );
+    exposition.sample(
+        "guess_game_store_results_skipped_total",
+        "",
+        sum(&|shard| shard.store_skipped.get()),
     );
     exposition.family(
         "guess_game_store_unavailable",

@@ -789,3 +789,50 @@ async fn taking_a_cpu_profile_does_not_time_out_store_calls() {
     assert!(reads > 10, "only {reads} reads while profiling");
     app.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn the_redis_writer_applies_results_by_id_and_counts_a_retried_batch_once() {
+    use guess_game::game::{Choice, Winner};
+    use guess_game::store::game_id::GameIds;
+    use guess_game::store::model::{GameRecord, PlayerId};
+    use guess_game::store::redis::{RedisLimits, RedisStore};
+
+    let redis = RedisServer::start();
+    let store = RedisStore::connect(
+        &redis.url(),
+        Duration::from_secs(2),
+        RedisLimits {
+            games_kept: 100,
+            board_size: 1000,
+            retention: Duration::from_secs(86_400),
+        },
+    )
+    .await
+    .unwrap();
+    let ids = GameIds::new(7);
+    let record = |winner| GameRecord {
+        game_id: ids.next(),
+        player: PlayerId::from("racer").unwrap(),
+        player_choice: Choice::Rock,
+        computer_choice: Choice::Scissors,
+        winner,
+    };
+    // Two worker threads raced to the queue: the later id was queued first.
+    let first = record(Winner::Player);
+    let second = record(Winner::Tie);
+    let third = record(Winner::Player);
+    let out_of_order = [third, first.clone(), second.clone()];
+    assert_eq!(store.apply(7, &out_of_order).await.unwrap(), 0);
+    let stats = store.stats("racer").await.unwrap().unwrap();
+    assert_eq!(stats.rounds, 3, "none skipped for arriving out of order");
+    assert_eq!(stats.wins, 2);
+    // The same batch again, as after a timeout whose first try had landed: counted once.
+    assert_eq!(store.apply(7, &out_of_order).await.unwrap(), 3);
+    let stats = store.stats("racer").await.unwrap().unwrap();
+    assert_eq!(stats.rounds, 3);
+    // A retried batch that also carries new results applies only the new ones.
+    let fourth = record(Winner::Computer);
+    assert_eq!(store.apply(7, &[second, fourth, first]).await.unwrap(), 2);
+    let stats = store.stats("racer").await.unwrap().unwrap();
+    assert_eq!((stats.rounds, stats.losses), (4, 1));
+}
