@@ -44,7 +44,9 @@ async fn main() -> anyhow::Result<()> {
                     (Choice::ALL[rng.usize(..3)], Choice::ALL[rng.usize(..3)]);
                 let winner: Winner = judge(player_choice, computer_choice).winner;
                 Ok(GameRecord {
-                    game_id: ids.next(),
+                    game_id: ids
+                        .next()
+                        .ok_or_else(|| anyhow::anyhow!("no node id held"))?,
                     player: PlayerId::from(&player)
                         .map_err(|_| anyhow::anyhow!("player id too long"))?,
                     player_choice,

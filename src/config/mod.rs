@@ -110,6 +110,10 @@ pub struct Settings {
     /// Node id (0-1023) in game ids; unset claims a free one from Redis (0 in memory). Two
     /// instances on one Redis must not share one.
     pub node_id: Option<u16>,
+    /// How long a node id claimed from Redis is leased (renewed at a third of it; ids stop at
+    /// five sixths of it without a renewal).
+    #[serde(with = "humantime_serde")]
+    pub node_lease: Duration,
     /// Longest one store call may take before it counts as failed.
     #[serde(with = "humantime_serde")]
     pub store_timeout: Duration,
@@ -191,6 +195,7 @@ impl Default for Settings {
             trace_export: true,
             store: "memory".to_owned(),
             node_id: None,
+            node_lease: Duration::from_secs(30),
             store_timeout: Duration::from_millis(500),
             store_queue_capacity: 100_000,
             store_batch_size: 512,
@@ -229,6 +234,7 @@ impl Settings {
         crate::store::StoreSettings {
             url: (self.store != "memory").then(|| self.store.clone()),
             node_id: self.node_id,
+            node_lease: self.node_lease,
             timeout: self.store_timeout,
             queue_capacity: self.store_queue_capacity,
             batch_size: self.store_batch_size,
@@ -329,6 +335,9 @@ impl Settings {
             if value.is_zero() || value > MAX_TIMEOUT {
                 return invalid(setting, "must be greater than zero and at most 24h");
             }
+        }
+        if self.node_lease < Duration::from_secs(3) || self.node_lease > Duration::from_secs(600) {
+            return invalid("node_lease", "must be between 3s and 10m");
         }
         if self.request_timeout <= self.store_timeout {
             return invalid(

@@ -428,7 +428,11 @@ impl App {
     ) -> Result<Option<GameRecord>, ApiError<'static>> {
         let computer = random::computer_choice()?;
         let outcome = game::judge(choice, computer);
-        let game_id = self.store.game_ids().next();
+        let game_id = self
+            .store
+            .game_ids()
+            .next()
+            .ok_or(ApiError::GameIdUnavailable)?;
         wire::encode_play(format, &PlayResponse::new(game_id.0, outcome), body);
         metrics::with_shard(|shard| shard.rounds[choice as usize][computer as usize].add(1));
         tracing::debug!(player = %outcome.player, computer = %outcome.computer, winner = outcome.winner.name(), "round played");

@@ -82,6 +82,10 @@ pub enum ApiError<'a> {
     PlayerNotFound,
     #[error("the computer could not draw a move: {0}")]
     RandomUnavailable(#[from] RandomUnavailable),
+    #[error(
+        "this instance holds no node id for game ids right now (its lease lapsed); another instance can serve the play"
+    )]
+    GameIdUnavailable,
 }
 
 /// A body that is not valid JSON or MessagePack for the expected shape.
@@ -192,6 +196,11 @@ impl ApiError<'_> {
                 "random_unavailable",
                 "Random source unavailable"
             ),
+            ApiError::GameIdUnavailable => kind!(
+                SERVICE_UNAVAILABLE,
+                "game_id_unavailable",
+                "Game ids unavailable"
+            ),
             ApiError::InvalidPlayerId => {
                 kind!(BAD_REQUEST, "invalid_player_id", "Invalid player id")
             }
@@ -263,6 +272,7 @@ impl ApiError<'_> {
             }
             ApiError::ShuttingDown
             | ApiError::RandomUnavailable(_)
+            | ApiError::GameIdUnavailable
             | ApiError::TooManyConnections
             | ApiError::InjectedFault
             | ApiError::Overloaded

@@ -40,11 +40,19 @@ impl std::fmt::Display for GameId {
 }
 
 /// Makes ids for one node. Shared by every worker thread.
+///
+/// A node id leased from Redis is held only until the lease may have lapsed: past
+/// `lease_until` (Unix ms) no id is issued, because another instance may have claimed the same
+/// node id by then and two instances issuing the same ids would count one player's results as
+/// another's. The lease keeper moves `lease_until` on every renewal and, if the lease was
+/// taken, claims another node id and switches to it.
 #[derive(Debug)]
 pub struct GameIds {
-    node: u64,
+    node: AtomicU64,
     /// The last logical time handed out: `(milliseconds since EPOCH_MS << 12) | sequence`.
     last: AtomicU64,
+    /// Unix ms past which ids are not issued; `u64::MAX` for a node id that is not leased.
+    lease_until: AtomicU64,
 }
 
 impl GameIds {
@@ -52,21 +60,42 @@ impl GameIds {
     pub fn new(node: u16) -> Self {
         assert!(node <= MAX_NODE_ID, "node id {node} > {MAX_NODE_ID}");
         Self {
-            node: u64::from(node),
+            node: AtomicU64::new(u64::from(node)),
             last: AtomicU64::new(0),
+            lease_until: AtomicU64::new(u64::MAX),
         }
     }
 
     pub fn node(&self) -> u16 {
-        self.node as u16
+        self.node.load(Ordering::Relaxed) as u16
     }
 
-    /// The next id, from the system clock.
-    pub fn next(&self) -> GameId {
-        let now = SystemTime::now()
+    /// Holds `node` until `until_ms` (Unix ms): ids are issued under it until then.
+    pub fn hold(&self, node: u16, until_ms: u64) {
+        self.node
+            .store(u64::from(node.min(MAX_NODE_ID)), Ordering::Relaxed);
+        self.lease_until.store(until_ms, Ordering::Release);
+    }
+
+    /// Stops issuing ids: the node id's lease is lost or may have lapsed.
+    pub fn release(&self) {
+        self.lease_until.store(0, Ordering::Release);
+    }
+
+    /// The system clock in Unix ms.
+    pub fn now_ms() -> u64 {
+        SystemTime::now()
             .duration_since(UNIX_EPOCH)
-            .map_or(0, |since| since.as_millis() as u64);
-        self.next_at(now)
+            .map_or(0, |since| since.as_millis() as u64)
+    }
+
+    /// The next id from the system clock, or `None` while no node id is held.
+    pub fn next(&self) -> Option<GameId> {
+        let now = Self::now_ms();
+        if now >= self.lease_until.load(Ordering::Acquire) {
+            return None;
+        }
+        Some(self.next_at(now))
     }
 
     /// The next id when the clock reads `unix_ms`.
@@ -82,7 +111,8 @@ impl GameIds {
         let logical = floor.max(previous + 1);
         let millis = logical >> SEQUENCE_BITS;
         let sequence = logical & ((1 << SEQUENCE_BITS) - 1);
-        GameId((millis << (SEQUENCE_BITS + NODE_BITS)) | (self.node << SEQUENCE_BITS) | sequence)
+        let node = self.node.load(Ordering::Relaxed);
+        GameId((millis << (SEQUENCE_BITS + NODE_BITS)) | (node << SEQUENCE_BITS) | sequence)
     }
 }
 
@@ -168,7 +198,11 @@ mod tests {
         let handles: Vec<_> = (0..4)
             .map(|_| {
                 let a = std::sync::Arc::clone(&a);
-                std::thread::spawn(move || (0..20_000).map(|_| a.next()).collect::<Vec<_>>())
+                std::thread::spawn(move || {
+                    (0..20_000)
+                        .map(|_| a.next().expect("an unleased node id"))
+                        .collect::<Vec<_>>()
+                })
             })
             .collect();
         let mut all: Vec<GameId> = handles
@@ -179,5 +213,21 @@ mod tests {
         all.sort_unstable();
         all.dedup();
         assert_eq!(all.len(), count);
+    }
+
+    #[test]
+    fn no_id_is_issued_past_the_lease_and_a_new_node_takes_over() {
+        let ids = GameIds::new(3);
+        assert!(ids.next().is_some(), "a configured node id is not leased");
+        let now = GameIds::now_ms();
+        ids.hold(3, now + 60_000);
+        assert_eq!(ids.next().map(GameId::node), Some(3));
+        ids.release();
+        assert_eq!(ids.next(), None, "a lost lease stops ids at once");
+        ids.hold(3, now.saturating_sub(1));
+        assert_eq!(ids.next(), None, "a lapsed lease too");
+        ids.hold(9, now + 60_000);
+        let id = ids.next().unwrap();
+        assert_eq!(id.node(), 9);
     }
 }

@@ -377,7 +377,7 @@ mod tests {
 
     fn record(ids: &GameIds, player: &str, winner: Winner) -> GameRecord {
         GameRecord {
-            game_id: ids.next(),
+            game_id: ids.next().expect("an unleased node id"),
             player: PlayerId::from(player).unwrap(),
             player_choice: Choice::Rock,
             computer_choice: Choice::Paper,

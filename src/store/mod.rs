@@ -69,6 +69,7 @@ pub struct StoreSettings {
     pub url: Option<String>,
     /// Configured node id for game ids; claimed from Redis (or 0 in memory) when `None`.
     pub node_id: Option<u16>,
+    pub node_lease: Duration,
     pub timeout: Duration,
     pub queue_capacity: usize,
     pub batch_size: usize,
@@ -84,8 +85,13 @@ enum Backend {
     Redis(RedisStore),
 }
 
-/// How long a claimed node id is leased; renewed at a third of it.
-const NODE_LEASE: Duration = Duration::from_secs(30);
+/// Until when ids may be issued under a lease of `lease` renewed (or claimed) at
+/// `started_ms`: five sixths of it (25 s of 30 s), leaving a margin for clock drift between
+/// this host and Redis and for the time a renewal takes to land. Another instance can claim
+/// the node id only after the whole lease.
+fn lease_deadline(started_ms: u64, lease: Duration) -> u64 {
+    started_ms + (lease.as_millis() as u64) * 5 / 6
+}
 
 pub struct Store {
     backend: Backend,
@@ -100,6 +106,8 @@ pub struct Store {
     writer: WriterMetrics,
     /// The lease on a node id claimed from Redis: its token.
     node_lease: Option<String>,
+    /// How long that lease lasts.
+    node_lease_time: Duration,
     /// Faults injected at [`Point::Store`].
     faults: Option<Arc<Faults>>,
 }
@@ -118,6 +126,7 @@ impl Store {
     /// and claims a node id there unless one is configured.
     pub async fn open(settings: &StoreSettings) -> Result<Store, StoreError> {
         let mut node_lease = None;
+        let mut lease_started = None;
         let (backend, node) = match &settings.url {
             None => (
                 Self::memory_backend(settings),
@@ -139,7 +148,9 @@ impl Store {
                             gethostname(),
                             fastrand::u64(..)
                         );
-                        let node = redis.claim_node_id(&token, NODE_LEASE).await?;
+                        let claimed_at = GameIds::now_ms();
+                        let node = redis.claim_node_id(&token, settings.node_lease).await?;
+                        lease_started = Some(claimed_at);
                         node_lease = Some(token);
                         node
                     }
@@ -147,7 +158,13 @@ impl Store {
                 (Backend::Redis(redis), node)
             }
         };
-        Ok(Self::with_backend(backend, node, node_lease, settings))
+        let store = Self::with_backend(backend, node, node_lease, settings);
+        if let Some(started) = lease_started {
+            store
+                .ids
+                .hold(node, lease_deadline(started, settings.node_lease));
+        }
+        Ok(store)
     }
 
     /// An in-memory store with `settings`' bounds and no I/O: for tests and benchmarks.
@@ -182,6 +199,7 @@ impl Store {
             wake: Notify::new(),
             writer: WriterMetrics::new(),
             node_lease,
+            node_lease_time: settings.node_lease,
             faults: None,
         }
     }
@@ -417,22 +435,45 @@ impl Store {
         let (Backend::Redis(redis), Some(token)) = (&self.backend, &self.node_lease) else {
             return;
         };
-        let node = self.ids.node();
-        let mut tick = tokio::time::interval(NODE_LEASE / 3);
+        let mut tick = tokio::time::interval(self.node_lease_time / 3);
         tick.tick().await;
         loop {
             tick.tick().await;
+            let node = self.ids.node();
+            let started = GameIds::now_ms();
             match self
-                .guarded(redis.renew_node_id(node, token, NODE_LEASE))
+                .guarded(redis.renew_node_id(node, token, self.node_lease_time))
                 .await
             {
-                Ok(true) => {}
-                Ok(false) => tracing::error!(
-                    node,
-                    "the node id lease was lost to another instance; game ids may collide until restart"
-                ),
+                Ok(true) => self
+                    .ids
+                    .hold(node, lease_deadline(started, self.node_lease_time)),
+                Ok(false) => {
+                    // Another instance holds it now: stop issuing ids under it at once, then
+                    // claim another. Plays answer 503 game_id_unavailable in between.
+                    self.ids.release();
+                    tracing::error!(node, "the node id lease was lost; claiming another");
+                    self.reclaim_node_id(redis, token).await;
+                }
+                // Unrenewed, the lease still holds until its deadline, then ids stop.
                 Err(error) => tracing::warn!(%error, node, "could not renew the node id lease"),
             }
+        }
+    }
+
+    /// Claims a new node id after the old one's lease was lost.
+    async fn reclaim_node_id(&self, redis: &RedisStore, token: &str) {
+        let started = GameIds::now_ms();
+        match self
+            .guarded(redis.claim_node_id(token, self.node_lease_time))
+            .await
+        {
+            Ok(node) => {
+                self.ids
+                    .hold(node, lease_deadline(started, self.node_lease_time));
+                tracing::warn!(node, "claimed a new node id for game ids");
+            }
+            Err(error) => tracing::warn!(%error, "could not claim a new node id; retrying"),
         }
     }
 }

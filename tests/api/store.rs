@@ -811,7 +811,7 @@ async fn the_redis_writer_applies_results_by_id_and_counts_a_retried_batch_once(
     .unwrap();
     let ids = GameIds::new(7);
     let record = |winner| GameRecord {
-        game_id: ids.next(),
+        game_id: ids.next().expect("an unleased node id"),
         player: PlayerId::from("racer").unwrap(),
         player_choice: Choice::Rock,
         computer_choice: Choice::Scissors,
@@ -835,4 +835,92 @@ async fn the_redis_writer_applies_results_by_id_and_counts_a_retried_batch_once(
     assert_eq!(store.apply(7, &[second, fourth, first]).await.unwrap(), 2);
     let stats = store.stats("racer").await.unwrap().unwrap();
     assert_eq!((stats.rounds, stats.losses), (4, 1));
+}
+
+/// The node id in a play's game id, or `None` when the play was refused.
+async fn play_node(app: &TestApp) -> Result<u64, String> {
+    let answer = app.play_json(r#"{"choice":"rock"}"#).await;
+    if answer.status != StatusCode::OK {
+        return Err(problem_code(&answer));
+    }
+    let id: u64 = json(&answer)["game_id"].as_str().unwrap().parse().unwrap();
+    Ok((id >> 12) & 1023)
+}
+
+#[tokio::test]
+async fn an_instance_whose_node_id_is_taken_stops_using_it_and_claims_another() {
+    let redis = RedisServer::start();
+    let url = redis.url();
+    let app = spawn_app_with(|settings| {
+        settings.store = url.clone();
+        settings.node_lease = Duration::from_secs(3);
+    })
+    .await;
+    let node = play_node(&app).await.unwrap();
+    // Another instance holds the node id now (as after this one's lease lapsed unseen).
+    redis.cli(&[
+        "SET",
+        &format!("gg:node:{node}"),
+        "someone-else",
+        "PX",
+        "60000",
+    ]);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let moved = loop {
+        match play_node(&app).await {
+            Ok(current) if current != node => break current,
+            Ok(_) | Err(_) => {}
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "still on node {node}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    for _ in 0..20 {
+        assert_eq!(
+            play_node(&app).await,
+            Ok(moved),
+            "never back on the taken id"
+        );
+    }
+    assert_eq!(
+        redis.cli(&["GET", &format!("gg:node:{node}")]).trim(),
+        "someone-else",
+        "the other holder's lease is left alone"
+    );
+    app.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn an_instance_that_cannot_renew_its_lease_stops_issuing_ids_until_it_can() {
+    let mut redis = RedisServer::start();
+    let url = redis.url();
+    let app = spawn_app_with(|settings| {
+        settings.store = url.clone();
+        settings.node_lease = Duration::from_secs(3);
+    })
+    .await;
+    play_node(&app).await.unwrap();
+    redis.kill();
+    // Within five sixths of the lease after the last renewal, plays stop: another instance
+    // could claim the id once the whole lease has passed.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match play_node(&app).await {
+            Err(code) => {
+                assert_eq!(code, "game_id_unavailable");
+                break;
+            }
+            Ok(_) => assert!(tokio::time::Instant::now() < deadline, "ids never stopped"),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    redis.restart();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while play_node(&app).await.is_err() {
+        assert!(tokio::time::Instant::now() < deadline, "ids never resumed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    app.shutdown().await.unwrap();
 }
