@@ -87,7 +87,14 @@ async fn both_content_length_and_transfer_encoding_is_refused() {
             !statuses.contains(&"404"),
             "{engine:?} smuggled: {response}"
         );
-        assert!(statuses.len() <= 1, "{engine:?}: {response}");
+        // Exactly one answer, never none (an empty answer would pass a check that only looks
+        // for the absence of the smuggled 404): the native engine refuses the request; hyper
+        // reads the body as chunked and closes after it, which RFC 9112 6.3 also allows.
+        let expected = match engine {
+            Engine::Native => "400",
+            Engine::Hyper => "200",
+        };
+        assert_eq!(statuses, [expected], "{engine:?}: {response}");
         app.shutdown().await.unwrap();
     }
 }
