@@ -5,14 +5,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use http::{Method, StatusCode};
 
-use super::deferred::{Deferred, Handled, IdempotentPlay, Job};
+use super::deferred::{self, Deferred, Handled, IdempotentPlay, Job};
+use super::play;
 use super::problem::ApiError;
 use super::query::Query;
-use super::reply::Reply;
-use super::wire::{self, PlayRequest, PlayResponse};
+use super::reply::{Reply, Stamp};
+use super::wire::{self, PlayRequest};
 use super::{Request, openapi};
 use crate::api::Route;
-use crate::game::{self, Choice, random};
+use crate::game::Choice;
 
 use crate::protection::client_address::ClientAddresses;
 use crate::protection::concurrency::{ConcurrencyLimit, Mode, Permit};
@@ -20,7 +21,7 @@ use crate::protection::faults::{Faults, Point};
 use crate::protection::rate_limit::{RateLimitSettings, RateLimits};
 use crate::store::Store;
 use crate::store::idempotency;
-use crate::store::model::{GameRecord, PlayerId};
+use crate::store::model::PlayerId;
 use crate::telemetry::completed::Completed;
 use crate::telemetry::metrics::{self, method_index, route_index};
 use crate::telemetry::observe::Observability;
@@ -401,7 +402,7 @@ impl App {
         }
         let decoded = steps.then(tokio::time::Instant::now);
         let player = player.and_then(|player| PlayerId::from(player).ok());
-        let record = self.play_round(choice, player, response_format, body)?;
+        let record = play::play_round(&self.store, choice, player, response_format, body)?;
         let judged = steps.then(tokio::time::Instant::now);
         if let Some(record) = record {
             self.store.record(record);
@@ -417,32 +418,9 @@ impl App {
         Ok(Dispatched::Now(reply))
     }
 
-    /// Plays one round and writes its answer into `body`; returns the record to store when
-    /// the player is named.
-    pub(super) fn play_round(
-        &self,
-        choice: Choice,
-        player: Option<PlayerId>,
-        format: wire::Format,
-        body: &mut Vec<u8>,
-    ) -> Result<Option<GameRecord>, ApiError<'static>> {
-        let computer = random::computer_choice()?;
-        let outcome = game::judge(choice, computer);
-        let game_id = self
-            .store
-            .game_ids()
-            .next()
-            .ok_or(ApiError::GameIdUnavailable)?;
-        wire::encode_play(format, &PlayResponse::new(game_id.0, outcome), body);
-        metrics::with_shard(|shard| shard.rounds[choice as usize][computer as usize].add(1));
-        tracing::debug!(player = %outcome.player, computer = %outcome.computer, winner = outcome.winner.name(), "round played");
-        Ok(player.map(|player| GameRecord {
-            game_id,
-            player,
-            player_choice: choice,
-            computer_choice: computer,
-            winner: outcome.winner,
-        }))
+    /// Finishes a request that waits on the store, within the request timeout.
+    pub async fn finish(&self, deferred: Deferred, body: &mut Vec<u8>) -> (Reply, Option<Permit>) {
+        deferred::finish(&self.store, self.request_timeout, deferred, body).await
     }
 
     /// Whether `method` on `path` would be routed to a handler that reads a body. Engines use
@@ -458,35 +436,6 @@ fn borrowed_or_placeholder<'a>(choice: &std::borrow::Cow<'a, str>) -> &'a str {
     match choice {
         std::borrow::Cow::Borrowed(text) => text,
         std::borrow::Cow::Owned(_) => "(escaped text)",
-    }
-}
-
-/// What every reply to a request carries and is counted under, whenever it is answered.
-#[derive(Clone, Copy, Debug)]
-pub(super) struct Stamp {
-    route: Option<Route>,
-    trace: TraceContext,
-    request_id: RequestId,
-    method_index: usize,
-    request_bytes: usize,
-}
-
-impl Stamp {
-    /// Stamps `reply` with the request's route, trace and id, and counts it.
-    pub(super) fn seal(self, mut reply: Reply, response_bytes: usize) -> Reply {
-        reply.route = self.route;
-        reply.trace = Some(self.trace);
-        reply.request_id = Some(self.request_id);
-        metrics::with_shard(|shard| {
-            shard.count_request(
-                route_index(self.route),
-                self.method_index,
-                reply.status.as_u16(),
-                self.request_bytes,
-                response_bytes,
-            );
-        });
-        reply
     }
 }
 

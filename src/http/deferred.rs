@@ -6,17 +6,19 @@
 //! connection's buffers stay the engine's and the request path of an ordinary play never
 //! touches an `.await` on the store.
 
+use std::time::Duration;
+
 use http::StatusCode;
 
-use super::app::{App, Stamp};
+use super::play;
 use super::problem::ApiError;
-use super::reply::{HeaderValue, Reply};
+use super::reply::{HeaderValue, Reply, Stamp};
 use super::wire;
 use crate::game::Choice;
 use crate::protection::concurrency::Permit;
-use crate::store::StoreError;
 use crate::store::idempotency::{Begin, Fingerprint, StoredAnswer};
 use crate::store::model::{PlayerId, Window};
+use crate::store::{Store, StoreError};
 use crate::telemetry::metrics;
 
 /// A request whose answer waits on the store: the engine awaits [`App::finish`] for it.
@@ -76,136 +78,136 @@ pub enum Handled {
     Deferred(Deferred),
 }
 
-impl App {
-    /// Finishes a request that waits on the store, within the request timeout.
-    pub async fn finish(&self, deferred: Deferred, body: &mut Vec<u8>) -> (Reply, Option<Permit>) {
-        body.clear();
-        let result =
-            match tokio::time::timeout(self.request_timeout, self.run(deferred.job, body)).await {
-                Ok(result) => result,
-                Err(_) => {
-                    metrics::with_shard(|shard| shard.timeouts[1].add(1));
-                    Err(ApiError::HandlerTimeout)
-                }
-            };
-        // An error here is answered at once: a timeout has already expired.
-        let reply = result.unwrap_or_else(|error| error.write_reply(body));
-        (deferred.stamp.seal(reply, body.len()), deferred.permit)
-    }
-
-    /// Runs the part of a request that waits on the store.
-    async fn run(&self, job: Job, body: &mut Vec<u8>) -> Result<Reply, ApiError<'static>> {
-        let store = &self.store;
-        let ok = |format: wire::Format| Reply::new(StatusCode::OK, format.content_type());
-        match job {
-            Job::Stats { player, format } => {
-                let stats = store.stats(&player).await.map_err(unavailable)?;
-                let stats = stats.ok_or(ApiError::PlayerNotFound)?;
-                wire::encode(format, &wire::StatsDocument::new(&player, &stats), body);
-                Ok(ok(format))
-            }
-            Job::Games {
-                player,
-                limit,
-                format,
-            } => {
-                let games = store.games(&player, limit).await.map_err(unavailable)?;
-                let games = games.ok_or(ApiError::PlayerNotFound)?;
-                wire::encode(
-                    format,
-                    &wire::GamesDocument {
-                        player_id: &player,
-                        games,
-                    },
-                    body,
-                );
-                Ok(ok(format))
-            }
-            Job::Rank {
-                player,
-                window,
-                format,
-            } => {
-                let ranked = store.rank(window, &player).await.map_err(unavailable)?;
-                let ranked = ranked.ok_or(ApiError::PlayerNotFound)?;
-                wire::encode(
-                    format,
-                    &wire::RankDocument {
-                        window: window.name(),
-                        ranked,
-                    },
-                    body,
-                );
-                Ok(ok(format))
-            }
-            Job::Leaderboard {
-                window,
-                limit,
-                format,
-            } => {
-                let entries = store
-                    .leaderboard(window, limit)
-                    .await
-                    .map_err(unavailable)?;
-                wire::encode(
-                    format,
-                    &wire::LeaderboardDocument {
-                        window: window.name(),
-                        entries,
-                    },
-                    body,
-                );
-                Ok(ok(format))
-            }
-            Job::IdempotentPlay(play) => self.idempotent_play(play, body).await,
+/// Finishes a request that waits on the store, within `request_timeout`.
+pub(super) async fn finish(
+    store: &Store,
+    request_timeout: Duration,
+    deferred: Deferred,
+    body: &mut Vec<u8>,
+) -> (Reply, Option<Permit>) {
+    body.clear();
+    let result = match tokio::time::timeout(request_timeout, run(store, deferred.job, body)).await {
+        Ok(result) => result,
+        Err(_) => {
+            metrics::with_shard(|shard| shard.timeouts[1].add(1));
+            Err(ApiError::HandlerTimeout)
         }
-    }
+    };
+    // An error here is answered at once: a timeout has already expired.
+    let reply = result.unwrap_or_else(|error| error.write_reply(body));
+    (deferred.stamp.seal(reply, body.len()), deferred.permit)
+}
 
-    /// A play under an `Idempotency-Key`: runs once, replays after.
-    async fn idempotent_play(
-        &self,
-        play: IdempotentPlay,
-        body: &mut Vec<u8>,
-    ) -> Result<Reply, ApiError<'static>> {
-        let store = &self.store;
-        match store
-            .begin(&play.key, &play.fingerprint)
-            .await
-            .map_err(unavailable)?
-        {
-            Begin::InFlight => return Err(ApiError::IdempotencyKeyInFlight),
-            Begin::Mismatch => return Err(ApiError::IdempotencyKeyReused),
-            Begin::Replay(answer) => {
-                body.clear();
-                body.extend_from_slice(&answer.body);
-                let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::OK);
-                return Ok(Reply::new(status, answer.format.content_type())
-                    .with_header("idempotent-replayed", HeaderValue::Static("true")));
-            }
-            Begin::Started => {}
+/// Runs the part of a request that waits on the store.
+async fn run(store: &Store, job: Job, body: &mut Vec<u8>) -> Result<Reply, ApiError<'static>> {
+    let ok = |format: wire::Format| Reply::new(StatusCode::OK, format.content_type());
+    match job {
+        Job::Stats { player, format } => {
+            let stats = store.stats(&player).await.map_err(unavailable)?;
+            let stats = stats.ok_or(ApiError::PlayerNotFound)?;
+            wire::encode(format, &wire::StatsDocument::new(&player, &stats), body);
+            Ok(ok(format))
         }
-        let record = match self.play_round(play.choice, play.player, play.format, body) {
-            Ok(record) => record,
-            Err(error) => {
-                store.abort(&play.key).await;
-                return Err(error);
-            }
-        };
-        let answer = StoredAnswer {
-            status: StatusCode::OK.as_u16(),
-            format: play.format,
-            body: body.clone(),
-        };
-        if let Err(error) = store.complete(&play.key, &play.fingerprint, &answer).await {
-            // Not kept, so not counted: the client's retry with the same key plays again.
+        Job::Games {
+            player,
+            limit,
+            format,
+        } => {
+            let games = store.games(&player, limit).await.map_err(unavailable)?;
+            let games = games.ok_or(ApiError::PlayerNotFound)?;
+            wire::encode(
+                format,
+                &wire::GamesDocument {
+                    player_id: &player,
+                    games,
+                },
+                body,
+            );
+            Ok(ok(format))
+        }
+        Job::Rank {
+            player,
+            window,
+            format,
+        } => {
+            let ranked = store.rank(window, &player).await.map_err(unavailable)?;
+            let ranked = ranked.ok_or(ApiError::PlayerNotFound)?;
+            wire::encode(
+                format,
+                &wire::RankDocument {
+                    window: window.name(),
+                    ranked,
+                },
+                body,
+            );
+            Ok(ok(format))
+        }
+        Job::Leaderboard {
+            window,
+            limit,
+            format,
+        } => {
+            let entries = store
+                .leaderboard(window, limit)
+                .await
+                .map_err(unavailable)?;
+            wire::encode(
+                format,
+                &wire::LeaderboardDocument {
+                    window: window.name(),
+                    entries,
+                },
+                body,
+            );
+            Ok(ok(format))
+        }
+        Job::IdempotentPlay(play) => idempotent_play(store, play, body).await,
+    }
+}
+
+/// A play under an `Idempotency-Key`: runs once, replays after.
+async fn idempotent_play(
+    store: &Store,
+    play: IdempotentPlay,
+    body: &mut Vec<u8>,
+) -> Result<Reply, ApiError<'static>> {
+    match store
+        .begin(&play.key, &play.fingerprint)
+        .await
+        .map_err(unavailable)?
+    {
+        Begin::InFlight => return Err(ApiError::IdempotencyKeyInFlight),
+        Begin::Mismatch => return Err(ApiError::IdempotencyKeyReused),
+        Begin::Replay(answer) => {
+            body.clear();
+            body.extend_from_slice(&answer.body);
+            let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::OK);
+            return Ok(Reply::new(status, answer.format.content_type())
+                .with_header("idempotent-replayed", HeaderValue::Static("true")));
+        }
+        Begin::Started => {}
+    }
+    let record = match play::play_round(store, play.choice, play.player, play.format, body) {
+        Ok(record) => record,
+        Err(error) => {
             store.abort(&play.key).await;
-            return Err(unavailable(error));
+            return Err(error);
         }
-        if let Some(record) = record {
-            store.record(record);
-        }
-        Ok(Reply::new(StatusCode::OK, play.format.content_type()))
+    };
+    let answer = StoredAnswer {
+        status: StatusCode::OK.as_u16(),
+        format: play.format,
+        body: body.clone(),
+    };
+    if let Err(error) = store.complete(&play.key, &play.fingerprint, &answer).await {
+        // Not kept, so not counted: the client's retry with the same key plays again.
+        store.abort(&play.key).await;
+        return Err(unavailable(error));
     }
+    if let Some(record) = record {
+        store.record(record);
+    }
+    Ok(Reply::new(StatusCode::OK, play.format.content_type()))
 }
 
 /// A store failure as the client sees it: 503 with the breaker's retry delay.

@@ -9,6 +9,7 @@
 mod app;
 mod deferred;
 pub mod openapi;
+mod play;
 pub mod problem;
 mod query;
 mod reply;

@@ -8,6 +8,7 @@ use std::fmt;
 use http::StatusCode;
 
 use super::Route;
+use crate::telemetry::metrics::{self, route_index};
 use crate::telemetry::trace::{RequestId, TraceContext};
 
 /// Most extra headers any reply carries (`Allow`, `Retry-After`, the two rate-limit headers),
@@ -107,5 +108,34 @@ impl Reply {
             .iter()
             .find(|(candidate, _)| candidate.eq_ignore_ascii_case(name))
             .map(|&(_, value)| value)
+    }
+}
+
+/// What every reply to a request carries and is counted under, whenever it is answered.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Stamp {
+    pub(super) route: Option<Route>,
+    pub(super) trace: TraceContext,
+    pub(super) request_id: RequestId,
+    pub(super) method_index: usize,
+    pub(super) request_bytes: usize,
+}
+
+impl Stamp {
+    /// Stamps `reply` with the request's route, trace and id, and counts it.
+    pub(super) fn seal(self, mut reply: Reply, response_bytes: usize) -> Reply {
+        reply.route = self.route;
+        reply.trace = Some(self.trace);
+        reply.request_id = Some(self.request_id);
+        metrics::with_shard(|shard| {
+            shard.count_request(
+                route_index(self.route),
+                self.method_index,
+                reply.status.as_u16(),
+                self.request_bytes,
+                response_bytes,
+            );
+        });
+        reply
     }
 }
