@@ -109,6 +109,11 @@ impl Decoder {
             Ok(httparse::Status::Complete((length, _))) if length > MAX_TRAILER_BYTES => {
                 Err(ChunkedError::Malformed("trailer section too large"))
             }
+            // httparse ends a field at a bare LF; hyper does not, so the two would disagree on
+            // where the body ends (the differential fuzzer's third finding). CRLF only.
+            Ok(httparse::Status::Complete((length, _))) if has_bare_lf(&rest[..length]) => Err(
+                ChunkedError::Malformed("a bare LF in the trailer section"),
+            ),
             Ok(httparse::Status::Complete((length, _))) => Ok(Some(self.at + length)),
             Ok(httparse::Status::Partial) if rest.len() > MAX_TRAILER_BYTES => {
                 Err(ChunkedError::Malformed("trailer section too large"))
@@ -128,6 +133,14 @@ impl Decoder {
             Ok(None)
         }
     }
+}
+
+/// Whether a line in `section` ends with LF alone.
+fn has_bare_lf(section: &[u8]) -> bool {
+    section
+        .iter()
+        .enumerate()
+        .any(|(at, &byte)| byte == b'\n' && (at == 0 || section[at - 1] != b'\r'))
 }
 
 /// Chunk extensions (RFC 9112 7.1.1) are tokens, `=`, quoted strings and whitespace: visible
@@ -194,6 +207,8 @@ mod tests {
             // Trailers that are not header fields.
             "0\r\nnot a field\r\n\r\n",
             "0\r\nX: a\r\n b\r\n\r\n",
+            "0\r\nX: a\n\r\n",
+            "0\r\n\n",
         ] {
             assert!(
                 matches!(run(body, 100).0, Err(ChunkedError::Malformed(_))),
