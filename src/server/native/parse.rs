@@ -215,6 +215,11 @@ fn path_of(target: &str) -> Result<&str, HeadError> {
         .strip_prefix("http://")
         .or_else(|| without_query.strip_prefix("https://"));
     match after_scheme {
+        // Absolute-form names a host: "http:///x" has none, and hyper refuses it (the
+        // differential fuzzer's fifth finding).
+        Some(rest) if rest.is_empty() || rest.starts_with('/') => Err(HeadError::Malformed(
+            "an absolute request target without a host",
+        )),
         Some(rest) => Ok(rest.find('/').map_or("/", |slash| &rest[slash..])),
         // Neither origin-form, absolute-form nor asterisk-form (RFC 9112 3.2): "GE/healthz"
         // or an authority. Found by the differential fuzzer: hyper refuses these.
