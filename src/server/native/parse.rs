@@ -384,7 +384,17 @@ mod tests {
     #[test]
     fn a_request_target_holds_only_uri_characters() {
         for target in [
-            "/`lay", "/a#b", "/{x}", "/a|b", "/a^b", "/\"x\"", "/a\\b", "/<x>",
+            "https:///",
+            "http://",
+            "http:///play",
+            "/`lay",
+            "/a#b",
+            "/{x}",
+            "/a|b",
+            "/a^b",
+            "/\"x\"",
+            "/a\\b",
+            "/<x>",
         ] {
             let text = format!("GET {target} HTTP/1.1\r\nHost: x\r\n\r\n");
             assert!(
