@@ -220,6 +220,12 @@ fn path_of(target: &str) -> Result<&str, HeadError> {
         Some(rest) if rest.is_empty() || rest.starts_with('/') => Err(HeadError::Malformed(
             "an absolute request target without a host",
         )),
+        // The rest of an absolute-form target is checked by the URI parser hyper uses (the
+        // `http` crate), so the two agree on which hosts are valid ("example%com" is not: the
+        // sixth finding). Absolute-form is for proxies, so this allocation is off the hot path.
+        Some(_) if target.parse::<http::Uri>().is_err() => {
+            Err(HeadError::Malformed("an invalid absolute request target"))
+        }
         Some(rest) => Ok(rest.find('/').map_or("/", |slash| &rest[slash..])),
         // Neither origin-form, absolute-form nor asterisk-form (RFC 9112 3.2): "GE/healthz"
         // or an authority. Found by the differential fuzzer: hyper refuses these.
