@@ -208,7 +208,11 @@ fn path_of(target: &str) -> Result<&str, HeadError> {
         ));
     }
     let without_query = target.split_once('?').map_or(target, |(path, _)| path);
-    if without_query.starts_with('/') || without_query == "*" {
+    // Asterisk-form is "*" alone (RFC 9112 3.2.4): "*?x" is nothing (the seventh finding).
+    if target == "*" {
+        return Ok(target);
+    }
+    if without_query.starts_with('/') {
         return Ok(without_query);
     }
     let after_scheme = without_query
