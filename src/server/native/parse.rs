@@ -113,7 +113,13 @@ pub fn parse_head(buffer: &[u8]) -> Result<Option<Head<'_>>, HeadError> {
             for option in value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
                 if option.eq_ignore_ascii_case(b"close") {
                     head.keep_alive = false;
-                } else if option.eq_ignore_ascii_case(b"keep-alive") && minor_version == 0 {
+                } else if option.eq_ignore_ascii_case(b"keep-alive")
+                    && minor_version == 0
+                    // A value with bytes outside visible ASCII is not read as keep-alive:
+                    // hyper ignores such a Connection field, and an HTTP/1.0 connection that
+                    // one side keeps and the other closes is two framings (eighth finding).
+                    && value.iter().all(|byte| (0x20..0x7f).contains(byte) || *byte == b'\t')
+                {
                     head.keep_alive = true;
                 }
             }
