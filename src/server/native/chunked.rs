@@ -111,9 +111,9 @@ impl Decoder {
             }
             // httparse ends a field at a bare LF; hyper does not, so the two would disagree on
             // where the body ends (the differential fuzzer's third finding). CRLF only.
-            Ok(httparse::Status::Complete((length, _))) if has_bare_lf(&rest[..length]) => Err(
-                ChunkedError::Malformed("a bare LF in the trailer section"),
-            ),
+            Ok(httparse::Status::Complete((length, _))) if has_bare_lf(&rest[..length]) => {
+                Err(ChunkedError::Malformed("a bare LF in the trailer section"))
+            }
             Ok(httparse::Status::Complete((length, _))) => Ok(Some(self.at + length)),
             Ok(httparse::Status::Partial) if rest.len() > MAX_TRAILER_BYTES => {
                 Err(ChunkedError::Malformed("trailer section too large"))
