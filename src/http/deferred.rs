@@ -10,15 +10,16 @@ use std::time::Duration;
 
 use http::StatusCode;
 
-use super::play;
 use super::problem::ApiError;
+use super::problem::store_unavailable;
 use super::reply::{HeaderValue, Reply, Stamp};
 use super::wire;
+use super::{leaderboard, play, players};
 use crate::game::Choice;
 use crate::protection::concurrency::Permit;
+use crate::store::Store;
 use crate::store::idempotency::{Begin, Fingerprint, StoredAnswer};
 use crate::store::model::{PlayerId, Window};
-use crate::store::{Store, StoreError};
 use crate::telemetry::metrics;
 
 /// A request whose answer waits on the store: the engine awaits [`App::finish`] for it.
@@ -100,67 +101,23 @@ pub(super) async fn finish(
 
 /// Runs the part of a request that waits on the store.
 async fn run(store: &Store, job: Job, body: &mut Vec<u8>) -> Result<Reply, ApiError<'static>> {
-    let ok = |format: wire::Format| Reply::new(StatusCode::OK, format.content_type());
     match job {
-        Job::Stats { player, format } => {
-            let stats = store.stats(&player).await.map_err(unavailable)?;
-            let stats = stats.ok_or(ApiError::PlayerNotFound)?;
-            wire::encode(format, &wire::StatsDocument::new(&player, &stats), body);
-            Ok(ok(format))
-        }
+        Job::Stats { player, format } => players::stats(store, &player, format, body).await,
         Job::Games {
             player,
             limit,
             format,
-        } => {
-            let games = store.games(&player, limit).await.map_err(unavailable)?;
-            let games = games.ok_or(ApiError::PlayerNotFound)?;
-            wire::encode(
-                format,
-                &wire::GamesDocument {
-                    player_id: &player,
-                    games,
-                },
-                body,
-            );
-            Ok(ok(format))
-        }
+        } => players::games(store, &player, limit, format, body).await,
         Job::Rank {
             player,
             window,
             format,
-        } => {
-            let ranked = store.rank(window, &player).await.map_err(unavailable)?;
-            let ranked = ranked.ok_or(ApiError::PlayerNotFound)?;
-            wire::encode(
-                format,
-                &wire::RankDocument {
-                    window: window.name(),
-                    ranked,
-                },
-                body,
-            );
-            Ok(ok(format))
-        }
+        } => players::rank(store, &player, window, format, body).await,
         Job::Leaderboard {
             window,
             limit,
             format,
-        } => {
-            let entries = store
-                .leaderboard(window, limit)
-                .await
-                .map_err(unavailable)?;
-            wire::encode(
-                format,
-                &wire::LeaderboardDocument {
-                    window: window.name(),
-                    entries,
-                },
-                body,
-            );
-            Ok(ok(format))
-        }
+        } => leaderboard::board(store, window, limit, format, body).await,
         Job::IdempotentPlay(play) => idempotent_play(store, play, body).await,
     }
 }
@@ -174,7 +131,7 @@ async fn idempotent_play(
     match store
         .begin(&play.key, &play.fingerprint)
         .await
-        .map_err(unavailable)?
+        .map_err(store_unavailable)?
     {
         Begin::InFlight => return Err(ApiError::IdempotencyKeyInFlight),
         Begin::Mismatch => return Err(ApiError::IdempotencyKeyReused),
@@ -202,22 +159,10 @@ async fn idempotent_play(
     if let Err(error) = store.complete(&play.key, &play.fingerprint, &answer).await {
         // Not kept, so not counted: the client's retry with the same key plays again.
         store.abort(&play.key).await;
-        return Err(unavailable(error));
+        return Err(store_unavailable(error));
     }
     if let Some(record) = record {
         store.record(record);
     }
     Ok(Reply::new(StatusCode::OK, play.format.content_type()))
-}
-
-/// A store failure as the client sees it: 503 with the breaker's retry delay.
-fn unavailable(error: StoreError) -> ApiError<'static> {
-    let retry_after_seconds = error.retry_after().as_secs_f64().ceil().max(1.0) as u64;
-    metrics::with_shard(|shard| shard.store_unavailable.add(1));
-    if crate::telemetry::log_this_refusal() {
-        tracing::warn!(%error, "store unavailable (1% are logged)");
-    }
-    ApiError::StoreUnavailable {
-        retry_after_seconds,
-    }
 }

@@ -8,8 +8,10 @@
 
 mod app;
 mod deferred;
+mod leaderboard;
 pub mod openapi;
 mod play;
+mod players;
 pub mod problem;
 mod query;
 mod reply;

@@ -350,6 +350,18 @@ impl fmt::Display for Truncated<'_> {
     }
 }
 
+/// A store failure as the client sees it: 503 with the breaker's retry delay.
+pub(super) fn store_unavailable(error: crate::store::StoreError) -> ApiError<'static> {
+    let retry_after_seconds = error.retry_after().as_secs_f64().ceil().max(1.0) as u64;
+    crate::telemetry::metrics::with_shard(|shard| shard.store_unavailable.add(1));
+    if crate::telemetry::log_this_refusal() {
+        tracing::warn!(%error, "store unavailable (1% are logged)");
+    }
+    ApiError::StoreUnavailable {
+        retry_after_seconds,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
