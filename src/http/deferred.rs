@@ -20,6 +20,7 @@ use crate::protection::concurrency::Permit;
 use crate::store::Store;
 use crate::store::idempotency::{Begin, Fingerprint, StoredAnswer};
 use crate::store::model::{PlayerId, Window};
+use crate::telemetry::completed::Completed;
 use crate::telemetry::metrics;
 
 /// A request whose answer waits on the store: the engine awaits [`App::finish`] for it.
@@ -28,6 +29,22 @@ pub struct Deferred {
     pub(super) job: Job,
     pub(super) stamp: Stamp,
     pub(super) permit: Option<Permit>,
+}
+
+impl Deferred {
+    /// A request to be answered by `job`; the caller adds the request's permit.
+    pub(super) fn new(job: Job, stamp: Stamp) -> Self {
+        Self {
+            job,
+            stamp,
+            permit: None,
+        }
+    }
+
+    /// The answer is to a `HEAD` request: the engine writes its head only.
+    pub fn head_only(&self) -> bool {
+        self.stamp.method_index == metrics::method_index(&http::Method::HEAD)
+    }
 }
 
 impl std::fmt::Debug for Deferred {
@@ -79,13 +96,14 @@ pub enum Handled {
     Deferred(Deferred),
 }
 
-/// Finishes a request that waits on the store, within `request_timeout`.
+/// Finishes a request that waits on the store, within `request_timeout`: its reply, and its
+/// record for [`super::App::request_finished`] once the reply is written.
 pub(super) async fn finish(
     store: &Store,
     request_timeout: Duration,
     deferred: Deferred,
     body: &mut Vec<u8>,
-) -> (Reply, Option<Permit>) {
+) -> (Reply, Completed) {
     body.clear();
     let result = match tokio::time::timeout(request_timeout, run(store, deferred.job, body)).await {
         Ok(result) => result,
@@ -96,7 +114,11 @@ pub(super) async fn finish(
     };
     // An error here is answered at once: a timeout has already expired.
     let reply = result.unwrap_or_else(|error| error.write_reply(body));
-    (deferred.stamp.seal(reply, body.len()), deferred.permit)
+    let reply = deferred.stamp.seal(reply, body.len());
+    let completed = deferred
+        .stamp
+        .completed(&reply, body.len(), deferred.permit);
+    (reply, completed)
 }
 
 /// Runs the part of a request that waits on the store.

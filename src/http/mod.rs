@@ -6,20 +6,25 @@
 //! reuses. That keeps the request path free of heap allocations and lets every engine share
 //! one definition of routing, negotiation and errors.
 
+mod admission;
 mod app;
 mod deferred;
+pub mod docs;
+mod health;
 mod leaderboard;
-pub mod openapi;
 mod play;
 mod players;
 pub mod problem;
 mod query;
 mod reply;
+mod router;
 pub mod wire;
 
 pub use crate::api::Route;
-pub use app::{App, Readiness, is_valid_player_id};
+pub use app::App;
 pub use deferred::{Deferred, Handled};
+pub use health::Readiness;
+pub use players::is_valid_player_id;
 pub use problem::ApiError;
 pub use reply::{HeaderValue, Reply};
 

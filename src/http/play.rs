@@ -1,13 +1,133 @@
-//! The play handler's core: one round against the computer, its answer written in the
-//! request's format, and the record to store for a named player. Used by `POST /play` at once
-//! and by an idempotent play once its key is claimed.
+//! `POST /play`: one round against the computer. The handler decodes and validates the play;
+//! a play under an `Idempotency-Key` is handed to [`super::deferred`], any other is answered at
+//! once. [`play_round`] is the core both share: the round, its answer written in the request's
+//! format, and the record to store for a named player.
 
+use http::StatusCode;
+
+use super::Request;
+use super::app::App;
+use super::deferred::{Deferred, Handled, IdempotentPlay, Job};
+use super::players::is_valid_player_id;
 use super::problem::ApiError;
-use super::wire::{self, PlayResponse};
+use super::reply::{Reply, Stamp};
+use super::wire::{self, PlayRequest, PlayResponse};
 use crate::game::{self, Choice, random};
+use crate::protection::faults::Point;
 use crate::store::Store;
+use crate::store::idempotency;
 use crate::store::model::{GameRecord, PlayerId};
 use crate::telemetry::metrics;
+
+impl App {
+    /// `POST /play`.
+    pub(super) fn play<'a>(
+        &self,
+        request: &Request<'a>,
+        stamp: Stamp,
+        body: &mut Vec<u8>,
+    ) -> Result<Handled, ApiError<'a>> {
+        // Inner steps are timed only when spans are exported: two clock reads per step
+        // are not free, and nothing else reads them.
+        let injection = self.faults.inject(Point::Play);
+        if injection != Default::default() {
+            metrics::with_shard(|shard| {
+                shard.faults_injected[0].add(u64::from(!injection.delay.is_zero()));
+                shard.faults_injected[1].add(u64::from(injection.fail));
+            });
+        }
+        if injection.fail {
+            return Err(ApiError::InjectedFault);
+        }
+        if injection.delay > self.request_timeout {
+            metrics::with_shard(|shard| shard.timeouts[1].add(1));
+            if crate::telemetry::log_this_refusal() {
+                tracing::warn!(timeout = ?self.request_timeout, "answer would outlast the request timeout (1% are logged)");
+            }
+            return Err(ApiError::HandlerTimeout);
+        }
+        let steps = self.observability.exporting();
+        let started = steps.then(tokio::time::Instant::now);
+        let request_format = wire::request_format(request.headers.content_type)?;
+        let response_format = wire::response_format(request.headers.accept, request_format);
+        let play: PlayRequest<'a> = wire::decode(request_format, request.body)?;
+        let choice = Choice::parse(&play.choice).map_err(|_| ApiError::InvalidChoice {
+            given: borrowed_or_placeholder(&play.choice),
+        })?;
+        let player = player_of(play.player_id.as_deref(), request.headers.player_id)?;
+        if let Some(key) = request.headers.idempotency_key {
+            if !idempotency::is_valid_key(key) {
+                return Err(ApiError::InvalidIdempotencyKey);
+            }
+            // Validated above as visible ASCII.
+            let key = String::from_utf8_lossy(key);
+            let scope = match player {
+                Some(player) => format!("p:{player}:{key}"),
+                None => format!(
+                    "c:{}:{key}",
+                    self.client_addresses.key(
+                        self.client_addresses
+                            .resolve(request.peer, request.headers.forwarded_for)
+                    )
+                ),
+            };
+            let job = Job::IdempotentPlay(IdempotentPlay {
+                key: scope,
+                fingerprint: idempotency::fingerprint(request.body),
+                player: player.and_then(|player| PlayerId::from(player).ok()),
+                choice,
+                format: response_format,
+            });
+            return Ok(Handled::Deferred(Deferred::new(job, stamp)));
+        }
+        let decoded = steps.then(tokio::time::Instant::now);
+        let player = player.and_then(|player| PlayerId::from(player).ok());
+        let record = play_round(&self.store, choice, player, response_format, body)?;
+        let judged = steps.then(tokio::time::Instant::now);
+        if let Some(record) = record {
+            self.store.record(record);
+        }
+        if let (Some(started), Some(decoded), Some(judged)) = (started, decoded, judged) {
+            let encoded = tokio::time::Instant::now();
+            self.observability
+                .step(&stamp.trace, "decode", started, decoded);
+            self.observability
+                .step(&stamp.trace, "judge", decoded, judged);
+            self.observability
+                .step(&stamp.trace, "encode", judged, encoded);
+        }
+        let mut reply = Reply::new(StatusCode::OK, response_format.content_type());
+        reply.delay = injection.delay;
+        Ok(Handled::Ready(reply, None))
+    }
+}
+
+/// The error echoes the client's choice only when it borrows from the request; a choice that
+/// needed unescaping (and so lives in a temporary) is described instead of copied.
+fn borrowed_or_placeholder<'a>(choice: &std::borrow::Cow<'a, str>) -> &'a str {
+    match choice {
+        std::borrow::Cow::Borrowed(text) => text,
+        std::borrow::Cow::Owned(_) => "(escaped text)",
+    }
+}
+
+/// The player a play names: `player_id` in the body, `X-Player-Id`, or both when they agree.
+fn player_of<'a>(
+    in_body: Option<&'a str>,
+    in_header: Option<&'a [u8]>,
+) -> Result<Option<&'a str>, ApiError<'static>> {
+    let header = in_header
+        .map(|id| std::str::from_utf8(id).map_err(|_| ApiError::InvalidPlayerId))
+        .transpose()?;
+    let player = match (in_body, header) {
+        (Some(body), Some(header)) if body != header => return Err(ApiError::InvalidPlayerId),
+        (body, header) => body.or(header),
+    };
+    match player {
+        Some(id) if !is_valid_player_id(id.as_bytes()) => Err(ApiError::InvalidPlayerId),
+        player => Ok(player),
+    }
+}
 
 /// Plays one round and writes its answer into `body`; returns the record to store when
 /// the player is named.

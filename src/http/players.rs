@@ -65,3 +65,24 @@ pub(super) async fn rank(
     );
     Ok(Reply::new(StatusCode::OK, format.content_type()))
 }
+
+/// A player id is 1 to 64 of `[A-Za-z0-9_.-]`.
+pub fn is_valid_player_id(id: &[u8]) -> bool {
+    (1..=64).contains(&id.len())
+        && id
+            .iter()
+            .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn player_ids_are_checked() {
+        assert!(is_valid_player_id(b"player-1.x_Y"));
+        for bad in [&b""[..], b"has space", b"semi;colon", &[b'a'; 65]] {
+            assert!(!is_valid_player_id(bad), "{bad:?}");
+        }
+    }
+}

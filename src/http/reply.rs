@@ -8,6 +8,8 @@ use std::fmt;
 use http::StatusCode;
 
 use super::Route;
+use crate::protection::concurrency::Permit;
+use crate::telemetry::completed::Completed;
 use crate::telemetry::metrics::{self, route_index};
 use crate::telemetry::trace::{RequestId, TraceContext};
 
@@ -137,5 +139,27 @@ impl Stamp {
             );
         });
         reply
+    }
+
+    /// The record of the request once `reply` (with a body of `response_bytes`) is answered,
+    /// holding its place under the in-flight bound until it is reported.
+    pub(super) fn completed(
+        self,
+        reply: &Reply,
+        response_bytes: usize,
+        permit: Option<Permit>,
+    ) -> Completed {
+        Completed {
+            route: self.route.map_or("unmatched", Route::template),
+            route_index: route_index(self.route),
+            method: ["GET", "HEAD", "POST", "other"][self.method_index],
+            method_index: self.method_index,
+            status: reply.status.as_u16(),
+            request_bytes: self.request_bytes as u32,
+            response_bytes: response_bytes as u32,
+            trace: self.trace,
+            request_id: self.request_id,
+            permit,
+        }
     }
 }

@@ -83,14 +83,16 @@ async fn respond(
         body: &body,
     };
     let arrived = tokio::time::Instant::now();
-    let (reply, permit) = match app.handle_admitted(&request, &mut out) {
-        Handled::Ready(reply, permit) => (reply, permit),
+    let (reply, completed) = match app.handle_admitted(&request, &mut out) {
+        Handled::Ready(reply, permit) => {
+            let completed = App::completed(&parts.method, &reply, body.len(), out.len(), permit);
+            (reply, completed)
+        }
         Handled::Deferred(deferred) => app.finish(deferred, &mut out).await,
     };
     if !reply.delay.is_zero() {
         tokio::time::sleep(reply.delay).await;
     }
-    let completed = App::completed(&parts.method, &reply, body.len(), out.len(), permit);
     app.request_finished(completed, arrived, tokio::time::Instant::now());
     tracing::debug!(method = %parts.method, path = parts.uri.path(), status = reply.status.as_u16(), "request");
     into_response(reply, out, head_only)

@@ -40,18 +40,8 @@ pub struct Progress {
     /// Injected latency to wait before writing the output (fault injection).
     pub delay: std::time::Duration,
     /// A request whose answer waits on the store: finish it with [`Buffers::finish`] before
-    /// writing the output.
-    pub pending: Option<Pending>,
-}
-
-/// A deferred request and what its answer needs to be written.
-#[derive(Debug)]
-pub struct Pending {
-    deferred: Deferred,
-    method: Method,
-    request_bytes: usize,
-    head_only: bool,
-    close: bool,
+    /// writing the output. It is the last request served (`close` applies to it).
+    pub pending: Option<Deferred>,
 }
 
 impl Buffers {
@@ -174,13 +164,7 @@ impl Buffers {
                     // Later requests wait behind this one, keeping answers in order.
                     progress.consumed += head.length + body_length;
                     progress.close = close;
-                    progress.pending = Some(Pending {
-                        deferred,
-                        method: head.method.clone(),
-                        request_bytes: body.len(),
-                        head_only: request.method == Method::HEAD,
-                        close,
-                    });
+                    progress.pending = Some(deferred);
                     start_next_body(&mut self.chunked, &mut self.decoded);
                     break;
                 }
@@ -218,24 +202,20 @@ impl Buffers {
         progress
     }
 
-    /// Answers a deferred request once the store has answered, appending it to `output`.
-    pub async fn finish(&mut self, app: &App, pending: Pending) {
-        let (reply, permit) = app.finish(pending.deferred, &mut self.body).await;
+    /// Answers a deferred request once the store has answered, appending it to `output`;
+    /// `close` as [`Progress::close`] said when it was deferred.
+    pub async fn finish(&mut self, app: &App, deferred: Deferred, close: bool) {
+        let head_only = deferred.head_only();
+        let (reply, completed) = app.finish(deferred, &mut self.body).await;
         response::write_response(
             &mut self.output,
             &reply,
             &self.body,
-            pending.head_only,
-            pending.close,
+            head_only,
+            close,
             &response::current_date(Instant::now()),
         );
-        self.completed.push(App::completed(
-            &pending.method,
-            &reply,
-            pending.request_bytes,
-            self.body.len(),
-            permit,
-        ));
+        self.completed.push(completed);
     }
 
     /// Appends an error answer that closes the connection.

@@ -310,7 +310,7 @@ impl Connection {
                 let _waiting = Waiting::start();
                 // Boxed: the store call's future is large and rare; the connection's task
                 // stays small for the idle connections that make up most of them.
-                Box::pin(buffers.finish(&self.app, pending)).await;
+                Box::pin(buffers.finish(&self.app, pending, close)).await;
             }
             if !delay.is_zero() {
                 let _waiting = Waiting::start();

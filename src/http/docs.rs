@@ -1,10 +1,21 @@
-//! The OpenAPI 3.1 document served at `GET /openapi.json`.
+//! The docs resource: the OpenAPI 3.1 document served at `GET /openapi.json`.
 //!
 //! Kept as a hand-written JSON file beside this module (reviewed like code) and embedded at
 //! compile time. The tests below hold it to the route table and the error codes, so a route or
 //! error added without documenting it fails the build's tests.
 
+use http::StatusCode;
+
+use super::reply::Reply;
+use super::wire;
+
 pub const DOCUMENT: &str = include_str!("openapi.json");
+
+/// `GET /openapi.json`: the document, as it was compiled in.
+pub(super) fn openapi(body: &mut Vec<u8>) -> Reply {
+    body.extend_from_slice(DOCUMENT.as_bytes());
+    Reply::new(StatusCode::OK, wire::JSON)
+}
 
 #[cfg(test)]
 mod tests {

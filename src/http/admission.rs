@@ -1,0 +1,57 @@
+//! Admission: whether a routed request may run at all. Rate limits first (a refused request
+//! never reaches its handler), then a place under the in-flight bound (shedding).
+
+use super::Request;
+use super::app::App;
+use super::players::is_valid_player_id;
+use super::problem::ApiError;
+use crate::api::Route;
+use crate::protection::concurrency::Permit;
+use crate::telemetry::metrics;
+
+impl App {
+    /// Applies the rate limits; a refused request never reaches its handler.
+    pub(super) fn admit(
+        &self,
+        route: Route,
+        request: &Request<'_>,
+    ) -> Result<(), ApiError<'static>> {
+        let address = self.client_addresses.key(
+            self.client_addresses
+                .resolve(request.peer, request.headers.forwarded_for),
+        );
+        let player = request
+            .headers
+            .player_id
+            .filter(|id| is_valid_player_id(id));
+        let key = self.rate_limits.client_key(player, address);
+        self.rate_limits.check(route, key).map_err(|refusal| {
+            metrics::with_shard(|shard| shard.rate_limited[refusal.scope as usize].add(1));
+            if crate::telemetry::log_this_refusal() {
+                tracing::warn!(scope = refusal.scope.name(), client = ?key, route = route.template(), "rate limited (1% of refusals are logged)");
+            }
+            ApiError::RateLimited(refusal)
+        })
+    }
+
+    /// Takes a place under the in-flight bound, for routes that can be shed; probes never are.
+    pub(super) fn enter(&self, route: Route) -> Result<Option<Permit>, ApiError<'static>> {
+        if matches!(route, Route::Healthz | Route::Readyz | Route::OpenApi) {
+            return Ok(None);
+        }
+        match self.concurrency.try_acquire() {
+            Some(permit) => Ok(Some(permit)),
+            None => {
+                metrics::with_shard(|shard| shard.shed.add(1));
+                if crate::telemetry::log_this_refusal() {
+                    tracing::warn!(
+                        limit = self.concurrency.limit(),
+                        route = route.template(),
+                        "shed: at the in-flight bound (1% of sheds are logged)"
+                    );
+                }
+                Err(ApiError::Overloaded)
+            }
+        }
+    }
+}

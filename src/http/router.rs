@@ -1,0 +1,179 @@
+//! A request's way through the service: route, admit, hand to the resource's handler, and
+//! stamp the reply with what every reply carries. Engines call [`App::handle_admitted`] and,
+//! for an answer that waits on the store, [`App::finish`]; once the answer is written,
+//! [`App::request_finished`].
+
+use http::Method;
+
+use super::deferred::{self, Deferred, Handled, Job};
+use super::problem::ApiError;
+use super::query::Query;
+use super::reply::{Reply, Stamp};
+use super::{Request, docs, health, wire};
+use crate::api::Route;
+use crate::protection::concurrency::Permit;
+use crate::telemetry::completed::Completed;
+use crate::telemetry::metrics::{self, method_index};
+use crate::telemetry::trace::{RequestId, TraceContext};
+
+use super::app::App;
+use super::players::is_valid_player_id;
+
+impl App {
+    /// Answers one request, waiting on the store if the route needs it: writes the body into
+    /// `body` (cleared first) and returns the rest of the response. Never fails: every error
+    /// becomes a problem document here.
+    pub async fn handle(&self, request: &Request<'_>, body: &mut Vec<u8>) -> Reply {
+        match self.handle_admitted(request, body) {
+            Handled::Ready(reply, _) => reply,
+            Handled::Deferred(deferred) => self.finish(deferred, body).await.0,
+        }
+    }
+
+    /// Answers one request without waiting, or hands back the part that waits on the store.
+    /// A ready answer comes with the request's place under the in-flight bound, which the
+    /// engine keeps until the answer has left (see [`Self::request_finished`]).
+    ///
+    /// Every reply carries the request's trace context and id, and is counted in the metrics.
+    pub fn handle_admitted(&self, request: &Request<'_>, body: &mut Vec<u8>) -> Handled {
+        body.clear();
+        let (trace, invalid_traceparent) = TraceContext::from_header(request.headers.traceparent);
+        if invalid_traceparent {
+            metrics::with_shard(|shard| shard.traceparent_invalid.add(1));
+        }
+        let route = Route::recognize(request.path);
+        let stamp = Stamp {
+            route,
+            trace,
+            request_id: RequestId::from_header(request.headers.request_id),
+            method_index: method_index(request.method),
+            request_bytes: request.body.len(),
+        };
+        let mut permit = None;
+        let result = match route {
+            None => Err(ApiError::NotFound),
+            Some(route) if !route.accepts(request.method) => Err(ApiError::MethodNotAllowed {
+                allow: route.allow(),
+            }),
+            Some(route) => self.admit(route, request).and_then(|()| {
+                permit = self.enter(route)?;
+                self.dispatch(route, request, stamp, body)
+            }),
+        };
+        let reply = match result {
+            Ok(Handled::Ready(reply, _)) => reply,
+            Ok(Handled::Deferred(mut deferred)) => {
+                deferred.permit = permit;
+                return Handled::Deferred(deferred);
+            }
+            Err(error) => self.error_reply(&error, body),
+        };
+        Handled::Ready(stamp.seal(reply, body.len()), permit)
+    }
+
+    fn error_reply(&self, error: &ApiError<'_>, body: &mut Vec<u8>) -> Reply {
+        let mut reply = error.write_reply(body);
+        if matches!(error, ApiError::HandlerTimeout) {
+            // The answer goes out when the timeout expires, not before.
+            reply.delay = self.request_timeout;
+        }
+        reply
+    }
+
+    /// Hands the request to its resource's handler.
+    fn dispatch<'a>(
+        &self,
+        route: Route,
+        request: &Request<'a>,
+        stamp: Stamp,
+        body: &mut Vec<u8>,
+    ) -> Result<Handled, ApiError<'a>> {
+        let format = wire::response_format(request.headers.accept, wire::Format::Json);
+        let player = || {
+            let id = Route::player_id(request.path);
+            if is_valid_player_id(id.as_bytes()) {
+                Ok(id.to_owned())
+            } else {
+                Err(ApiError::InvalidPlayerId)
+            }
+        };
+        let query = Query(request.query.unwrap_or_default());
+        let ready = |reply| Ok(Handled::Ready(reply, None));
+        let job = match route {
+            Route::Play => return self.play(request, stamp, body),
+            Route::Healthz => return ready(health::healthz(body)),
+            Route::Readyz if self.readiness.is_ready() => {
+                return ready(health::readyz(body, &self.store));
+            }
+            Route::Readyz => return Err(ApiError::ShuttingDown),
+            Route::OpenApi => return ready(docs::openapi(body)),
+            Route::PlayerStats => Job::Stats {
+                player: player()?,
+                format,
+            },
+            Route::PlayerGames => Job::Games {
+                player: player()?,
+                limit: query.limit(20)?,
+                format,
+            },
+            Route::PlayerRank => Job::Rank {
+                player: player()?,
+                window: query.window()?,
+                format,
+            },
+            Route::Leaderboard => Job::Leaderboard {
+                window: query.window()?,
+                limit: query.limit(10)?,
+                format,
+            },
+        };
+        Ok(Handled::Deferred(Deferred::new(job, stamp)))
+    }
+
+    /// Finishes a request that waits on the store, within the request timeout: its reply,
+    /// and its record for [`Self::request_finished`].
+    pub async fn finish(&self, deferred: Deferred, body: &mut Vec<u8>) -> (Reply, Completed) {
+        deferred::finish(&self.store, self.request_timeout, deferred, body).await
+    }
+
+    /// What the engines report once a ready `reply` to `request_method` has been written.
+    pub fn completed(
+        request_method: &Method,
+        reply: &Reply,
+        request_bytes: usize,
+        response_bytes: usize,
+        permit: Option<Permit>,
+    ) -> Completed {
+        Stamp {
+            route: reply.route,
+            trace: reply.trace.unwrap_or_else(TraceContext::start),
+            request_id: reply
+                .request_id
+                .unwrap_or_else(|| RequestId::from_header(None)),
+            method_index: method_index(request_method),
+            request_bytes,
+        }
+        .completed(reply, response_bytes, permit)
+    }
+
+    /// Reports an answered request: metrics, access log and span, and frees its place under
+    /// the in-flight bound (feeding its latency to an adaptive bound).
+    pub fn request_finished(
+        &self,
+        mut completed: Completed,
+        arrived: tokio::time::Instant,
+        answered: tokio::time::Instant,
+    ) {
+        self.observability
+            .request_finished(&completed, arrived, answered);
+        if let Some(permit) = completed.permit.take() {
+            permit.complete(answered.saturating_duration_since(arrived), answered);
+        }
+    }
+
+    /// Whether `method` on `path` would be routed to a handler that reads a body. Engines use
+    /// it to reject an oversized body before reading it, but only where a body matters.
+    pub fn reads_body(method: &Method, path: &str) -> bool {
+        *method == Method::POST && Route::recognize(path) == Some(Route::Play)
+    }
+}
