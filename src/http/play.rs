@@ -9,13 +9,13 @@ use super::Request;
 use super::app::App;
 use super::deferred::{Deferred, Handled, IdempotentPlay, Job};
 use super::players::is_valid_player_id;
-use super::problem::ApiError;
-use super::reply::{Reply, Stamp};
+use super::problem::{ApiError, store_unavailable};
+use super::reply::{HeaderValue, Reply, Stamp};
 use super::wire::{self, PlayRequest, PlayResponse};
 use crate::game::{self, Choice, random};
 use crate::protection::faults::Point;
 use crate::store::Store;
-use crate::store::idempotency;
+use crate::store::idempotency::{self, Begin, StoredAnswer};
 use crate::store::model::{GameRecord, PlayerId};
 use crate::telemetry::metrics;
 
@@ -151,4 +151,49 @@ pub(super) fn play_round(
         computer_choice: computer,
         winner: outcome.winner,
     }))
+}
+
+/// A play under an `Idempotency-Key`: runs once, replays after.
+pub(super) async fn idempotent_play(
+    store: &Store,
+    play: IdempotentPlay,
+    body: &mut Vec<u8>,
+) -> Result<Reply, ApiError<'static>> {
+    match store
+        .begin(&play.key, &play.fingerprint)
+        .await
+        .map_err(store_unavailable)?
+    {
+        Begin::InFlight => return Err(ApiError::IdempotencyKeyInFlight),
+        Begin::Mismatch => return Err(ApiError::IdempotencyKeyReused),
+        Begin::Replay(answer) => {
+            body.clear();
+            body.extend_from_slice(&answer.body);
+            let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::OK);
+            return Ok(Reply::new(status, answer.format.content_type())
+                .with_header("idempotent-replayed", HeaderValue::Static("true")));
+        }
+        Begin::Started => {}
+    }
+    let record = match play_round(store, play.choice, play.player, play.format, body) {
+        Ok(record) => record,
+        Err(error) => {
+            store.abort(&play.key).await;
+            return Err(error);
+        }
+    };
+    let answer = StoredAnswer {
+        status: StatusCode::OK.as_u16(),
+        format: play.format,
+        body: body.clone(),
+    };
+    if let Err(error) = store.complete(&play.key, &play.fingerprint, &answer).await {
+        // Not kept, so not counted: the client's retry with the same key plays again.
+        store.abort(&play.key).await;
+        return Err(store_unavailable(error));
+    }
+    if let Some(record) = record {
+        store.record(record);
+    }
+    Ok(Reply::new(StatusCode::OK, play.format.content_type()))
 }

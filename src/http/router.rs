@@ -5,11 +5,11 @@
 
 use http::Method;
 
-use super::deferred::{self, Deferred, Handled, Job};
+use super::deferred::{Deferred, Handled, Job};
 use super::problem::ApiError;
 use super::query::Query;
 use super::reply::{Reply, Stamp};
-use super::{Request, docs, health, wire};
+use super::{Request, docs, health, leaderboard, play, players, wire};
 use crate::api::Route;
 use crate::protection::concurrency::Permit;
 use crate::telemetry::completed::Completed;
@@ -133,7 +133,46 @@ impl App {
     /// Finishes a request that waits on the store, within the request timeout: its reply,
     /// and its record for [`Self::request_finished`].
     pub async fn finish(&self, deferred: Deferred, body: &mut Vec<u8>) -> (Reply, Completed) {
-        deferred::finish(&self.store, self.request_timeout, deferred, body).await
+        body.clear();
+        let result =
+            match tokio::time::timeout(self.request_timeout, self.wait(deferred.job, body)).await {
+                Ok(result) => result,
+                Err(_) => {
+                    metrics::with_shard(|shard| shard.timeouts[1].add(1));
+                    Err(ApiError::HandlerTimeout)
+                }
+            };
+        // An error here is answered at once: a timeout has already expired.
+        let reply = result.unwrap_or_else(|error| error.write_reply(body));
+        let reply = deferred.stamp.seal(reply, body.len());
+        let completed = deferred
+            .stamp
+            .completed(&reply, body.len(), deferred.permit);
+        (reply, completed)
+    }
+
+    /// Runs the part of a request that waits on the store.
+    async fn wait(&self, job: Job, body: &mut Vec<u8>) -> Result<Reply, ApiError<'static>> {
+        let store = &self.store;
+        match job {
+            Job::Stats { player, format } => players::stats(store, &player, format, body).await,
+            Job::Games {
+                player,
+                limit,
+                format,
+            } => players::games(store, &player, limit, format, body).await,
+            Job::Rank {
+                player,
+                window,
+                format,
+            } => players::rank(store, &player, window, format, body).await,
+            Job::Leaderboard {
+                window,
+                limit,
+                format,
+            } => leaderboard::board(store, window, limit, format, body).await,
+            Job::IdempotentPlay(job) => play::idempotent_play(store, job, body).await,
+        }
     }
 
     /// What the engines report once a ready `reply` to `request_method` has been written.
