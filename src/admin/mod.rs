@@ -22,8 +22,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio_util::sync::CancellationToken;
 
 use crate::flags::{FlagChange, Level, RuntimeFlags};
-use crate::http::ApiError;
-use crate::http::problem::BodyError;
+use crate::http::{AdminError, ApiError, BodyError, EngineError, HttpError};
 use crate::protection::faults::{FaultSpec, Faults};
 use crate::telemetry::metrics::{self, Exposition, Format, Kind};
 use crate::telemetry::process;
@@ -101,13 +100,13 @@ async fn respond(
         "/metrics" | "/debug/pprof/profile" => "GET",
         "/admin/flags" => "GET, PUT",
         "/admin/faults" => "GET, POST, DELETE",
-        _ => return problem(&ApiError::NotFound),
+        _ => return problem(HttpError::NotFound),
     };
     if !allowed
         .split(", ")
         .any(|method| method == request.method().as_str())
     {
-        return problem(&ApiError::MethodNotAllowed { allow: allowed });
+        return problem(HttpError::MethodNotAllowed { allow: allowed });
     }
     if path == "/admin/flags" {
         return flags(&state, request).await;
@@ -126,12 +125,12 @@ async fn respond(
         let rendered = tokio::task::spawn_blocking(move || scrape(&state, format)).await;
         return match rendered {
             Ok(text) => answer(StatusCode::OK, format.content_type(), text.into_bytes()),
-            Err(error) => problem(&ApiError::ProfilerFailed(error.to_string())),
+            Err(error) => problem(AdminError::ProfilerFailed(error.to_string())),
         };
     }
     match profile::take(request.uri().query()).await {
         Ok(profile) => answer(StatusCode::OK, profile.content_type, profile.body),
-        Err(error) => problem(&error),
+        Err(error) => problem(error),
     }
 }
 
@@ -142,13 +141,13 @@ async fn flags(state: &AdminState, request: hyper::Request<Incoming>) -> Respons
     if request.method() == Method::PUT {
         let body = match Limited::new(request.into_body(), 4096).collect().await {
             Ok(body) => body.to_bytes(),
-            Err(_) => return problem(&ApiError::PayloadTooLarge { limit: 4096 }),
+            Err(_) => return problem(EngineError::PayloadTooLarge { limit: 4096 }),
         };
         match serde_json::from_slice::<FlagChange>(&body) {
             Ok(change) => {
                 state.flags.apply(change);
             }
-            Err(error) => return problem(&ApiError::InvalidBody(BodyError::Json(error))),
+            Err(error) => return problem(HttpError::InvalidBody(BodyError::Json(error))),
         }
     }
     let current = state.flags.current();
@@ -168,18 +167,18 @@ async fn faults(state: &AdminState, request: hyper::Request<Incoming>) -> Respon
     let method = request.method().clone();
     if method == Method::POST {
         if !state.faults.enabled() {
-            return problem(&ApiError::FaultInjectionDisabled);
+            return problem(AdminError::FaultInjectionDisabled);
         }
         let body = match Limited::new(request.into_body(), 4096).collect().await {
             Ok(body) => body.to_bytes(),
-            Err(_) => return problem(&ApiError::PayloadTooLarge { limit: 4096 }),
+            Err(_) => return problem(EngineError::PayloadTooLarge { limit: 4096 }),
         };
         let spec = match serde_json::from_slice::<FaultSpec>(&body) {
             Ok(spec) => spec,
-            Err(error) => return problem(&ApiError::InvalidBody(BodyError::Json(error))),
+            Err(error) => return problem(HttpError::InvalidBody(BodyError::Json(error))),
         };
         if let Err(reason) = spec.validate() {
-            return problem(&ApiError::InvalidParameter {
+            return problem(HttpError::InvalidParameter {
                 name: "fault",
                 reason,
             });
@@ -261,7 +260,8 @@ pub fn scrape(state: &AdminState, format: Format) -> String {
     exposition.finish()
 }
 
-fn problem(error: &ApiError<'_>) -> Response<Full<Bytes>> {
+fn problem<'a>(error: impl Into<ApiError<'a>>) -> Response<Full<Bytes>> {
+    let error = error.into();
     let mut body = Vec::new();
     let reply = error.write_reply(&mut body);
     let mut response = answer(reply.status, reply.content_type, body);

@@ -10,7 +10,7 @@ use std::time::Duration;
 // pprof encodes with its own prost version, re-exported here.
 use pprof::protos::Message;
 
-use crate::http::ApiError;
+use crate::http::{AdminError, ApiError, HttpError};
 
 const SAMPLING_HZ: i32 = 99;
 const DEFAULT_SECONDS: u64 = 10;
@@ -41,7 +41,7 @@ impl Drop for Slot {
 pub async fn take(query: Option<&str>) -> Result<Profile, ApiError<'static>> {
     let (seconds, output) = parse_query(query)?;
     if PROFILING.swap(true, Ordering::Acquire) {
-        return Err(ApiError::ProfileInProgress);
+        return Err(AdminError::ProfileInProgress.into());
     }
     let _slot = Slot;
     // Starting the profiler reads the process's memory map for the blocklist: close to a second
@@ -53,14 +53,14 @@ pub async fn take(query: Option<&str>) -> Result<Profile, ApiError<'static>> {
             .build()
     })
     .await
-    .map_err(|error| ApiError::ProfilerFailed(error.to_string()))?
-    .map_err(|error| ApiError::ProfilerFailed(error.to_string()))?;
+    .map_err(|error| AdminError::ProfilerFailed(error.to_string()))?
+    .map_err(|error| AdminError::ProfilerFailed(error.to_string()))?;
     tokio::time::sleep(Duration::from_secs(seconds)).await;
     // Symbolizing and rendering take whole CPU-seconds under load: on a blocking thread, so
     // the admin runtime (which also drives the store's writer and lease) keeps going.
     tokio::task::spawn_blocking(move || render(&guard, seconds, output))
         .await
-        .map_err(|error| ApiError::ProfilerFailed(error.to_string()))?
+        .map_err(|error| AdminError::ProfilerFailed(error.to_string()))?
 }
 
 fn render(
@@ -71,12 +71,12 @@ fn render(
     let report = guard
         .report()
         .build()
-        .map_err(|error| ApiError::ProfilerFailed(error.to_string()))?;
+        .map_err(|error| AdminError::ProfilerFailed(error.to_string()))?;
     match output {
         Output::Protobuf => {
             let profile = report
                 .pprof()
-                .map_err(|error| ApiError::ProfilerFailed(error.to_string()))?;
+                .map_err(|error| AdminError::ProfilerFailed(error.to_string()))?;
             Ok(Profile {
                 content_type: "application/octet-stream",
                 body: profile.encode_to_vec(),
@@ -90,7 +90,7 @@ fn render(
             let mut body = Vec::new();
             report
                 .flamegraph(&mut body)
-                .map_err(|error| ApiError::ProfilerFailed(error.to_string()))?;
+                .map_err(|error| AdminError::ProfilerFailed(error.to_string()))?;
             if body.is_empty() {
                 return Ok(Profile {
                     content_type: "image/svg+xml",
@@ -132,7 +132,7 @@ fn parse_query(query: Option<&str>) -> Result<(u64, Output), ApiError<'static>> 
                     .parse()
                     .ok()
                     .filter(|s| (1..=MAX_SECONDS).contains(s))
-                    .ok_or(ApiError::InvalidParameter {
+                    .ok_or(HttpError::InvalidParameter {
                         name: "seconds",
                         reason: "must be a whole number from 1 to 60",
                     })?;
@@ -142,10 +142,11 @@ fn parse_query(query: Option<&str>) -> Result<(u64, Output), ApiError<'static>> 
                     "svg" => Output::Svg,
                     "proto" | "pprof" | "" => Output::Protobuf,
                     _ => {
-                        return Err(ApiError::InvalidParameter {
+                        return Err(HttpError::InvalidParameter {
                             name: "format",
                             reason: "must be svg or proto",
-                        });
+                        }
+                        .into());
                     }
                 };
             }
@@ -170,7 +171,7 @@ mod tests {
             assert!(
                 matches!(
                     parse_query(Some(bad)),
-                    Err(ApiError::InvalidParameter { .. })
+                    Err(ApiError::Http(HttpError::InvalidParameter { .. }))
                 ),
                 "{bad}"
             );

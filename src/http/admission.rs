@@ -3,8 +3,8 @@
 
 use super::Request;
 use super::app::App;
+use super::error::HttpError;
 use super::players::is_valid_player_id;
-use super::problem::ApiError;
 use crate::api::Route;
 use crate::protection::concurrency::Permit;
 use crate::telemetry::metrics;
@@ -15,7 +15,7 @@ impl App {
         &self,
         route: Route,
         request: &Request<'_>,
-    ) -> Result<(), ApiError<'static>> {
+    ) -> Result<(), HttpError<'static>> {
         let address = self.client_addresses.key(
             self.client_addresses
                 .resolve(request.peer, request.headers.forwarded_for),
@@ -30,12 +30,12 @@ impl App {
             if crate::telemetry::log_this_refusal() {
                 tracing::warn!(scope = refusal.scope.name(), client = ?key, route = route.template(), "rate limited (1% of refusals are logged)");
             }
-            ApiError::RateLimited(refusal)
+            HttpError::RateLimited(refusal)
         })
     }
 
     /// Takes a place under the in-flight bound, for routes that can be shed; probes never are.
-    pub(super) fn enter(&self, route: Route) -> Result<Option<Permit>, ApiError<'static>> {
+    pub(super) fn enter(&self, route: Route) -> Result<Option<Permit>, HttpError<'static>> {
         if matches!(route, Route::Healthz | Route::Readyz | Route::OpenApi) {
             return Ok(None);
         }
@@ -50,7 +50,7 @@ impl App {
                         "shed: at the in-flight bound (1% of sheds are logged)"
                     );
                 }
-                Err(ApiError::Overloaded)
+                Err(HttpError::Overloaded)
             }
         }
     }

@@ -2,7 +2,7 @@
 
 use http::StatusCode;
 
-use super::problem::{ApiError, store_unavailable};
+use super::problem::{ApiError, StoreRefusal};
 use super::reply::Reply;
 use super::wire::{self, Format};
 use crate::store::Store;
@@ -18,7 +18,7 @@ pub(super) async fn board(
     let entries = store
         .leaderboard(window, limit)
         .await
-        .map_err(store_unavailable)?;
+        .map_err(StoreRefusal::from)?;
     wire::encode(
         format,
         &wire::LeaderboardDocument {

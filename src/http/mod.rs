@@ -10,6 +10,7 @@ mod admission;
 mod app;
 mod deferred;
 pub mod docs;
+mod error;
 mod health;
 mod leaderboard;
 mod play;
@@ -25,7 +26,7 @@ pub use app::App;
 pub use deferred::{Deferred, Handled};
 pub use health::Readiness;
 pub use players::is_valid_player_id;
-pub use problem::ApiError;
+pub use problem::{AdminError, ApiError, BodyError, EngineError, HttpError, StoreRefusal};
 pub use reply::{HeaderValue, Reply};
 
 /// The request header fields the handlers read, borrowed from the engine's buffers. Engines

@@ -9,10 +9,10 @@ use super::Request;
 use super::app::App;
 use super::deferred::{Deferred, Handled, IdempotentPlay, Job};
 use super::players::is_valid_player_id;
-use super::problem::{ApiError, store_unavailable};
+use super::problem::{ApiError, HttpError, StoreRefusal};
 use super::reply::{HeaderValue, Reply, Stamp};
 use super::wire::{self, PlayRequest, PlayResponse};
-use crate::game::{self, Choice, random};
+use crate::game::{self, Choice, GameError, random};
 use crate::protection::faults::Point;
 use crate::store::Store;
 use crate::store::idempotency::{self, Begin, StoredAnswer};
@@ -37,27 +37,27 @@ impl App {
             });
         }
         if injection.fail {
-            return Err(ApiError::InjectedFault);
+            return Err(HttpError::InjectedFault.into());
         }
         if injection.delay > self.request_timeout {
             metrics::with_shard(|shard| shard.timeouts[1].add(1));
             if crate::telemetry::log_this_refusal() {
                 tracing::warn!(timeout = ?self.request_timeout, "answer would outlast the request timeout (1% are logged)");
             }
-            return Err(ApiError::HandlerTimeout);
+            return Err(HttpError::HandlerTimeout.into());
         }
         let steps = self.observability.exporting();
         let started = steps.then(tokio::time::Instant::now);
         let request_format = wire::request_format(request.headers.content_type)?;
         let response_format = wire::response_format(request.headers.accept, request_format);
         let play: PlayRequest<'a> = wire::decode(request_format, request.body)?;
-        let choice = Choice::parse(&play.choice).map_err(|_| ApiError::InvalidChoice {
+        let choice = Choice::parse(&play.choice).map_err(|_| HttpError::InvalidChoice {
             given: borrowed_or_placeholder(&play.choice),
         })?;
         let player = player_of(play.player_id.as_deref(), request.headers.player_id)?;
         if let Some(key) = request.headers.idempotency_key {
             if !idempotency::is_valid_key(key) {
-                return Err(ApiError::InvalidIdempotencyKey);
+                return Err(HttpError::InvalidIdempotencyKey.into());
             }
             // Validated above as visible ASCII.
             let key = String::from_utf8_lossy(key);
@@ -117,14 +117,16 @@ fn player_of<'a>(
     in_header: Option<&'a [u8]>,
 ) -> Result<Option<&'a str>, ApiError<'static>> {
     let header = in_header
-        .map(|id| std::str::from_utf8(id).map_err(|_| ApiError::InvalidPlayerId))
+        .map(|id| std::str::from_utf8(id).map_err(|_| HttpError::InvalidPlayerId))
         .transpose()?;
     let player = match (in_body, header) {
-        (Some(body), Some(header)) if body != header => return Err(ApiError::InvalidPlayerId),
+        (Some(body), Some(header)) if body != header => {
+            return Err(HttpError::InvalidPlayerId.into());
+        }
         (body, header) => body.or(header),
     };
     match player {
-        Some(id) if !is_valid_player_id(id.as_bytes()) => Err(ApiError::InvalidPlayerId),
+        Some(id) if !is_valid_player_id(id.as_bytes()) => Err(HttpError::InvalidPlayerId.into()),
         player => Ok(player),
     }
 }
@@ -138,9 +140,12 @@ pub(super) fn play_round(
     format: wire::Format,
     body: &mut Vec<u8>,
 ) -> Result<Option<GameRecord>, ApiError<'static>> {
-    let computer = random::computer_choice()?;
+    let computer = random::computer_choice().map_err(GameError::from)?;
     let outcome = game::judge(choice, computer);
-    let game_id = store.game_ids().next().ok_or(ApiError::GameIdUnavailable)?;
+    let game_id = store
+        .game_ids()
+        .next()
+        .ok_or(StoreRefusal::GameIdUnavailable)?;
     wire::encode_play(format, &PlayResponse::new(game_id.0, outcome), body);
     metrics::with_shard(|shard| shard.rounds[choice as usize][computer as usize].add(1));
     tracing::debug!(player = %outcome.player, computer = %outcome.computer, winner = outcome.winner.name(), "round played");
@@ -162,10 +167,10 @@ pub(super) async fn idempotent_play(
     match store
         .begin(&play.key, &play.fingerprint)
         .await
-        .map_err(store_unavailable)?
+        .map_err(StoreRefusal::from)?
     {
-        Begin::InFlight => return Err(ApiError::IdempotencyKeyInFlight),
-        Begin::Mismatch => return Err(ApiError::IdempotencyKeyReused),
+        Begin::InFlight => return Err(StoreRefusal::IdempotencyKeyInFlight.into()),
+        Begin::Mismatch => return Err(StoreRefusal::IdempotencyKeyReused.into()),
         Begin::Replay(answer) => {
             body.clear();
             body.extend_from_slice(&answer.body);
@@ -190,7 +195,7 @@ pub(super) async fn idempotent_play(
     if let Err(error) = store.complete(&play.key, &play.fingerprint, &answer).await {
         // Not kept, so not counted: the client's retry with the same key plays again.
         store.abort(&play.key).await;
-        return Err(store_unavailable(error));
+        return Err(StoreRefusal::from(error).into());
     }
     if let Some(record) = record {
         store.record(record);

@@ -2,7 +2,7 @@
 
 use http::StatusCode;
 
-use super::problem::{ApiError, store_unavailable};
+use super::problem::{ApiError, StoreRefusal};
 use super::reply::Reply;
 use super::wire::{self, Format};
 use crate::store::Store;
@@ -14,8 +14,8 @@ pub(super) async fn stats(
     format: Format,
     body: &mut Vec<u8>,
 ) -> Result<Reply, ApiError<'static>> {
-    let stats = store.stats(player).await.map_err(store_unavailable)?;
-    let stats = stats.ok_or(ApiError::PlayerNotFound)?;
+    let stats = store.stats(player).await.map_err(StoreRefusal::from)?;
+    let stats = stats.ok_or(StoreRefusal::PlayerNotFound)?;
     wire::encode(format, &wire::StatsDocument::new(player, &stats), body);
     Ok(Reply::new(StatusCode::OK, format.content_type()))
 }
@@ -30,8 +30,8 @@ pub(super) async fn games(
     let games = store
         .games(player, limit)
         .await
-        .map_err(store_unavailable)?;
-    let games = games.ok_or(ApiError::PlayerNotFound)?;
+        .map_err(StoreRefusal::from)?;
+    let games = games.ok_or(StoreRefusal::PlayerNotFound)?;
     wire::encode(
         format,
         &wire::GamesDocument {
@@ -53,8 +53,8 @@ pub(super) async fn rank(
     let ranked = store
         .rank(window, player)
         .await
-        .map_err(store_unavailable)?;
-    let ranked = ranked.ok_or(ApiError::PlayerNotFound)?;
+        .map_err(StoreRefusal::from)?;
+    let ranked = ranked.ok_or(StoreRefusal::PlayerNotFound)?;
     wire::encode(
         format,
         &wire::RankDocument {

@@ -11,92 +11,35 @@ use std::fmt;
 use http::StatusCode;
 use serde::Serialize;
 
+pub use super::error::{BodyError, HttpError};
 use super::reply::{HeaderValue, Reply};
-use crate::game::Choice;
-use crate::game::random::RandomUnavailable;
+pub use crate::api::{AdminError, EngineError};
+use crate::game::{Choice, GameError};
+pub use crate::store::StoreRefusal;
 
 pub const PROBLEM_CONTENT_TYPE: &str = "application/problem+json";
 
-/// Longest piece of a client's input echoed back in an error message.
-const MAX_ECHOED_CHARS: usize = 32;
-
-/// Why a request failed, with what the client needs to fix it.
+/// Why a request failed, with what the client needs to fix it: one variant per layer that
+/// can refuse a request, each that layer's own error type. [`ApiError::kind`] below is the one
+/// place an error becomes a status, a `code` and a title.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError<'a> {
-    #[error("unknown choice \"{}\"; valid choices are rock, paper and scissors", Truncated(.given))]
-    InvalidChoice { given: &'a str },
-    #[error("the request body could not be decoded: {0}")]
-    InvalidBody(#[source] BodyError),
-    #[error("the content type is not supported; send application/json or application/msgpack")]
-    UnsupportedMediaType,
-    #[error("the request body is larger than the limit of {limit} bytes")]
-    PayloadTooLarge { limit: usize },
-    #[error("the method is not allowed here; allowed: {allow}")]
-    MethodNotAllowed { allow: &'static str },
-    #[error("no such resource")]
-    NotFound,
-    #[error("the server is shutting down and not accepting new work")]
-    ShuttingDown,
-    #[error("the request is not valid HTTP/1.1: {reason}")]
-    MalformedRequest { reason: &'static str },
-    #[error("the request head is too large")]
-    HeadersTooLarge,
-    #[error("only the chunked transfer-encoding is supported")]
-    UnsupportedTransferEncoding,
-    #[error("the request was not received in time")]
-    RequestTimeout,
-    #[error("too many requests ({} limit); retry after {} s", .0.scope.name(), .0.retry_after_seconds())]
-    RateLimited(crate::protection::rate_limit::Refusal),
-    #[error("the request took longer than the server's request timeout")]
-    HandlerTimeout,
-    #[error("the server is at its limit of requests in flight; retry shortly")]
-    Overloaded,
-    #[error("a fault was injected here on purpose (fault injection is on)")]
-    InjectedFault,
-    #[error("fault injection is off; start the server with fault_injection = true to use it")]
-    FaultInjectionDisabled,
-    #[error("the server has reached its limit of open connections; try again shortly")]
-    TooManyConnections,
-    #[error("invalid query parameter `{name}`: {reason}")]
-    InvalidParameter {
-        name: &'static str,
-        reason: &'static str,
-    },
-    #[error("a CPU profile is already being taken; try again when it is done")]
-    ProfileInProgress,
-    #[error("the CPU profiler failed: {0}")]
-    ProfilerFailed(String),
-    #[error(
-        "invalid player id: use 1 to 64 of A-Z, a-z, 0-9, '_', '.', '-' (the same id in the body and X-Player-Id if both are sent)"
-    )]
-    InvalidPlayerId,
-    #[error("invalid Idempotency-Key: use 1 to 255 visible ASCII characters")]
-    InvalidIdempotencyKey,
-    #[error("this Idempotency-Key was already used with a different request body")]
-    IdempotencyKeyReused,
-    #[error("a request with this Idempotency-Key is still being processed; retry shortly")]
-    IdempotencyKeyInFlight,
-    #[error("the store is unavailable; retry after {} s", .retry_after_seconds)]
-    StoreUnavailable { retry_after_seconds: u64 },
-    #[error("no games recorded for this player")]
-    PlayerNotFound,
-    #[error("the computer could not draw a move: {0}")]
-    RandomUnavailable(#[from] RandomUnavailable),
-    #[error(
-        "this instance holds no node id for game ids right now (its lease lapsed); another instance can serve the play"
-    )]
-    GameIdUnavailable,
-}
-
-/// A body that is not valid JSON or MessagePack for the expected shape.
-#[derive(Debug, thiserror::Error)]
-pub enum BodyError {
+    /// The connection engine refused the bytes (framing, sizes, time).
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    /// Routing, negotiation, validation and admission refused the request.
+    // Displayed, not `transparent`: an error borrowing from the request cannot be a `source`.
     #[error("{0}")]
-    Json(#[from] serde_json::Error),
-    #[error("{0}")]
-    MsgPack(#[from] rmp_serde::decode::Error),
-    #[error("the body ended before it was complete")]
-    Truncated,
+    Http(HttpError<'a>),
+    /// The store could not do what the request needs.
+    #[error(transparent)]
+    Store(#[from] StoreRefusal),
+    /// The rules could not be applied.
+    #[error(transparent)]
+    Game(#[from] GameError),
+    /// The admin listener refused.
+    #[error(transparent)]
+    Admin(#[from] AdminError),
 }
 
 /// The stable facts about each kind of error; `code` values are part of the public API.
@@ -118,115 +61,129 @@ macro_rules! kind {
     };
 }
 
+impl<'a> From<HttpError<'a>> for ApiError<'a> {
+    fn from(error: HttpError<'a>) -> Self {
+        ApiError::Http(error)
+    }
+}
+
 impl ApiError<'_> {
     fn kind(&self) -> Kind {
         match self {
-            ApiError::InvalidChoice { .. } => {
-                kind!(BAD_REQUEST, "invalid_choice", "Invalid choice")
-            }
-            ApiError::InvalidBody(_) => kind!(BAD_REQUEST, "invalid_body", "Invalid request body"),
-            ApiError::UnsupportedMediaType => kind!(
-                UNSUPPORTED_MEDIA_TYPE,
-                "unsupported_media_type",
-                "Unsupported media type"
-            ),
-            ApiError::PayloadTooLarge { .. } => {
-                kind!(
+            ApiError::Engine(error) => match error {
+                EngineError::PayloadTooLarge { .. } => kind!(
                     PAYLOAD_TOO_LARGE,
                     "payload_too_large",
                     "Request body too large"
-                )
-            }
-            ApiError::MethodNotAllowed { .. } => {
-                kind!(
+                ),
+                EngineError::MalformedRequest { .. } => {
+                    kind!(BAD_REQUEST, "malformed_request", "Malformed HTTP request")
+                }
+                EngineError::HeadersTooLarge => kind!(
+                    REQUEST_HEADER_FIELDS_TOO_LARGE,
+                    "headers_too_large",
+                    "Request head too large"
+                ),
+                EngineError::UnsupportedTransferEncoding => kind!(
+                    NOT_IMPLEMENTED,
+                    "unsupported_transfer_encoding",
+                    "Transfer-encoding not supported"
+                ),
+                EngineError::RequestTimeout => {
+                    kind!(REQUEST_TIMEOUT, "request_timeout", "Request timeout")
+                }
+                EngineError::TooManyConnections => kind!(
+                    SERVICE_UNAVAILABLE,
+                    "connection_limit",
+                    "Too many connections"
+                ),
+            },
+            ApiError::Http(error) => match error {
+                HttpError::InvalidChoice { .. } => {
+                    kind!(BAD_REQUEST, "invalid_choice", "Invalid choice")
+                }
+                HttpError::InvalidBody(_) => {
+                    kind!(BAD_REQUEST, "invalid_body", "Invalid request body")
+                }
+                HttpError::UnsupportedMediaType => kind!(
+                    UNSUPPORTED_MEDIA_TYPE,
+                    "unsupported_media_type",
+                    "Unsupported media type"
+                ),
+                HttpError::MethodNotAllowed { .. } => kind!(
                     METHOD_NOT_ALLOWED,
                     "method_not_allowed",
                     "Method not allowed"
-                )
-            }
-            ApiError::NotFound => kind!(NOT_FOUND, "not_found", "Not found"),
-            ApiError::ShuttingDown => kind!(SERVICE_UNAVAILABLE, "shutting_down", "Shutting down"),
-            ApiError::MalformedRequest { .. } => {
-                kind!(BAD_REQUEST, "malformed_request", "Malformed HTTP request")
-            }
-            ApiError::HeadersTooLarge => kind!(
-                REQUEST_HEADER_FIELDS_TOO_LARGE,
-                "headers_too_large",
-                "Request head too large"
-            ),
-            ApiError::UnsupportedTransferEncoding => kind!(
-                NOT_IMPLEMENTED,
-                "unsupported_transfer_encoding",
-                "Transfer-encoding not supported"
-            ),
-            ApiError::RequestTimeout => {
-                kind!(REQUEST_TIMEOUT, "request_timeout", "Request timeout")
-            }
-            ApiError::RateLimited(_) => {
-                kind!(TOO_MANY_REQUESTS, "rate_limited", "Too many requests")
-            }
-            ApiError::InjectedFault => {
-                kind!(SERVICE_UNAVAILABLE, "injected_fault", "Injected fault")
-            }
-            ApiError::Overloaded => kind!(SERVICE_UNAVAILABLE, "overloaded", "Overloaded"),
-            ApiError::HandlerTimeout => {
-                kind!(SERVICE_UNAVAILABLE, "handler_timeout", "Request timed out")
-            }
-            ApiError::FaultInjectionDisabled => kind!(
-                FORBIDDEN,
-                "fault_injection_disabled",
-                "Fault injection disabled"
-            ),
-            ApiError::TooManyConnections => kind!(
-                SERVICE_UNAVAILABLE,
-                "connection_limit",
-                "Too many connections"
-            ),
-            ApiError::InvalidParameter { .. } => {
-                kind!(BAD_REQUEST, "invalid_parameter", "Invalid parameter")
-            }
-            ApiError::ProfileInProgress => {
-                kind!(CONFLICT, "profile_in_progress", "Profile in progress")
-            }
-            ApiError::ProfilerFailed(_) => {
-                kind!(INTERNAL_SERVER_ERROR, "profiler_failed", "Profiler failed")
-            }
-            ApiError::RandomUnavailable(_) => kind!(
+                ),
+                HttpError::NotFound => kind!(NOT_FOUND, "not_found", "Not found"),
+                HttpError::ShuttingDown => {
+                    kind!(SERVICE_UNAVAILABLE, "shutting_down", "Shutting down")
+                }
+                HttpError::RateLimited(_) => {
+                    kind!(TOO_MANY_REQUESTS, "rate_limited", "Too many requests")
+                }
+                HttpError::InjectedFault => {
+                    kind!(SERVICE_UNAVAILABLE, "injected_fault", "Injected fault")
+                }
+                HttpError::Overloaded => kind!(SERVICE_UNAVAILABLE, "overloaded", "Overloaded"),
+                HttpError::HandlerTimeout => {
+                    kind!(SERVICE_UNAVAILABLE, "handler_timeout", "Request timed out")
+                }
+                HttpError::InvalidParameter { .. } => {
+                    kind!(BAD_REQUEST, "invalid_parameter", "Invalid parameter")
+                }
+                HttpError::InvalidPlayerId => {
+                    kind!(BAD_REQUEST, "invalid_player_id", "Invalid player id")
+                }
+                HttpError::InvalidIdempotencyKey => kind!(
+                    BAD_REQUEST,
+                    "invalid_idempotency_key",
+                    "Invalid idempotency key"
+                ),
+            },
+            ApiError::Store(error) => match error {
+                StoreRefusal::Unavailable { .. } => kind!(
+                    SERVICE_UNAVAILABLE,
+                    "store_unavailable",
+                    "Store unavailable"
+                ),
+                StoreRefusal::PlayerNotFound => {
+                    kind!(NOT_FOUND, "player_not_found", "Player not found")
+                }
+                StoreRefusal::IdempotencyKeyReused => kind!(
+                    UNPROCESSABLE_ENTITY,
+                    "idempotency_key_reused",
+                    "Idempotency key reused"
+                ),
+                StoreRefusal::IdempotencyKeyInFlight => kind!(
+                    CONFLICT,
+                    "idempotency_key_in_flight",
+                    "Idempotency key in flight"
+                ),
+                StoreRefusal::GameIdUnavailable => kind!(
+                    SERVICE_UNAVAILABLE,
+                    "game_id_unavailable",
+                    "Game ids unavailable"
+                ),
+            },
+            ApiError::Game(GameError::RandomUnavailable(_)) => kind!(
                 SERVICE_UNAVAILABLE,
                 "random_unavailable",
                 "Random source unavailable"
             ),
-            ApiError::GameIdUnavailable => kind!(
-                SERVICE_UNAVAILABLE,
-                "game_id_unavailable",
-                "Game ids unavailable"
-            ),
-            ApiError::InvalidPlayerId => {
-                kind!(BAD_REQUEST, "invalid_player_id", "Invalid player id")
-            }
-            ApiError::InvalidIdempotencyKey => kind!(
-                BAD_REQUEST,
-                "invalid_idempotency_key",
-                "Invalid idempotency key"
-            ),
-            ApiError::IdempotencyKeyReused => kind!(
-                UNPROCESSABLE_ENTITY,
-                "idempotency_key_reused",
-                "Idempotency key reused"
-            ),
-            ApiError::IdempotencyKeyInFlight => kind!(
-                CONFLICT,
-                "idempotency_key_in_flight",
-                "Idempotency key in flight"
-            ),
-            ApiError::StoreUnavailable { .. } => {
-                kind!(
-                    SERVICE_UNAVAILABLE,
-                    "store_unavailable",
-                    "Store unavailable"
-                )
-            }
-            ApiError::PlayerNotFound => kind!(NOT_FOUND, "player_not_found", "Player not found"),
+            ApiError::Admin(error) => match error {
+                AdminError::FaultInjectionDisabled => kind!(
+                    FORBIDDEN,
+                    "fault_injection_disabled",
+                    "Fault injection disabled"
+                ),
+                AdminError::ProfileInProgress => {
+                    kind!(CONFLICT, "profile_in_progress", "Profile in progress")
+                }
+                AdminError::ProfilerFailed(_) => {
+                    kind!(INTERNAL_SERVER_ERROR, "profiler_failed", "Profiler failed")
+                }
+            },
         }
     }
 
@@ -246,7 +203,7 @@ impl ApiError<'_> {
         // where they are decided; only real failures are logged here, each time.
         if matches!(
             self,
-            ApiError::ProfilerFailed(_) | ApiError::RandomUnavailable(_)
+            ApiError::Admin(AdminError::ProfilerFailed(_)) | ApiError::Game(_)
         ) {
             tracing::warn!(code = kind.code, error = %self, "request failed on the server side");
         }
@@ -256,9 +213,10 @@ impl ApiError<'_> {
             status: kind.status.as_u16(),
             detail: DisplayAsString(self),
             code: kind.code,
-            valid_choices: matches!(self, ApiError::InvalidChoice { .. }).then_some(CHOICE_NAMES),
+            valid_choices: matches!(self, ApiError::Http(HttpError::InvalidChoice { .. }))
+                .then_some(CHOICE_NAMES),
             max_body_bytes: match self {
-                ApiError::PayloadTooLarge { limit } => Some(*limit),
+                ApiError::Engine(EngineError::PayloadTooLarge { limit }) => Some(*limit),
                 _ => None,
             },
         };
@@ -267,21 +225,26 @@ impl ApiError<'_> {
         let _ = serde_json::to_writer(&mut *body, &document);
         let reply = Reply::new(kind.status, PROBLEM_CONTENT_TYPE);
         match self {
-            ApiError::MethodNotAllowed { allow } => {
+            ApiError::Http(HttpError::MethodNotAllowed { allow }) => {
                 reply.with_header("allow", HeaderValue::Static(allow))
             }
-            ApiError::ShuttingDown
-            | ApiError::RandomUnavailable(_)
-            | ApiError::GameIdUnavailable
-            | ApiError::TooManyConnections
-            | ApiError::InjectedFault
-            | ApiError::Overloaded
-            | ApiError::IdempotencyKeyInFlight
-            | ApiError::HandlerTimeout => reply.with_header("retry-after", HeaderValue::Number(1)),
-            ApiError::StoreUnavailable {
+            ApiError::Http(
+                HttpError::ShuttingDown
+                | HttpError::InjectedFault
+                | HttpError::Overloaded
+                | HttpError::HandlerTimeout,
+            )
+            | ApiError::Game(GameError::RandomUnavailable(_))
+            | ApiError::Store(
+                StoreRefusal::GameIdUnavailable | StoreRefusal::IdempotencyKeyInFlight,
+            )
+            | ApiError::Engine(EngineError::TooManyConnections) => {
+                reply.with_header("retry-after", HeaderValue::Number(1))
+            }
+            ApiError::Store(StoreRefusal::Unavailable {
                 retry_after_seconds,
-            } => reply.with_header("retry-after", HeaderValue::Number(*retry_after_seconds)),
-            ApiError::RateLimited(refusal) => {
+            }) => reply.with_header("retry-after", HeaderValue::Number(*retry_after_seconds)),
+            ApiError::Http(HttpError::RateLimited(refusal)) => {
                 let policy = refusal.scope.name();
                 let (quota, window) = refusal.policy();
                 let reset = refusal.retry_after_seconds();
@@ -338,30 +301,6 @@ impl<T: fmt::Display> Serialize for DisplayAsString<'_, T> {
     }
 }
 
-/// Shows at most [`MAX_ECHOED_CHARS`] characters of client input, marking the cut.
-struct Truncated<'a>(&'a str);
-
-impl fmt::Display for Truncated<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.0.char_indices().nth(MAX_ECHOED_CHARS) {
-            Some((cut, _)) => write!(f, "{}…", &self.0[..cut]),
-            None => f.write_str(self.0),
-        }
-    }
-}
-
-/// A store failure as the client sees it: 503 with the breaker's retry delay.
-pub(super) fn store_unavailable(error: crate::store::StoreError) -> ApiError<'static> {
-    let retry_after_seconds = error.retry_after().as_secs_f64().ceil().max(1.0) as u64;
-    crate::telemetry::metrics::with_shard(|shard| shard.store_unavailable.add(1));
-    if crate::telemetry::log_this_refusal() {
-        tracing::warn!(%error, "store unavailable (1% are logged)");
-    }
-    ApiError::StoreUnavailable {
-        retry_after_seconds,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -374,7 +313,7 @@ mod tests {
 
     #[test]
     fn invalid_choice_lists_the_valid_choices() {
-        let (reply, doc) = document(ApiError::InvalidChoice { given: "lizard" });
+        let (reply, doc) = document(HttpError::InvalidChoice { given: "lizard" }.into());
         assert_eq!(reply.status, StatusCode::BAD_REQUEST);
         assert_eq!(reply.content_type, PROBLEM_CONTENT_TYPE);
         assert_eq!(doc["code"], "invalid_choice");
@@ -390,7 +329,7 @@ mod tests {
     #[test]
     fn echoed_input_is_cut_short_and_escaped() {
         let long = "\"x".repeat(100);
-        let (_, doc) = document(ApiError::InvalidChoice { given: &long });
+        let (_, doc) = document(HttpError::InvalidChoice { given: &long }.into());
         let detail = doc["detail"].as_str().unwrap();
         assert!(detail.chars().count() < 120, "{detail}");
         assert!(detail.contains('…'));
@@ -398,7 +337,7 @@ mod tests {
 
     #[test]
     fn method_not_allowed_carries_allow() {
-        let (reply, doc) = document(ApiError::MethodNotAllowed { allow: "POST" });
+        let (reply, doc) = document(HttpError::MethodNotAllowed { allow: "POST" }.into());
         assert_eq!(reply.status, StatusCode::METHOD_NOT_ALLOWED);
         assert_eq!(reply.header("Allow"), Some(HeaderValue::Static("POST")));
         assert_eq!(doc["code"], "method_not_allowed");
@@ -406,7 +345,7 @@ mod tests {
 
     #[test]
     fn payload_too_large_states_the_limit() {
-        let (reply, doc) = document(ApiError::PayloadTooLarge { limit: 4096 });
+        let (reply, doc) = document(EngineError::PayloadTooLarge { limit: 4096 }.into());
         assert_eq!(reply.status, StatusCode::PAYLOAD_TOO_LARGE);
         assert_eq!(doc["max_body_bytes"], 4096);
     }

@@ -1,6 +1,6 @@
 //! Query-string parameters of the read routes.
 
-use super::problem::ApiError;
+use super::error::HttpError;
 use crate::store::model::Window;
 
 /// A query string's parameters, read without allocating. Unknown parameters are ignored.
@@ -16,14 +16,14 @@ impl<'a> Query<'a> {
     }
 
     /// `limit`: 1 to 100, `default` when absent.
-    pub(super) fn limit(&self, default: usize) -> Result<usize, ApiError<'static>> {
+    pub(super) fn limit(&self, default: usize) -> Result<usize, HttpError<'static>> {
         match self.get("limit") {
             None => Ok(default),
             Some(text) => text
                 .parse::<usize>()
                 .ok()
                 .filter(|limit| (1..=100).contains(limit))
-                .ok_or(ApiError::InvalidParameter {
+                .ok_or(HttpError::InvalidParameter {
                     name: "limit",
                     reason: "must be a whole number from 1 to 100",
                 }),
@@ -31,10 +31,10 @@ impl<'a> Query<'a> {
     }
 
     /// `window`: all (the default), day or week.
-    pub(super) fn window(&self) -> Result<Window, ApiError<'static>> {
+    pub(super) fn window(&self) -> Result<Window, HttpError<'static>> {
         match self.get("window") {
             None => Ok(Window::All),
-            Some(text) => Window::parse(text).ok_or(ApiError::InvalidParameter {
+            Some(text) => Window::parse(text).ok_or(HttpError::InvalidParameter {
                 name: "window",
                 reason: "must be all, day or week",
             }),

@@ -6,7 +6,7 @@
 use http::Method;
 
 use super::deferred::{Deferred, Handled, Job};
-use super::problem::ApiError;
+use super::problem::{ApiError, HttpError};
 use super::query::Query;
 use super::reply::{Reply, Stamp};
 use super::{Request, docs, health, leaderboard, play, players, wire};
@@ -51,14 +51,19 @@ impl App {
         };
         let mut permit = None;
         let result = match route {
-            None => Err(ApiError::NotFound),
-            Some(route) if !route.accepts(request.method) => Err(ApiError::MethodNotAllowed {
+            None => Err(HttpError::NotFound.into()),
+            Some(route) if !route.accepts(request.method) => Err(HttpError::MethodNotAllowed {
                 allow: route.allow(),
-            }),
-            Some(route) => self.admit(route, request).and_then(|()| {
-                permit = self.enter(route)?;
-                self.dispatch(route, request, stamp, body)
-            }),
+            }
+            .into()),
+            Some(route) => self
+                .admit(route, request)
+                .and_then(|()| self.enter(route))
+                .map_err(ApiError::from)
+                .and_then(|entered| {
+                    permit = entered;
+                    self.dispatch(route, request, stamp, body)
+                }),
         };
         let reply = match result {
             Ok(Handled::Ready(reply, _)) => reply,
@@ -73,7 +78,7 @@ impl App {
 
     fn error_reply(&self, error: &ApiError<'_>, body: &mut Vec<u8>) -> Reply {
         let mut reply = error.write_reply(body);
-        if matches!(error, ApiError::HandlerTimeout) {
+        if matches!(error, ApiError::Http(HttpError::HandlerTimeout)) {
             // The answer goes out when the timeout expires, not before.
             reply.delay = self.request_timeout;
         }
@@ -94,7 +99,7 @@ impl App {
             if is_valid_player_id(id.as_bytes()) {
                 Ok(id.to_owned())
             } else {
-                Err(ApiError::InvalidPlayerId)
+                Err(HttpError::InvalidPlayerId)
             }
         };
         let query = Query(request.query.unwrap_or_default());
@@ -105,7 +110,7 @@ impl App {
             Route::Readyz if self.readiness.is_ready() => {
                 return ready(health::readyz(body, &self.store));
             }
-            Route::Readyz => return Err(ApiError::ShuttingDown),
+            Route::Readyz => return Err(HttpError::ShuttingDown.into()),
             Route::OpenApi => return ready(docs::openapi(body)),
             Route::PlayerStats => Job::Stats {
                 player: player()?,
@@ -139,7 +144,7 @@ impl App {
                 Ok(result) => result,
                 Err(_) => {
                     metrics::with_shard(|shard| shard.timeouts[1].add(1));
-                    Err(ApiError::HandlerTimeout)
+                    Err(HttpError::HandlerTimeout.into())
                 }
             };
         // An error here is answered at once: a timeout has already expired.

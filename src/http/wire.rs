@@ -8,16 +8,16 @@ use std::borrow::Cow;
 
 use serde::{Deserialize, Serialize};
 
-use super::problem::{ApiError, BodyError};
+use super::error::{BodyError, HttpError};
 use crate::game::Outcome;
 
 pub use crate::api::format::{Format, JSON, MSGPACK};
 
 /// The format of a request body, from its `Content-Type`.
-pub fn request_format(content_type: Option<&[u8]>) -> Result<Format, ApiError<'static>> {
+pub fn request_format(content_type: Option<&[u8]>) -> Result<Format, HttpError<'static>> {
     match content_type {
         None => Ok(Format::Json),
-        Some(value) => Format::of_media_type(value).ok_or(ApiError::UnsupportedMediaType),
+        Some(value) => Format::of_media_type(value).ok_or(HttpError::UnsupportedMediaType),
     }
 }
 
@@ -266,7 +266,7 @@ fn needs_json_escaping(text: &str) -> bool {
 /// Deepest MessagePack nesting a request body may have.
 const MAX_MSGPACK_DEPTH: usize = 32;
 
-pub fn decode<'a, T: Deserialize<'a>>(format: Format, body: &'a [u8]) -> Result<T, ApiError<'a>> {
+pub fn decode<'a, T: Deserialize<'a>>(format: Format, body: &'a [u8]) -> Result<T, HttpError<'a>> {
     let decoded = match format {
         Format::Json => serde_json::from_slice(body).map_err(BodyError::from),
         Format::MsgPack => {
@@ -278,7 +278,7 @@ pub fn decode<'a, T: Deserialize<'a>>(format: Format, body: &'a [u8]) -> Result<
             T::deserialize(&mut deserializer).map_err(BodyError::from)
         }
     };
-    decoded.map_err(ApiError::InvalidBody)
+    decoded.map_err(HttpError::InvalidBody)
 }
 
 /// Serializes `value` into `out` (cleared first). MessagePack uses maps with field names, so
@@ -328,7 +328,7 @@ mod tests {
         ] {
             assert!(matches!(
                 request_format(Some(unsupported)),
-                Err(ApiError::UnsupportedMediaType)
+                Err(HttpError::UnsupportedMediaType)
             ));
         }
     }
@@ -455,7 +455,7 @@ mod tests {
             (Format::MsgPack, b"\xc1"),
         ] {
             let result: Result<PlayRequest, _> = decode(format, body);
-            assert!(matches!(result, Err(ApiError::InvalidBody(_))), "{body:?}");
+            assert!(matches!(result, Err(HttpError::InvalidBody(_))), "{body:?}");
         }
     }
 }

@@ -20,8 +20,9 @@ use tokio::net::TcpStream;
 
 use super::ConnectionSettings;
 use super::limits::ConnectionPermit;
-use crate::http::problem::BodyError;
-use crate::http::{ApiError, App, Handled, Headers, Reply, Request};
+use crate::http::{
+    ApiError, App, BodyError, EngineError, Handled, Headers, HttpError, Reply, Request,
+};
 
 /// Spawns the task serving `stream` on the current runtime, watched by `graceful` so a
 /// shutdown lets its request in flight finish.
@@ -110,12 +111,14 @@ async fn read_body(
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.parse::<u64>().ok());
     if declared.is_some_and(|length| length > limit as u64) {
-        return Err(ApiError::PayloadTooLarge { limit });
+        return Err(EngineError::PayloadTooLarge { limit }.into());
     }
     match Limited::new(incoming, limit).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
-        Err(error) if error.is::<LengthLimitError>() => Err(ApiError::PayloadTooLarge { limit }),
-        Err(_) => Err(ApiError::InvalidBody(BodyError::Truncated)),
+        Err(error) if error.is::<LengthLimitError>() => {
+            Err(EngineError::PayloadTooLarge { limit }.into())
+        }
+        Err(_) => Err(HttpError::InvalidBody(BodyError::Truncated).into()),
     }
 }
 

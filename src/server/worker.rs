@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 use super::limits::{ConnectionGate, ConnectionPermit};
 use super::{ConnectionSettings, hyper_engine, linger, native};
 use crate::config::Engine;
-use crate::http::App;
+use crate::http::{ApiError, App, EngineError};
 
 /// How long to pause accepting after running out of file descriptors, so the loop does not
 /// spin while connections close and free some.
@@ -138,7 +138,7 @@ impl Worker {
 /// before reading anything (HTTP lets a server answer early), then the connection is closed.
 fn connection_limit_answer() -> Vec<u8> {
     let mut body = Vec::new();
-    let reply = crate::http::ApiError::TooManyConnections.write_reply(&mut body);
+    let reply = ApiError::from(EngineError::TooManyConnections).write_reply(&mut body);
     let mut answer = format!(
         "HTTP/1.1 503 Service Unavailable\r\ncontent-type: {}\r\ncontent-length: {}\r\nretry-after: 1\r\nconnection: close\r\n\r\n",
         reply.content_type,

@@ -18,7 +18,10 @@ pub mod idempotency;
 pub mod memory;
 pub mod model;
 pub mod redis;
+mod refusal;
 mod writer;
+
+pub use refusal::StoreRefusal;
 
 use std::collections::VecDeque;
 use std::future::Future;

@@ -42,6 +42,14 @@ pub struct Outcome {
 #[error("unknown choice; expected one of rock, paper, scissors")]
 pub struct UnknownChoice;
 
+/// What the rules can fail at, as the layers above see it.
+#[derive(Debug, thiserror::Error)]
+pub enum GameError {
+    /// No move could be drawn for the computer.
+    #[error("the computer could not draw a move: {0}")]
+    RandomUnavailable(#[from] random::RandomUnavailable),
+}
+
 impl Choice {
     /// Every choice, in table order.
     pub const ALL: [Choice; 3] = [Choice::Rock, Choice::Paper, Choice::Scissors];

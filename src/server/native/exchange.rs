@@ -6,7 +6,7 @@ use tokio::time::Instant;
 
 use super::parse::{self, Framing, HeadError};
 use super::{chunked, response};
-use crate::http::{ApiError, App, Deferred, Handled, Request};
+use crate::http::{ApiError, App, Deferred, EngineError, Handled, Request};
 use crate::telemetry::completed::Completed;
 use crate::telemetry::metrics;
 
@@ -98,13 +98,13 @@ impl Buffers {
                 Err(error) => {
                     progress.close = true;
                     let error = match error {
-                        HeadError::Malformed(reason) => ApiError::MalformedRequest { reason },
-                        HeadError::TooLarge => ApiError::HeadersTooLarge,
+                        HeadError::Malformed(reason) => EngineError::MalformedRequest { reason },
+                        HeadError::TooLarge => EngineError::HeadersTooLarge,
                         HeadError::UnsupportedTransferEncoding => {
-                            ApiError::UnsupportedTransferEncoding
+                            EngineError::UnsupportedTransferEncoding
                         }
                     };
-                    reject_into(&mut self.output, &mut self.body, &error, &date);
+                    reject_into(&mut self.output, &mut self.body, error, &date);
                     break;
                 }
             };
@@ -115,7 +115,7 @@ impl Buffers {
                     reject_into(
                         &mut self.output,
                         &mut self.body,
-                        &ApiError::PayloadTooLarge { limit: max_body },
+                        EngineError::PayloadTooLarge { limit: max_body },
                         &date,
                     );
                     break;
@@ -137,13 +137,13 @@ impl Buffers {
                             progress.close = true;
                             let error = match error {
                                 chunked::ChunkedError::TooLarge => {
-                                    ApiError::PayloadTooLarge { limit: max_body }
+                                    EngineError::PayloadTooLarge { limit: max_body }
                                 }
                                 chunked::ChunkedError::Malformed(reason) => {
-                                    ApiError::MalformedRequest { reason }
+                                    EngineError::MalformedRequest { reason }
                                 }
                             };
-                            reject_into(&mut self.output, &mut self.body, &error, &date);
+                            reject_into(&mut self.output, &mut self.body, error, &date);
                             break;
                         }
                     }
@@ -219,7 +219,7 @@ impl Buffers {
     }
 
     /// Appends an error answer that closes the connection.
-    pub fn reject(&mut self, error: &ApiError<'_>, now: Instant) {
+    pub fn reject(&mut self, error: EngineError, now: Instant) {
         reject_into(
             &mut self.output,
             &mut self.body,
@@ -241,9 +241,10 @@ fn start_next_body(decoder: &mut chunked::Decoder, decoded: &mut Vec<u8>) {
 fn reject_into(
     output: &mut Vec<u8>,
     body: &mut Vec<u8>,
-    error: &ApiError<'_>,
+    error: EngineError,
     date: &response::HttpDate,
 ) {
+    let error = ApiError::from(error);
     tracing::debug!(code = error.code(), "request rejected by the engine");
     let reply = error.write_reply(body);
     // Counted with the routed requests, under route "unmatched" and method "other": the

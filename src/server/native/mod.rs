@@ -39,7 +39,7 @@ use tokio_util::task::TaskTracker;
 use self::exchange::Buffers;
 use super::limits::ConnectionPermit;
 use super::{ConnectionSettings, linger};
-use crate::http::{ApiError, App};
+use crate::http::{App, EngineError};
 use crate::telemetry::metrics;
 
 /// The connections of one worker, so a shutdown can close the idle ones at once and wait for
@@ -359,7 +359,7 @@ impl Connection {
                 Wait::TimedOut => {
                     // A request that stalls midway is answered 408, written under the same
                     // write deadline as any answer.
-                    buffers.reject(&ApiError::RequestTimeout, now);
+                    buffers.reject(EngineError::RequestTimeout, now);
                     self.flush(&mut buffers.output, timer.as_mut(), now).await?;
                     return Ok(Served::Close);
                 }
