@@ -35,7 +35,10 @@ fn serve(args: Box<ServeArgs>) -> ExitCode {
             return ExitCode::from(EXIT_BAD_CONFIG);
         }
     };
-    if let Err(error) = telemetry::init(settings.log_level.as_deref(), settings.log_format) {
+    if let Err(error) = telemetry::init(
+        settings.telemetry.log_level.as_deref(),
+        settings.telemetry.log_format,
+    ) {
         return fail(&error);
     }
     let served = runtime().and_then(|runtime| {

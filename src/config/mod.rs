@@ -17,19 +17,30 @@ use serde::{Deserialize, Serialize};
 /// Prefix of the environment variables that configure the server.
 pub const ENV_PREFIX: &str = "GUESS_GAME_";
 
-/// Everything `guess-game serve` can be told. Field docs are the settings reference.
+/// Everything `guess-game serve` can be told, grouped by concern. Each group is flattened: a
+/// setting's name is the same in the file, the environment and the flags whatever its group.
+/// Field docs are the settings reference.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct Settings {
+    #[serde(flatten)]
+    pub server: Server,
+    #[serde(flatten)]
+    pub limits: Limits,
+    #[serde(flatten)]
+    pub store: Store,
+    #[serde(flatten)]
+    pub telemetry: Telemetry,
+    #[serde(flatten)]
+    pub admin: Admin,
+}
+
+/// The public listener, its connections and the time limits on each request.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Server {
     /// Address the public listener binds.
     pub listen: SocketAddr,
     /// Worker threads, each with its own runtime. 0 means one per CPU this process may use.
     pub workers: usize,
-    /// Log filter in `RUST_LOG` syntax ("info", "guess_game=debug"). When unset, `RUST_LOG`
-    /// applies, and "info" if that is unset too.
-    pub log_level: Option<String>,
-    /// Log format: "auto" (JSON lines unless stderr is a terminal), "json" or "pretty".
-    pub log_format: LogFormat,
     /// Longest a graceful shutdown waits for requests in flight before closing connections.
     #[serde(with = "humantime_serde")]
     pub drain_timeout: Duration,
@@ -61,6 +72,11 @@ pub struct Settings {
     /// Most public connections open at once; more are answered 503 and closed at accept.
     /// 0 derives it from the open-file limit (raised to the hard limit at start-up).
     pub max_connections: usize,
+}
+
+/// Protection: the bound on requests in flight and the rate limits.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Limits {
     /// Most requests in flight at once (admitted, not yet answered); above it requests are
     /// answered 503 `overloaded` at once. With `concurrency_limit = "adaptive"` the maximum.
     pub max_in_flight: usize,
@@ -87,26 +103,16 @@ pub struct Settings {
     pub trusted_proxies: Vec<ProxyRange>,
     /// IPv6 clients are keyed by this many leading bits of their address (1-128).
     pub client_ipv6_prefix: u8,
-    /// Address of the admin listener (metrics, CPU profiles). Loopback only unless
-    /// `admin_public` is set.
-    pub admin_listen: SocketAddr,
-    /// Allow `admin_listen` to be a non-loopback address.
-    pub admin_public: bool,
-    /// Base URL of an OTLP/HTTP collector (e.g. http://127.0.0.1:4318); spans are exported
-    /// to `<url>/v1/traces` when set.
-    pub otlp_endpoint: Option<String>,
-    /// Share of requests written to the access log, 0 to 1 (0 turns it off).
-    pub access_log_sample: f64,
-    /// Allow fault injection through the admin listener (`/admin/faults`); off in production.
-    pub fault_injection: bool,
-    /// Runtime flag: write the access log (switchable at run time; see docs/OPERATIONS.md).
-    pub access_log: bool,
-    /// Runtime flag: export spans when `otlp_endpoint` is set.
-    pub trace_export: bool,
+}
+
+/// Where games, stats, leaderboards and idempotency keys live.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Store {
     /// Where stats, leaderboards and idempotency keys live: "memory" (this process only) or a
     /// Redis URL shared by every instance: `redis://host:port[/db]`, or
     /// `redis+cluster://host:port[,host:port...]` for Redis Cluster.
-    pub store: String,
+    #[serde(rename = "store")]
+    pub url: String,
     /// Node id (0-1023) in game ids; unset claims a free one from Redis (0 in memory). Two
     /// instances on one Redis must not share one.
     pub node_id: Option<u16>,
@@ -136,6 +142,37 @@ pub struct Settings {
     pub max_idempotency_keys: usize,
 }
 
+/// Logs, the access log and trace export.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Telemetry {
+    /// Log filter in `RUST_LOG` syntax ("info", "guess_game=debug"). When unset, `RUST_LOG`
+    /// applies, and "info" if that is unset too.
+    pub log_level: Option<String>,
+    /// Log format: "auto" (JSON lines unless stderr is a terminal), "json" or "pretty".
+    pub log_format: LogFormat,
+    /// Base URL of an OTLP/HTTP collector (e.g. http://127.0.0.1:4318); spans are exported
+    /// to `<url>/v1/traces` when set.
+    pub otlp_endpoint: Option<String>,
+    /// Share of requests written to the access log, 0 to 1 (0 turns it off).
+    pub access_log_sample: f64,
+    /// Runtime flag: write the access log (switchable at run time; see docs/OPERATIONS.md).
+    pub access_log: bool,
+    /// Runtime flag: export spans when `otlp_endpoint` is set.
+    pub trace_export: bool,
+}
+
+/// The admin listener (metrics, profiles, flags) and fault injection.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Admin {
+    /// Address of the admin listener (metrics, CPU profiles). Loopback only unless
+    /// `admin_public` is set.
+    pub admin_listen: SocketAddr,
+    /// Allow `admin_listen` to be a non-loopback address.
+    pub admin_public: bool,
+    /// Allow fault injection through the admin listener (`/admin/faults`); off in production.
+    pub fault_injection: bool,
+}
+
 /// How the bound on requests in flight moves.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -159,51 +196,61 @@ pub use crate::telemetry::LogFormat;
 impl Default for Settings {
     fn default() -> Self {
         Self {
-            listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
-            workers: 0,
-            log_level: None,
-            log_format: LogFormat::Auto,
-            drain_timeout: Duration::from_secs(10),
-            max_body_bytes: 4 * 1024,
-            header_read_timeout: Duration::from_secs(10),
-            request_timeout: Duration::from_secs(5),
-            keep_alive_timeout: Duration::from_secs(60),
-            write_timeout: Duration::from_secs(10),
-            engine: Engine::Native,
-            listen_backlog: 4096,
-            reuse_port: true,
-            tcp_nodelay: true,
-            max_connections: 0,
-            max_in_flight: 1024,
-            concurrency_limit: ConcurrencyMode::Fixed,
-            adaptive_latency_target: Duration::from_millis(50),
-            adaptive_floor: 16,
-            rate_limit_per_client: 100.0,
-            rate_limit_per_client_burst: 200,
-            rate_limit_per_route: 0.0,
-            rate_limit_per_route_burst: 1000,
-            rate_limit_global: 0.0,
-            rate_limit_global_burst: 1000,
-            trusted_proxies: Vec::new(),
-            client_ipv6_prefix: 64,
-            admin_listen: SocketAddr::from(([127, 0, 0, 1], 6060)),
-            admin_public: false,
-            otlp_endpoint: None,
-            access_log_sample: 1.0,
-            fault_injection: false,
-            access_log: true,
-            trace_export: true,
-            store: "memory".to_owned(),
-            node_id: None,
-            node_lease: Duration::from_secs(30),
-            store_timeout: Duration::from_millis(500),
-            store_queue_capacity: 100_000,
-            store_batch_size: 512,
-            store_flush_interval: Duration::from_millis(50),
-            games_kept: 100,
-            max_players: 1_000_000,
-            player_retention: Duration::from_secs(365 * 86_400),
-            max_idempotency_keys: 1_000_000,
+            server: Server {
+                listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
+                workers: 0,
+                drain_timeout: Duration::from_secs(10),
+                max_body_bytes: 4 * 1024,
+                header_read_timeout: Duration::from_secs(10),
+                request_timeout: Duration::from_secs(5),
+                keep_alive_timeout: Duration::from_secs(60),
+                write_timeout: Duration::from_secs(10),
+                engine: Engine::Native,
+                listen_backlog: 4096,
+                reuse_port: true,
+                tcp_nodelay: true,
+                max_connections: 0,
+            },
+            limits: Limits {
+                max_in_flight: 1024,
+                concurrency_limit: ConcurrencyMode::Fixed,
+                adaptive_latency_target: Duration::from_millis(50),
+                adaptive_floor: 16,
+                rate_limit_per_client: 100.0,
+                rate_limit_per_client_burst: 200,
+                rate_limit_per_route: 0.0,
+                rate_limit_per_route_burst: 1000,
+                rate_limit_global: 0.0,
+                rate_limit_global_burst: 1000,
+                trusted_proxies: Vec::new(),
+                client_ipv6_prefix: 64,
+            },
+            store: Store {
+                url: "memory".to_owned(),
+                node_id: None,
+                node_lease: Duration::from_secs(30),
+                store_timeout: Duration::from_millis(500),
+                store_queue_capacity: 100_000,
+                store_batch_size: 512,
+                store_flush_interval: Duration::from_millis(50),
+                games_kept: 100,
+                max_players: 1_000_000,
+                player_retention: Duration::from_secs(365 * 86_400),
+                max_idempotency_keys: 1_000_000,
+            },
+            telemetry: Telemetry {
+                log_level: None,
+                log_format: LogFormat::Auto,
+                otlp_endpoint: None,
+                access_log_sample: 1.0,
+                access_log: true,
+                trace_export: true,
+            },
+            admin: Admin {
+                admin_listen: SocketAddr::from(([127, 0, 0, 1], 6060)),
+                admin_public: false,
+                fault_injection: false,
+            },
         }
     }
 }
@@ -213,6 +260,8 @@ impl Default for Settings {
 pub enum ConfigError {
     #[error("invalid configuration: {0}")]
     Parse(#[from] Box<figment::Error>),
+    #[error("unknown setting `{setting}` (see README.md for the settings)")]
+    Unknown { setting: String },
     #[error("invalid setting `{setting}`: {reason}")]
     Invalid {
         setting: &'static str,
@@ -224,25 +273,25 @@ impl Settings {
     /// The initial runtime flags; a reload on SIGHUP applies them again.
     pub fn flags(&self) -> crate::flags::Flags {
         crate::flags::Flags {
-            access_log: self.access_log,
-            trace_export: self.trace_export,
+            access_log: self.telemetry.access_log,
+            trace_export: self.telemetry.trace_export,
         }
     }
 
     /// The store these settings describe.
-    pub fn store(&self) -> crate::store::StoreSettings {
+    pub fn store_settings(&self) -> crate::store::StoreSettings {
         crate::store::StoreSettings {
-            url: (self.store != "memory").then(|| self.store.clone()),
-            node_id: self.node_id,
-            node_lease: self.node_lease,
-            timeout: self.store_timeout,
-            queue_capacity: self.store_queue_capacity,
-            batch_size: self.store_batch_size,
-            flush_interval: self.store_flush_interval,
-            games_kept: self.games_kept,
-            max_players: self.max_players,
-            player_retention: self.player_retention,
-            max_keys: self.max_idempotency_keys,
+            url: (self.store.url != "memory").then(|| self.store.url.clone()),
+            node_id: self.store.node_id,
+            node_lease: self.store.node_lease,
+            timeout: self.store.store_timeout,
+            queue_capacity: self.store.store_queue_capacity,
+            batch_size: self.store.store_batch_size,
+            flush_interval: self.store.store_flush_interval,
+            games_kept: self.store.games_kept,
+            max_players: self.store.max_players,
+            player_retention: self.store.player_retention,
+            max_keys: self.store.max_idempotency_keys,
         }
     }
 
@@ -251,14 +300,14 @@ impl Settings {
         &self,
     ) -> std::sync::Arc<crate::protection::concurrency::ConcurrencyLimit> {
         use crate::protection::concurrency::{ConcurrencyLimit, Mode};
-        let mode = match self.concurrency_limit {
+        let mode = match self.limits.concurrency_limit {
             ConcurrencyMode::Fixed => Mode::Fixed,
             ConcurrencyMode::Adaptive => Mode::Adaptive {
-                target: self.adaptive_latency_target,
-                floor: self.adaptive_floor,
+                target: self.limits.adaptive_latency_target,
+                floor: self.limits.adaptive_floor,
             },
         };
-        ConcurrencyLimit::new(self.max_in_flight, mode)
+        ConcurrencyLimit::new(self.limits.max_in_flight, mode)
     }
 
     /// The rate limits these settings describe.
@@ -266,16 +315,16 @@ impl Settings {
         use crate::protection::rate_limit::{Limit, RateLimitSettings};
         RateLimitSettings {
             per_client: Limit {
-                per_second: self.rate_limit_per_client,
-                burst: self.rate_limit_per_client_burst,
+                per_second: self.limits.rate_limit_per_client,
+                burst: self.limits.rate_limit_per_client_burst,
             },
             per_route: Limit {
-                per_second: self.rate_limit_per_route,
-                burst: self.rate_limit_per_route_burst,
+                per_second: self.limits.rate_limit_per_route,
+                burst: self.limits.rate_limit_per_route_burst,
             },
             global: Limit {
-                per_second: self.rate_limit_global,
-                burst: self.rate_limit_global_burst,
+                per_second: self.limits.rate_limit_global,
+                burst: self.limits.rate_limit_global_burst,
             },
         }
     }
@@ -293,11 +342,27 @@ impl Settings {
             }
             figment = figment.merge(Toml::file_exact(path));
         }
-        let settings: Settings = figment
+        let figment = figment
             .merge(Env::prefixed(ENV_PREFIX).ignore(&["config"]))
-            .merge(Serialized::defaults(flags))
-            .extract()
-            .map_err(Box::new)?;
+            .merge(Serialized::defaults(flags));
+        // Serde cannot deny unknown fields through `flatten`, so a misspelt setting is caught
+        // here: every name given must be one the defaults have.
+        let known = Figment::from(Serialized::defaults(Settings::default()));
+        let given: figment::value::Dict = figment.extract().map_err(Box::new)?;
+        if let Some(unknown) = given.keys().find(|name| !known.contains(name)) {
+            return Err(ConfigError::Unknown {
+                setting: unknown.clone(),
+            });
+        }
+        // Each group is extracted on its own rather than through `flatten`, which would lose
+        // the name of the setting an error is about.
+        let settings = Settings {
+            server: figment.extract().map_err(Box::new)?,
+            limits: figment.extract().map_err(Box::new)?,
+            store: figment.extract().map_err(Box::new)?,
+            telemetry: figment.extract().map_err(Box::new)?,
+            admin: figment.extract().map_err(Box::new)?,
+        };
         settings.validate()?;
         Ok(settings)
     }
@@ -312,23 +377,28 @@ impl Settings {
                 reason: reason.to_owned(),
             })
         };
-        if self.workers > 1024 {
+        if self.server.workers > 1024 {
             return invalid("workers", "must be at most 1024 (0 means one per CPU)");
         }
-        if !(64..=1024 * 1024).contains(&self.max_body_bytes) {
+        if !(64..=1024 * 1024).contains(&self.server.max_body_bytes) {
             return invalid("max_body_bytes", "must be between 64 and 1048576");
         }
-        if self.drain_timeout.is_zero() || self.drain_timeout > Duration::from_secs(3600) {
+        if self.server.drain_timeout.is_zero()
+            || self.server.drain_timeout > Duration::from_secs(3600)
+        {
             return invalid("drain_timeout", "must be between 1ms and 1h");
         }
         for (setting, value) in [
-            ("header_read_timeout", self.header_read_timeout),
-            ("keep_alive_timeout", self.keep_alive_timeout),
-            ("request_timeout", self.request_timeout),
-            ("write_timeout", self.write_timeout),
-            ("store_timeout", self.store_timeout),
-            ("store_flush_interval", self.store_flush_interval),
-            ("adaptive_latency_target", self.adaptive_latency_target),
+            ("header_read_timeout", self.server.header_read_timeout),
+            ("keep_alive_timeout", self.server.keep_alive_timeout),
+            ("request_timeout", self.server.request_timeout),
+            ("write_timeout", self.server.write_timeout),
+            ("store_timeout", self.store.store_timeout),
+            ("store_flush_interval", self.store.store_flush_interval),
+            (
+                "adaptive_latency_target",
+                self.limits.adaptive_latency_target,
+            ),
         ] {
             // Deadlines are computed as "now + setting": a duration of years would overflow
             // the clock and panic in the middle of serving, so it is refused here.
@@ -336,29 +406,31 @@ impl Settings {
                 return invalid(setting, "must be greater than zero and at most 24h");
             }
         }
-        if self.node_lease < Duration::from_secs(3) || self.node_lease > Duration::from_secs(600) {
+        if self.store.node_lease < Duration::from_secs(3)
+            || self.store.node_lease > Duration::from_secs(600)
+        {
             return invalid("node_lease", "must be between 3s and 10m");
         }
-        if self.request_timeout <= self.store_timeout {
+        if self.server.request_timeout <= self.store.store_timeout {
             return invalid(
                 "request_timeout",
                 "must be greater than store_timeout: a request that waits on the store must \
                  outlive the store call, or the call is abandoned before the store can answer",
             );
         }
-        if self.max_in_flight == 0 || self.adaptive_floor == 0 {
+        if self.limits.max_in_flight == 0 || self.limits.adaptive_floor == 0 {
             return invalid(
                 "max_in_flight",
                 "max_in_flight and adaptive_floor must be at least 1",
             );
         }
-        if !(1..=128).contains(&self.client_ipv6_prefix) {
+        if !(1..=128).contains(&self.limits.client_ipv6_prefix) {
             return invalid("client_ipv6_prefix", "must be between 1 and 128");
         }
-        if !(1..=65535).contains(&self.listen_backlog) {
+        if !(1..=65535).contains(&self.server.listen_backlog) {
             return invalid("listen_backlog", "must be between 1 and 65535");
         }
-        if !self.admin_listen.ip().is_loopback() && !self.admin_public {
+        if !self.admin.admin_listen.ip().is_loopback() && !self.admin.admin_public {
             return invalid(
                 "admin_listen",
                 "is not a loopback address; the admin listener serves metrics and CPU profiles, \
@@ -366,9 +438,9 @@ impl Settings {
             );
         }
         for (setting, rate) in [
-            ("rate_limit_per_client", self.rate_limit_per_client),
-            ("rate_limit_per_route", self.rate_limit_per_route),
-            ("rate_limit_global", self.rate_limit_global),
+            ("rate_limit_per_client", self.limits.rate_limit_per_client),
+            ("rate_limit_per_route", self.limits.rate_limit_per_route),
+            ("rate_limit_global", self.limits.rate_limit_global),
         ] {
             // A rate is turned into the period between two requests (1 / rate): below one
             // request in 1000 s, or above a billion per second, that period is out of range.
@@ -379,10 +451,10 @@ impl Settings {
                 );
             }
         }
-        if !(0.0..=1.0).contains(&self.access_log_sample) {
+        if !(0.0..=1.0).contains(&self.telemetry.access_log_sample) {
             return invalid("access_log_sample", "must be between 0 and 1");
         }
-        if let Some(endpoint) = &self.otlp_endpoint
+        if let Some(endpoint) = &self.telemetry.otlp_endpoint
             && let Err(error) = crate::client::ServerUrl::parse(endpoint)
         {
             return Err(ConfigError::Invalid {
@@ -390,9 +462,9 @@ impl Settings {
                 reason: error.to_string(),
             });
         }
-        if self.store != "memory"
-            && !self.store.starts_with("redis://")
-            && !self.store.starts_with("redis+cluster://")
+        if self.store.url != "memory"
+            && !self.store.url.starts_with("redis://")
+            && !self.store.url.starts_with("redis+cluster://")
         {
             return invalid(
                 "store",
@@ -400,29 +472,30 @@ impl Settings {
             );
         }
         if self
+            .store
             .node_id
             .is_some_and(|node| node > crate::store::game_id::MAX_NODE_ID)
         {
             return invalid("node_id", "must be between 0 and 1023");
         }
         for (setting, value) in [
-            ("store_queue_capacity", self.store_queue_capacity),
-            ("store_batch_size", self.store_batch_size),
-            ("games_kept", self.games_kept),
-            ("max_players", self.max_players),
-            ("max_idempotency_keys", self.max_idempotency_keys),
+            ("store_queue_capacity", self.store.store_queue_capacity),
+            ("store_batch_size", self.store.store_batch_size),
+            ("games_kept", self.store.games_kept),
+            ("max_players", self.store.max_players),
+            ("max_idempotency_keys", self.store.max_idempotency_keys),
         ] {
             if value == 0 {
                 return invalid(setting, "must be at least 1");
             }
         }
-        if self.player_retention < Duration::from_secs(3600) {
+        if self.store.player_retention < Duration::from_secs(3600) {
             return invalid("player_retention", "must be at least 1h");
         }
-        if self.games_kept > 1000 {
+        if self.store.games_kept > 1000 {
             return invalid("games_kept", "must be at most 1000");
         }
-        if let Some(filter) = &self.log_level
+        if let Some(filter) = &self.telemetry.log_level
             && let Err(error) = tracing_subscriber::EnvFilter::try_new(filter)
         {
             return Err(ConfigError::Invalid {
@@ -478,16 +551,35 @@ mod tests {
             };
             let settings = load_in(jail, Some(file), flags).unwrap();
             assert_eq!(
-                settings.listen,
+                settings.server.listen,
                 "127.0.0.1:3000".parse().unwrap(),
                 "flag beats env"
             );
-            assert_eq!(settings.max_body_bytes, 2000, "env beats file");
+            assert_eq!(settings.server.max_body_bytes, 2000, "env beats file");
             assert_eq!(
-                settings.drain_timeout,
+                settings.server.drain_timeout,
                 Duration::from_secs(3),
                 "file beats default"
             );
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn every_group_reads_its_settings_by_their_flat_names() {
+        Jail::expect_with(|jail| {
+            jail.set_env("GUESS_GAME_WORKERS", "3");
+            jail.set_env("GUESS_GAME_MAX_IN_FLIGHT", "7");
+            jail.set_env("GUESS_GAME_STORE", "redis://127.0.0.1:6379");
+            jail.set_env("GUESS_GAME_LOG_FORMAT", "json");
+            jail.set_env("GUESS_GAME_FAULT_INJECTION", "true");
+            let settings = load_in(jail, Some("games_kept = 5"), Flags::default()).unwrap();
+            assert_eq!(settings.server.workers, 3);
+            assert_eq!(settings.limits.max_in_flight, 7);
+            assert_eq!(settings.store.url, "redis://127.0.0.1:6379");
+            assert_eq!(settings.store.games_kept, 5);
+            assert_eq!(settings.telemetry.log_format, LogFormat::Json);
+            assert!(settings.admin.fault_injection);
             Ok(())
         });
     }
@@ -539,7 +631,7 @@ mod tests {
             )
             .unwrap();
             assert_eq!(
-                settings.store().url.as_deref(),
+                settings.store_settings().url.as_deref(),
                 Some("redis+cluster://10.0.0.1:7000,10.0.0.2:7000")
             );
             Ok(())
@@ -578,7 +670,7 @@ mod tests {
                 Flags::default(),
             )
             .unwrap();
-            assert_eq!(settings.request_timeout, Duration::from_millis(501));
+            assert_eq!(settings.server.request_timeout, Duration::from_millis(501));
             Ok(())
         });
         Jail::expect_with(|jail| {
@@ -589,6 +681,7 @@ mod tests {
             )
             .unwrap();
             let shown: Vec<String> = settings
+                .limits
                 .trusted_proxies
                 .iter()
                 .map(ToString::to_string)

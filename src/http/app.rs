@@ -72,7 +72,7 @@ impl App {
             concurrency,
             request_timeout: std::time::Duration::from_secs(5),
             store: Arc::new(Store::in_memory(
-                &crate::config::Settings::default().store(),
+                &crate::config::Settings::default().store_settings(),
             )),
         }
     }

@@ -94,33 +94,33 @@ impl Server {
     /// Binds the listener described by `settings`. Serving starts with [`Self::run_until_stopped`].
     pub async fn build(settings: &Settings) -> Result<Server, ServeError> {
         let bind_error = |source| ServeError::Bind {
-            address: settings.listen,
+            address: settings.server.listen,
             source,
         };
-        let workers = worker_count(settings.workers);
+        let workers = worker_count(settings.server.workers);
         let fd_limit = limits::raise_open_file_limit();
-        let max_connections = match settings.max_connections {
+        let max_connections = match settings.server.max_connections {
             0 => limits::default_max_connections(fd_limit),
             configured => configured,
         };
         let listeners = listener::bind_all(
-            settings.listen,
+            settings.server.listen,
             workers,
-            settings.listen_backlog,
-            settings.reuse_port,
+            settings.server.listen_backlog,
+            settings.server.reuse_port,
         )
         .map_err(bind_error)?;
         let local_addr = listeners[0].local_addr().map_err(bind_error)?;
         let admin_bind_error = |source| ServeError::Bind {
-            address: settings.admin_listen,
+            address: settings.admin.admin_listen,
             source,
         };
-        let admin_listener = admin::bind(settings.admin_listen).map_err(admin_bind_error)?;
+        let admin_listener = admin::bind(settings.admin.admin_listen).map_err(admin_bind_error)?;
         let admin_addr = admin_listener.local_addr().map_err(admin_bind_error)?;
         let readiness = Readiness::new();
-        let faults = Faults::new(settings.fault_injection);
+        let faults = Faults::new(settings.admin.fault_injection);
         let store = Arc::new(
-            Store::open(&settings.store())
+            Store::open(&settings.store_settings())
                 .await?
                 .with_faults(Arc::clone(&faults)),
         );
@@ -140,29 +140,29 @@ impl Server {
             app: Arc::new(
                 App::with_limits(
                     readiness.clone(),
-                    settings.max_body_bytes,
+                    settings.server.max_body_bytes,
                     observability(settings)?,
                     RateLimits::new(settings.rate_limits()),
                     ClientAddresses::new(
-                        settings.trusted_proxies.clone(),
-                        settings.client_ipv6_prefix,
+                        settings.limits.trusted_proxies.clone(),
+                        settings.limits.client_ipv6_prefix,
                     ),
                     Arc::clone(&faults),
                     settings.concurrency_limit(),
                 )
-                .with_request_timeout(settings.request_timeout)
+                .with_request_timeout(settings.server.request_timeout)
                 .with_store(Arc::clone(&store)),
             ),
             store,
             faults,
             readiness,
             connection: Arc::new(ConnectionSettings {
-                engine: settings.engine,
-                header_read_timeout: settings.header_read_timeout,
-                keep_alive_timeout: settings.keep_alive_timeout,
-                write_timeout: settings.write_timeout,
-                drain_timeout: settings.drain_timeout,
-                tcp_nodelay: settings.tcp_nodelay,
+                engine: settings.server.engine,
+                header_read_timeout: settings.server.header_read_timeout,
+                keep_alive_timeout: settings.server.keep_alive_timeout,
+                write_timeout: settings.server.write_timeout,
+                drain_timeout: settings.server.drain_timeout,
+                tcp_nodelay: settings.server.tcp_nodelay,
             }),
         })
     }
@@ -317,14 +317,15 @@ async fn forget_idle_clients(app: Arc<App>) {
 
 /// The access log and span exporter the settings ask for.
 fn observability(settings: &Settings) -> Result<Observability, ServeError> {
-    let access_log = (settings.access_log_sample > 0.0)
-        .then(|| AccessLog::start(settings.access_log_sample))
+    let access_log = (settings.telemetry.access_log_sample > 0.0)
+        .then(|| AccessLog::start(settings.telemetry.access_log_sample))
         .transpose()
         .map_err(|error| ServeError::Telemetry {
             what: "the access log",
             reason: error.to_string(),
         })?;
     let exporter = settings
+        .telemetry
         .otlp_endpoint
         .as_deref()
         .map(SpanExporter::start)

@@ -13,8 +13,8 @@ const PLAY: &str = "POST /play HTTP/1.1\r\nHost: x\r\nContent-Type: application/
 
 async fn app_on(engine: Engine) -> TestApp {
     spawn_app_with(|settings| {
-        settings.engine = engine;
-        settings.header_read_timeout = Duration::from_millis(500);
+        settings.server.engine = engine;
+        settings.server.header_read_timeout = Duration::from_millis(500);
     })
     .await
 }

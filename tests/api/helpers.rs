@@ -30,18 +30,16 @@ pub async fn spawn_app() -> TestApp {
 
 /// Starts a server on 127.0.0.1:0 with two workers, after `configure` adjusts the settings.
 pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
-    let mut settings = Settings {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        admin_listen: "127.0.0.1:0".parse().unwrap(),
-        workers: 2,
-        // Tests that read the access log run the binary and read its stdout.
-        access_log_sample: 0.0,
-        // Every test speaks from 127.0.0.1; the limiter stays on but out of the way, and the
-        // rate-limit tests set their own.
-        rate_limit_per_client: 1_000_000.0,
-        rate_limit_per_client_burst: 1_000_000,
-        ..Settings::default()
-    };
+    let mut settings = Settings::default();
+    settings.server.listen = "127.0.0.1:0".parse().unwrap();
+    settings.admin.admin_listen = "127.0.0.1:0".parse().unwrap();
+    settings.server.workers = 2;
+    // Tests that read the access log run the binary and read its stdout.
+    settings.telemetry.access_log_sample = 0.0;
+    // Every test speaks from 127.0.0.1; the limiter stays on but out of the way, and the
+    // rate-limit tests set their own.
+    settings.limits.rate_limit_per_client = 1_000_000.0;
+    settings.limits.rate_limit_per_client_burst = 1_000_000;
     configure(&mut settings);
     let server = Server::build(&settings).await.expect("server binds");
     let address = server.local_addr();

@@ -341,9 +341,10 @@ async fn a_flame_graph_of_an_idle_process_is_a_whole_svg() {
 #[tokio::test]
 async fn spans_are_exported_over_otlp_with_their_parent_links() {
     let (collector, received) = otlp_receiver().await;
-    let app =
-        spawn_app_with(|settings| settings.otlp_endpoint = Some(format!("http://{collector}")))
-            .await;
+    let app = spawn_app_with(|settings| {
+        settings.telemetry.otlp_endpoint = Some(format!("http://{collector}"))
+    })
+    .await;
     let answer = app
         .request(
             Method::POST,
@@ -483,9 +484,10 @@ async fn the_dashboard_and_alert_rules_use_only_exposed_metrics() {
 #[tokio::test]
 async fn runtime_flags_switch_optional_features_off_and_play_keeps_working() {
     let (collector, _received) = otlp_receiver().await;
-    let app =
-        spawn_app_with(|settings| settings.otlp_endpoint = Some(format!("http://{collector}")))
-            .await;
+    let app = spawn_app_with(|settings| {
+        settings.telemetry.otlp_endpoint = Some(format!("http://{collector}"))
+    })
+    .await;
     let put = |body: &'static str| {
         app.admin_request(
             Method::PUT,

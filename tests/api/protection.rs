@@ -102,9 +102,9 @@ async fn normal_client(app: &TestApp, until: Instant) -> (u32, u32) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn slow_clients_beyond_a_small_limit_are_cut_off_while_a_normal_client_plays() {
     let app = spawn_app_with(|settings| {
-        settings.max_connections = 20;
-        settings.header_read_timeout = Duration::from_secs(1);
-        settings.workers = 1;
+        settings.server.max_connections = 20;
+        settings.server.header_read_timeout = Duration::from_secs(1);
+        settings.server.workers = 1;
     })
     .await;
     // The normal client's connection exists before the flood, as a game client's would.
@@ -188,8 +188,8 @@ async fn thousands_of_slow_clients_do_not_starve_a_normal_one_with_default_setti
 #[tokio::test]
 async fn a_client_over_its_rate_gets_429_with_rate_limit_headers_and_others_do_not() {
     let app = spawn_app_with(|settings| {
-        settings.rate_limit_per_client = 1.0;
-        settings.rate_limit_per_client_burst = 2;
+        settings.limits.rate_limit_per_client = 1.0;
+        settings.limits.rate_limit_per_client_burst = 2;
     })
     .await;
     let play = |player: &'static str| {
@@ -263,7 +263,7 @@ pub async fn inject(app: &TestApp, spec: &'static str) {
 
 #[tokio::test]
 async fn an_injected_error_fails_play_only_and_is_removed_on_request() {
-    let app = spawn_app_with(|settings| settings.fault_injection = true).await;
+    let app = spawn_app_with(|settings| settings.admin.fault_injection = true).await;
     inject(
         &app,
         r#"{"point":"play","error_rate":1.0,"duration_ms":60000}"#,
@@ -288,8 +288,8 @@ async fn an_injected_error_fails_play_only_and_is_removed_on_request() {
 #[tokio::test]
 async fn injected_latency_delays_play_without_holding_up_other_connections() {
     let app = spawn_app_with(|settings| {
-        settings.fault_injection = true;
-        settings.workers = 1;
+        settings.admin.fault_injection = true;
+        settings.server.workers = 1;
     })
     .await;
     inject(
@@ -339,9 +339,9 @@ async fn fault_injection_is_off_unless_enabled() {
 #[tokio::test]
 async fn requests_above_the_in_flight_bound_are_shed_at_once_and_probes_never_are() {
     let app = spawn_app_with(|settings| {
-        settings.fault_injection = true;
-        settings.max_in_flight = 4;
-        settings.workers = 1;
+        settings.admin.fault_injection = true;
+        settings.limits.max_in_flight = 4;
+        settings.server.workers = 1;
     })
     .await;
     // Slow the handler down so that requests pile up in flight.
@@ -397,8 +397,8 @@ async fn requests_above_the_in_flight_bound_are_shed_at_once_and_probes_never_ar
 #[tokio::test]
 async fn a_request_that_would_outlast_the_request_timeout_is_answered_503_when_it_expires() {
     let app = spawn_app_with(|settings| {
-        settings.fault_injection = true;
-        settings.request_timeout = Duration::from_millis(300);
+        settings.admin.fault_injection = true;
+        settings.server.request_timeout = Duration::from_millis(300);
     })
     .await;
     inject(

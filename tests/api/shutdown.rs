@@ -15,7 +15,7 @@ async fn sync_with_worker(app: &crate::helpers::TestApp) {
 
 #[tokio::test]
 async fn a_request_in_flight_when_shutdown_begins_still_completes() {
-    let mut app = spawn_app_with(|settings| settings.workers = 1).await;
+    let mut app = spawn_app_with(|settings| settings.server.workers = 1).await;
     // Headers and half the body: the request is in flight.
     let mut stream = raw_connection(
         app.address,
@@ -36,7 +36,7 @@ async fn a_request_in_flight_when_shutdown_begins_still_completes() {
 
 #[tokio::test]
 async fn readyz_turns_503_once_shutdown_begins() {
-    let mut app = spawn_app_with(|settings| settings.workers = 1).await;
+    let mut app = spawn_app_with(|settings| settings.server.workers = 1).await;
     let mut stream = raw_connection(app.address, b"GET /readyz HTTP/1.1\r\nHost: x\r\n").await;
     sync_with_worker(&app).await;
 
@@ -57,8 +57,8 @@ async fn readyz_turns_503_once_shutdown_begins() {
 #[tokio::test]
 async fn shutdown_gives_up_on_a_stalled_request_after_the_drain_timeout() {
     let mut app = spawn_app_with(|settings| {
-        settings.workers = 1;
-        settings.drain_timeout = Duration::from_millis(300);
+        settings.server.workers = 1;
+        settings.server.drain_timeout = Duration::from_millis(300);
     })
     .await;
     // Never finishes its body.
@@ -83,7 +83,7 @@ async fn shutdown_gives_up_on_a_stalled_request_after_the_drain_timeout() {
 
 #[tokio::test]
 async fn idle_keep_alive_connections_do_not_hold_up_shutdown() {
-    let app = spawn_app_with(|settings| settings.workers = 1).await;
+    let app = spawn_app_with(|settings| settings.server.workers = 1).await;
     let mut idle = raw_connection(app.address, format!("{PLAY_HEAD}{PLAY_BODY}").as_bytes()).await;
     sync_with_worker(&app).await;
     let started = std::time::Instant::now();

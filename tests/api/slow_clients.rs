@@ -89,8 +89,8 @@ async fn wait_until_stalled(app: &TestApp) -> f64 {
 #[tokio::test]
 async fn clients_that_do_not_read_hold_no_in_flight_place_and_starve_no_one() {
     let app = spawn_app_with(|settings| {
-        settings.max_in_flight = 32;
-        settings.write_timeout = Duration::from_secs(60);
+        settings.limits.max_in_flight = 32;
+        settings.server.write_timeout = Duration::from_secs(60);
     })
     .await;
     let mut stalled = Vec::new();
@@ -123,7 +123,7 @@ async fn clients_that_do_not_read_hold_no_in_flight_place_and_starve_no_one() {
 #[tokio::test]
 async fn a_client_that_stops_reading_is_cut_off_after_the_write_timeout() {
     let app = spawn_app_with(|settings| {
-        settings.write_timeout = Duration::from_millis(300);
+        settings.server.write_timeout = Duration::from_millis(300);
     })
     .await;
     let writer = non_reading_client(&app, STALLING_PIPELINE).await;
@@ -163,7 +163,7 @@ async fn idle_keep_alive_connections_hold_no_buffers() {
 
 #[tokio::test]
 async fn a_request_after_one_marked_close_is_never_served_even_after_a_delay() {
-    let app = spawn_app_with(|settings| settings.fault_injection = true).await;
+    let app = spawn_app_with(|settings| settings.admin.fault_injection = true).await;
     crate::protection::inject(
         &app,
         r#"{"point":"play","latency_ms":100,"duration_ms":60000}"#,
@@ -249,8 +249,8 @@ async fn answers_queued_behind_a_slow_reader_survive_the_close_after_an_error() 
 #[tokio::test]
 async fn a_connection_over_the_cap_reads_its_503_while_still_sending() {
     let app = spawn_app_with(|settings| {
-        settings.max_connections = 1;
-        settings.workers = 1;
+        settings.server.max_connections = 1;
+        settings.server.workers = 1;
     })
     .await;
     let mut held = raw_connection(app.address, PLAY).await;

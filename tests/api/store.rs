@@ -53,8 +53,8 @@ impl Backend {
 async fn spawn_on(url: &str) -> TestApp {
     let url = url.to_owned();
     spawn_app_with(move |settings| {
-        settings.store = url;
-        settings.store_flush_interval = Duration::from_millis(20);
+        settings.store.url = url;
+        settings.store.store_flush_interval = Duration::from_millis(20);
     })
     .await
 }
@@ -556,9 +556,9 @@ async fn a_graceful_shutdown_flushes_the_queue() {
     let url = redis.url();
     // A writer that would not write for an hour: only the shutdown flush can save these.
     let app = spawn_app_with(|settings| {
-        settings.store = url.clone();
-        settings.store_flush_interval = Duration::from_secs(3600);
-        settings.store_batch_size = 10_000;
+        settings.store.url = url.clone();
+        settings.store.store_flush_interval = Duration::from_secs(3600);
+        settings.store.store_batch_size = 10_000;
     })
     .await;
     for _ in 0..25 {
@@ -579,9 +579,9 @@ async fn a_graceful_shutdown_flushes_the_queue() {
 #[tokio::test]
 async fn a_full_queue_drops_and_counts_but_never_blocks_play() {
     let app = spawn_app_with(|settings| {
-        settings.store_queue_capacity = 5;
-        settings.store_flush_interval = Duration::from_secs(3600);
-        settings.store_batch_size = 10_000;
+        settings.store.store_queue_capacity = 5;
+        settings.store.store_flush_interval = Duration::from_secs(3600);
+        settings.store.store_batch_size = 10_000;
     })
     .await;
     for _ in 0..12 {
@@ -604,8 +604,8 @@ async fn a_full_queue_drops_and_counts_but_never_blocks_play() {
 #[tokio::test]
 async fn an_injected_store_fault_opens_the_breaker_while_plays_go_on() {
     let app = spawn_app_with(|settings| {
-        settings.fault_injection = true;
-        settings.store_flush_interval = Duration::from_millis(20);
+        settings.admin.fault_injection = true;
+        settings.store.store_flush_interval = Duration::from_millis(20);
     })
     .await;
     for _ in 0..3 {
@@ -661,9 +661,9 @@ async fn an_injected_store_fault_opens_the_breaker_while_plays_go_on() {
 #[tokio::test]
 async fn reads_return_once_a_slow_store_recovers_even_with_a_short_request_timeout() {
     let app = spawn_app_with(|settings| {
-        settings.fault_injection = true;
-        settings.store_timeout = Duration::from_millis(100);
-        settings.request_timeout = Duration::from_millis(150);
+        settings.admin.fault_injection = true;
+        settings.store.store_timeout = Duration::from_millis(100);
+        settings.server.request_timeout = Duration::from_millis(150);
     })
     .await;
     play_as(&app, "slow", "rock", false).await;
@@ -716,10 +716,10 @@ async fn redis_keeps_boards_and_players_bounded() {
     let redis = RedisServer::start();
     let url = redis.url();
     let app = spawn_app_with(|settings| {
-        settings.store = url.clone();
-        settings.store_flush_interval = Duration::from_millis(20);
-        settings.max_players = 2;
-        settings.player_retention = Duration::from_secs(7200);
+        settings.store.url = url.clone();
+        settings.store.store_flush_interval = Duration::from_millis(20);
+        settings.store.max_players = 2;
+        settings.store.player_retention = Duration::from_secs(7200);
     })
     .await;
     let mut wins = Vec::new();
@@ -753,9 +753,9 @@ async fn taking_a_cpu_profile_does_not_time_out_store_calls() {
     let redis = RedisServer::start();
     let url = redis.url();
     let app = spawn_app_with(|settings| {
-        settings.store = url.clone();
-        settings.store_timeout = Duration::from_millis(250);
-        settings.request_timeout = Duration::from_secs(1);
+        settings.store.url = url.clone();
+        settings.store.store_timeout = Duration::from_millis(250);
+        settings.server.request_timeout = Duration::from_secs(1);
     })
     .await;
     play_as(&app, "profiled", "rock", false).await;
@@ -852,8 +852,8 @@ async fn an_instance_whose_node_id_is_taken_stops_using_it_and_claims_another() 
     let redis = RedisServer::start();
     let url = redis.url();
     let app = spawn_app_with(|settings| {
-        settings.store = url.clone();
-        settings.node_lease = Duration::from_secs(3);
+        settings.store.url = url.clone();
+        settings.store.node_lease = Duration::from_secs(3);
     })
     .await;
     let node = play_node(&app).await.unwrap();
@@ -897,8 +897,8 @@ async fn an_instance_that_cannot_renew_its_lease_stops_issuing_ids_until_it_can(
     let mut redis = RedisServer::start();
     let url = redis.url();
     let app = spawn_app_with(|settings| {
-        settings.store = url.clone();
-        settings.node_lease = Duration::from_secs(3);
+        settings.store.url = url.clone();
+        settings.store.node_lease = Duration::from_secs(3);
     })
     .await;
     play_node(&app).await.unwrap();
