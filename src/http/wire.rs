@@ -232,8 +232,8 @@ pub struct LeaderboardDocument {
 ///
 /// JSON is written by hand: every field is a `'static` name from the game's tables, none of
 /// which needs escaping (the tests check this and compare the output with serde_json's for all
-/// nine outcomes). Measured with shared/bench/profile.sh, serde_json's string escaping and
-/// field machinery cost about 1,100 instructions per request, a sixth of the whole request.
+/// nine outcomes). serde_json's string escaping and field machinery were a large share of the
+/// request under callgrind (docs/BENCHMARKS.md, "What each change bought").
 pub fn encode_play(format: Format, response: &PlayResponse, out: &mut Vec<u8>) {
     match format {
         Format::MsgPack => encode(format, response, out),

@@ -7,8 +7,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 /// File descriptors kept back from the connection cap for listeners, logs, the admin port,
 /// outgoing connections and the runtime's own.
 const RESERVED_FDS: u64 = 256;
-/// Upper bound of the derived default: beyond this, memory (about 10 KiB per idle
-/// connection) rather than descriptors is the limit worth worrying about.
+/// Upper bound of the derived default: beyond this, memory per connection (docs/BENCHMARKS.md,
+/// "Idle connections") rather than descriptors is the limit worth worrying about.
 const MAX_DERIVED_CONNECTIONS: u64 = 200_000;
 
 /// Raises the soft RLIMIT_NOFILE to the hard limit and returns the (possibly raised) soft

@@ -19,9 +19,8 @@
 //! cluster keeps in one slot): it folds the player's results in Lua and touches Redis a
 //! handful of times whatever their number. Then one `ZADD LT` per leaderboard carries every
 //! player's totals: setting an absolute score is safe to repeat and to race between instances.
-//! Measured with scripts/loadtest-store (docs/BENCHMARKS.md): about 45,000 results/s into one
-//! Redis core, which the scripts keep busy; a first version, a script per result doing every
-//! update itself, wrote about 17,000.
+//! Its throughput, and the versions it replaced, are measured with scripts/loadtest-store
+//! (docs/BENCHMARKS.md, "The Redis store under load").
 
 use std::time::Duration;
 
@@ -38,8 +37,8 @@ use crate::game::{Choice, Winner};
 
 /// Folds players' results of a batch into their hashes and histories: per player one read of
 /// the hash, one write of it, one push to the history and the keys' expiry, whatever the
-/// number of results (a
-/// script issuing an update per result wrote about 17,000 results/s, Redis-bound). KEYS: each player's
+/// number of results (a script issuing an update per result was Redis-bound well below it;
+/// docs/BENCHMARKS.md). KEYS: each player's
 /// stats hash and history list. ARGV: the writing node, games kept, retention in ms, then per player the number
 /// of results followed by, per result in the order played: game id (20 digits, zero-padded, so
 /// string order is numeric order), w/l/t, choice, day key, week key, history entry. Results at
@@ -50,8 +49,8 @@ use crate::game::{Choice, Winner};
 /// space-separated. The caller sends each player's results sorted by id, and the newest
 /// applied id kept is the maximum, so results that reached the writer out of id order (two
 /// worker threads racing to the queue) are all applied once. One string
-/// rather than an array of five per player: redis-rs's reply parser (combine) was about 60% of
-/// the server's CPU in a profile of scripts/loadtest-store, per value parsed (redis-rs#2184).
+/// rather than an array of five per player: redis-rs's reply parser (combine) costs per value
+/// parsed and dominated a profile of scripts/loadtest-store (docs/BENCHMARKS.md, redis-rs#2184).
 const APPLY_SCRIPT: &str = r"
 local node_field = 'n:' .. ARGV[1]
 local keep_games = tonumber(ARGV[2])
@@ -128,8 +127,8 @@ end
 return table.concat(out, '\n')
 ";
 
-/// Most players one script call folds: bounds how long one call holds Redis (about 0.35 ms
-/// for 16 on this machine), so reads are not stuck behind it.
+/// Most players one script call folds: bounds how long one call holds Redis (measured in
+/// docs/BENCHMARKS.md, "The Redis store under load"), so reads are not stuck behind it.
 const PLAYERS_PER_CALL: usize = 16;
 /// The writer's script calls in flight at once.
 const CALLS_IN_FLIGHT: usize = 4;

@@ -248,8 +248,8 @@ impl Connection {
         self.idle.store(true, Ordering::Relaxed);
         let read = loop {
             // `poll_read_ready` rather than `readable()`: it keeps the socket's one reader
-            // waker instead of queueing a waiter under the driver's lock (~190 instructions
-            // less per request under callgrind).
+            // waker instead of queueing a waiter under the driver's lock, which callgrind
+            // counts per request (docs/BENCHMARKS.md, "Hardening").
             let ready = std::future::poll_fn(|context| self.stream.poll_read_ready(context));
             match with_deadline(timer.as_mut(), deadline, ready).await {
                 Wait::TimedOut => break Ok(None),
