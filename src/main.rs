@@ -4,7 +4,9 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use guess_game::cli::{Cli, Command, ServeArgs, run_play};
+mod cli;
+
+use cli::{Cli, Command, ServeArgs, run_play};
 use guess_game::config::Settings;
 use guess_game::server::{Server, shutdown};
 use guess_game::telemetry;

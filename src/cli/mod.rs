@@ -1,6 +1,6 @@
 //! The command line: `serve` (the default), `play`, and their flags.
 //!
-//! Flags of `serve` mirror the settings in [`crate::config::Settings`] one to one; only the
+//! Flags of `serve` mirror the settings in [`guess_game::config::Settings`] one to one; only the
 //! flags actually given are passed on, so they override the file and the environment without
 //! resetting what those set.
 
@@ -149,7 +149,7 @@ pub struct ServeArgs {
     /// Proxy address or CIDR range whose X-Forwarded-For is believed (repeat for several)
     #[arg(long = "trusted-proxy", value_name = "IP|CIDR")]
     #[serde(rename = "trusted_proxies", skip_serializing_if = "Vec::is_empty")]
-    pub trusted_proxies: Vec<crate::config::ProxyRange>,
+    pub trusted_proxies: Vec<guess_game::config::ProxyRange>,
     /// IPv6 clients are keyed per this prefix length for limits [default: 64]
     #[arg(long, value_name = "BITS")]
     #[serde(skip_serializing_if = "Option::is_none")]

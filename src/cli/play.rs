@@ -8,8 +8,8 @@ use clap::Args;
 use http::Method;
 use serde::Deserialize;
 
-use crate::client::ServerUrl;
-use crate::game::Choice;
+use guess_game::client::ServerUrl;
+use guess_game::game::Choice;
 
 #[derive(Debug, Args)]
 pub struct PlayArgs {
@@ -38,7 +38,7 @@ pub struct PlayArgs {
 }
 
 fn parse_player(input: &str) -> Result<String, String> {
-    if crate::http::is_valid_player_id(input.as_bytes()) {
+    if guess_game::http::is_valid_player_id(input.as_bytes()) {
         Ok(input.to_owned())
     } else {
         Err("a player id is 1-64 of A-Z, a-z, 0-9, '_', '.', '-'".to_owned())

@@ -1,11 +1,12 @@
 //! guess-game: a rock-paper-scissors game server built like a production service.
 //!
-//! The crate is a library with a thin binary (`src/main.rs`) on top. Each module is one
-//! concern; ARCHITECTURE.md has the map and the invariants.
+//! The server as a library (the `guess-game-server` package): the connection engines, the HTTP
+//! surface, the store, protection, telemetry and admin. The `guess-game` binary (`src/main.rs`
+//! at the workspace root) is a thin command line on top. Each module is one concern;
+//! ARCHITECTURE.md has the crate graph, the map and the invariants.
 
 pub mod admin;
 pub mod api;
-pub mod cli;
 pub mod config;
 pub mod flags;
 /// The HTTP/1.1 client (`crates/client`): the CLI's `play`, the span exporter and the tests use it.
