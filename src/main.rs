@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use clap::Parser;
 mod cli;
 
-use cli::{Cli, Command, ServeArgs, run_play};
+use cli::{Cli, Command, ServeArgs, run_account, run_play};
 use guess_game::config::Settings;
 use guess_game::server::{Server, shutdown};
 use guess_game::telemetry;
@@ -20,6 +20,10 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve(args),
         Command::Play(args) => match runtime() {
             Ok(runtime) => runtime.block_on(run_play(args)),
+            Err(error) => fail(&error),
+        },
+        Command::Account(args) => match runtime() {
+            Ok(runtime) => runtime.block_on(run_account(args)),
             Err(error) => fail(&error),
         },
         Command::Loadtest(args) => match runtime() {

@@ -1,9 +1,10 @@
-//! The command line: `serve` (the default), `play`, and their flags.
+//! The command line: `serve` (the default), `play`, `account`, `loadtest`, and their flags.
 //!
 //! Flags of `serve` mirror the settings in [`guess_game::config::Settings`] one to one; only the
 //! flags actually given are passed on, so they override the file and the environment without
 //! resetting what those set.
 
+mod account;
 mod play;
 
 use std::net::SocketAddr;
@@ -12,6 +13,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 use serde::Serialize;
 
+pub use account::{AccountArgs, run_account};
 pub use play::{PlayArgs, run_play};
 
 #[derive(Debug, Parser)]
@@ -33,8 +35,10 @@ pub struct Cli {
 pub enum Command {
     /// Run the game server (the default when no subcommand is given).
     Serve(Box<ServeArgs>),
-    /// Play one round against a running server.
+    /// Play one round against a running server (as the signed-in account, if any).
     Play(PlayArgs),
+    /// Create, sign in to and manage an account on a running server.
+    Account(AccountArgs),
     /// Load a running server and report throughput, goodput, errors and latency percentiles.
     Loadtest(Box<loadtest::LoadtestArgs>),
 }

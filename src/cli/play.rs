@@ -29,7 +29,9 @@ pub struct PlayArgs {
     /// Give up after this long, e.g. "5s"
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     pub timeout: Duration,
-    /// Play as this player (1-64 of A-Z, a-z, 0-9, '_', '.', '-'), counted in their stats
+    /// Name the player with X-Player-Id (1-64 of A-Z, a-z, 0-9, '_', '.', '-'): counted only
+    /// by a server with trust_player_header on. Otherwise the round counts for the account
+    /// signed in with `guess-game account`, if any.
     #[arg(long, value_name = "ID", value_parser = parse_player)]
     pub player: Option<String>,
     /// Send this Idempotency-Key: a retry with the same key replays the first answer
@@ -80,6 +82,15 @@ pub async fn run_play(args: PlayArgs) -> ExitCode {
     ];
     if let Some(player) = &args.player {
         headers.push(("x-player-id", player));
+    }
+    let authorization = match &args.player {
+        Some(_) => None,
+        None => super::account::access_token_for(&server, &args.server, args.timeout)
+            .await
+            .map(|token| format!("Bearer {token}")),
+    };
+    if let Some(value) = &authorization {
+        headers.push(("authorization", value));
     }
     if let Some(key) = &args.idempotency_key {
         headers.push(("idempotency-key", key));

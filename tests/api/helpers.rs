@@ -40,6 +40,9 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
     // rate-limit tests set their own.
     settings.limits.rate_limit_per_client = 1_000_000.0;
     settings.limits.rate_limit_per_client_burst = 1_000_000;
+    // Most suites name players with X-Player-Id, as a deployment behind an authenticating
+    // gateway does; tests/api/accounts.rs turns this off to test real accounts.
+    settings.accounts.trust_player_header = true;
     configure(&mut settings);
     let server = Server::build(&settings).await.expect("server binds");
     let address = server.local_addr();

@@ -1,5 +1,6 @@
 //! Integration tests: the real server on port 0, spoken to over real sockets.
 
+mod accounts;
 mod cli;
 mod conformance;
 mod errors;

@@ -5,6 +5,7 @@
 //! at the workspace root) is a thin command line on top. Each module is one concern;
 //! ARCHITECTURE.md has the crate graph, the map and the invariants.
 
+pub mod accounts;
 pub mod admin;
 pub mod api;
 pub mod config;

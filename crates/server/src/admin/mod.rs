@@ -29,6 +29,8 @@ use crate::telemetry::process;
 
 /// What the admin endpoints read.
 pub struct AdminState {
+    /// Accounts and sessions, for their gauges.
+    pub accounts: Arc<crate::accounts::Accounts>,
     /// Duplicates of the public listening sockets, for their accept-queue figures.
     pub public_listeners: Vec<std::net::TcpListener>,
     /// The runtime flags `/admin/flags` reads and changes.
@@ -253,6 +255,7 @@ pub fn scrape(state: &AdminState, format: Format) -> String {
         state.concurrency.in_flight() as f64,
     );
     state.store.write_metrics(&mut exposition);
+    state.accounts.write_metrics(&mut exposition);
     process::write_runtime_metrics(&mut exposition);
     process::write_process_metrics(&mut exposition);
     process::write_allocator_metrics(&mut exposition);

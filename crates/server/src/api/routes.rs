@@ -15,10 +15,20 @@ pub enum Route {
     PlayerGames,
     PlayerRank,
     Leaderboard,
+    GuestAccounts,
+    Accounts,
+    Sessions,
+    SessionRefresh,
+    CurrentSession,
+    Me,
+    MyCredentials,
+    MyExport,
+    MySessions,
+    MySession,
 }
 
 impl Route {
-    pub const ALL: [Route; 8] = [
+    pub const ALL: [Route; 18] = [
         Route::Play,
         Route::Healthz,
         Route::Readyz,
@@ -27,6 +37,16 @@ impl Route {
         Route::PlayerGames,
         Route::PlayerRank,
         Route::Leaderboard,
+        Route::GuestAccounts,
+        Route::Accounts,
+        Route::Sessions,
+        Route::SessionRefresh,
+        Route::CurrentSession,
+        Route::Me,
+        Route::MyCredentials,
+        Route::MyExport,
+        Route::MySessions,
+        Route::MySession,
     ];
 
     /// The path as written in the OpenAPI document.
@@ -40,13 +60,30 @@ impl Route {
             Route::PlayerGames => "/players/{id}/games",
             Route::PlayerRank => "/players/{id}/rank",
             Route::Leaderboard => "/leaderboard",
+            Route::GuestAccounts => "/accounts/guest",
+            Route::Accounts => "/accounts",
+            Route::Sessions => "/sessions",
+            Route::SessionRefresh => "/sessions/refresh",
+            Route::CurrentSession => "/sessions/current",
+            Route::Me => "/me",
+            Route::MyCredentials => "/me/credentials",
+            Route::MyExport => "/me/export",
+            Route::MySessions => "/me/sessions",
+            Route::MySession => "/me/sessions/{id}",
         }
     }
 
     /// The methods a client may use, as the documented operations (HEAD is implied by GET).
     pub fn methods(self) -> &'static [Method] {
         match self {
-            Route::Play => &[Method::POST],
+            Route::Play
+            | Route::GuestAccounts
+            | Route::Accounts
+            | Route::Sessions
+            | Route::SessionRefresh => &[Method::POST],
+            Route::CurrentSession | Route::MySession => &[Method::DELETE],
+            Route::Me => &[Method::GET, Method::PATCH, Method::DELETE],
+            Route::MyCredentials => &[Method::PUT],
             _ => &[Method::GET],
         }
     }
@@ -54,13 +91,37 @@ impl Route {
     /// The value of the `Allow` header for this route.
     pub const fn allow(self) -> &'static str {
         match self {
-            Route::Play => "POST",
+            Route::Play
+            | Route::GuestAccounts
+            | Route::Accounts
+            | Route::Sessions
+            | Route::SessionRefresh => "POST",
+            Route::CurrentSession | Route::MySession => "DELETE",
+            Route::Me => "GET, HEAD, PATCH, DELETE",
+            Route::MyCredentials => "PUT",
             _ => "GET, HEAD",
         }
     }
 
+    /// Whether the route acts for the bearer of an access token, and so reads one.
+    pub const fn uses_identity(self) -> bool {
+        matches!(
+            self,
+            Route::Play
+                | Route::CurrentSession
+                | Route::Me
+                | Route::MyCredentials
+                | Route::MyExport
+                | Route::MySessions
+                | Route::MySession
+        )
+    }
+
     /// The route serving `path` (without query string), if any.
     pub fn recognize(path: &str) -> Option<Route> {
+        if let Some(id) = path.strip_prefix("/me/sessions/") {
+            return (!id.contains('/')).then_some(Route::MySession);
+        }
         if let Some((_, tail)) = Self::player_path(path) {
             return match tail {
                 "stats" => Some(Route::PlayerStats),
@@ -80,6 +141,11 @@ impl Route {
         let rest = path.strip_prefix("/players/")?;
         let (id, tail) = rest.split_once('/')?;
         (!tail.contains('/')).then_some((id, tail))
+    }
+
+    /// The `{id}` of `/me/sessions/{id}`.
+    pub fn session_id(path: &str) -> &str {
+        path.strip_prefix("/me/sessions/").unwrap_or("")
     }
 
     /// The `{id}` of a player route's path.
@@ -125,6 +191,10 @@ mod tests {
             Route::recognize("/players//games"),
             Some(Route::PlayerGames)
         );
+        assert_eq!(Route::recognize("/me/sessions/abc"), Some(Route::MySession));
+        assert_eq!(Route::session_id("/me/sessions/abc"), "abc");
+        assert_eq!(Route::recognize("/me/sessions/abc/x"), None);
+        assert_eq!(Route::recognize("/me/"), None);
     }
 
     #[test]

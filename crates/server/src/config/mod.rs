@@ -32,6 +32,8 @@ pub struct Settings {
     pub telemetry: Telemetry,
     #[serde(flatten)]
     pub admin: Admin,
+    #[serde(flatten)]
+    pub accounts: Accounts,
 }
 
 /// The public listener, its connections and the time limits on each request.
@@ -173,6 +175,40 @@ pub struct Admin {
     pub fault_injection: bool,
 }
 
+/// Accounts, sessions and the front door (sign-in and account creation limits).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Accounts {
+    /// How long an access token is good for; then the client refreshes it.
+    #[serde(with = "humantime_serde")]
+    pub access_token_lifetime: Duration,
+    /// A session not used (no request, no refresh) for this long ends.
+    #[serde(with = "humantime_serde")]
+    pub session_idle_lifetime: Duration,
+    /// A session ends this long after sign-in, however it is used.
+    #[serde(with = "humantime_serde")]
+    pub session_lifetime: Duration,
+    /// Most accounts this instance holds; more are refused (503 `accounts_full`).
+    pub max_accounts: usize,
+    /// Most sessions per account; a new one ends the least recently used.
+    pub max_sessions_per_account: usize,
+    /// Password hashes computed at once (each holds `password_hash_memory_kib`); 0 means half
+    /// the CPUs this process may use, at least one.
+    pub password_hash_concurrency: usize,
+    /// Argon2id memory per hash in KiB (at least 19456, OWASP's minimum).
+    pub password_hash_memory_kib: u32,
+    /// Argon2id iterations (at least 2).
+    pub password_hash_iterations: u32,
+    /// Believe `X-Player-Id` and a play's `player_id` as the player (for deployments behind a
+    /// gateway that authenticates players itself). Off: only a bearer token names a player.
+    pub trust_player_header: bool,
+    /// Accounts one client address may create per hour (0: no limit).
+    pub accounts_per_address_per_hour: u32,
+    /// Sign-in attempts per client address per minute (0: no limit).
+    pub logins_per_address_per_minute: u32,
+    /// Sign-in attempts per username per minute, from all addresses (0: no limit).
+    pub logins_per_username_per_minute: u32,
+}
+
 /// How the bound on requests in flight moves.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -251,6 +287,20 @@ impl Default for Settings {
                 admin_public: false,
                 fault_injection: false,
             },
+            accounts: Accounts {
+                access_token_lifetime: Duration::from_secs(15 * 60),
+                session_idle_lifetime: Duration::from_secs(7 * 86_400),
+                session_lifetime: Duration::from_secs(30 * 86_400),
+                max_accounts: 1_000_000,
+                max_sessions_per_account: 10,
+                password_hash_concurrency: 0,
+                password_hash_memory_kib: 19 * 1024,
+                password_hash_iterations: 2,
+                trust_player_header: false,
+                accounts_per_address_per_hour: 20,
+                logins_per_address_per_minute: 30,
+                logins_per_username_per_minute: 10,
+            },
         }
     }
 }
@@ -292,6 +342,34 @@ impl Settings {
             max_players: self.store.max_players,
             player_retention: self.store.player_retention,
             max_keys: self.store.max_idempotency_keys,
+        }
+    }
+
+    /// The accounts these settings describe.
+    pub fn account_settings(&self) -> crate::accounts::AccountSettings {
+        let accounts = &self.accounts;
+        let concurrency = match accounts.password_hash_concurrency {
+            0 => std::thread::available_parallelism().map_or(1, |cpus| (cpus.get() / 2).max(1)),
+            given => given,
+        };
+        crate::accounts::AccountSettings {
+            access_token_lifetime: accounts.access_token_lifetime,
+            session_idle_lifetime: accounts.session_idle_lifetime,
+            session_lifetime: accounts.session_lifetime,
+            max_accounts: accounts.max_accounts,
+            max_sessions_per_account: accounts.max_sessions_per_account,
+            password_hash_concurrency: concurrency,
+            password_hash_memory_kib: accounts.password_hash_memory_kib,
+            password_hash_iterations: accounts.password_hash_iterations,
+        }
+    }
+
+    /// The front door's limits these settings describe.
+    pub fn front_door(&self) -> crate::protection::front_door::FrontDoorSettings {
+        crate::protection::front_door::FrontDoorSettings {
+            accounts_per_address_per_hour: self.accounts.accounts_per_address_per_hour,
+            logins_per_address_per_minute: self.accounts.logins_per_address_per_minute,
+            logins_per_username_per_minute: self.accounts.logins_per_username_per_minute,
         }
     }
 
@@ -362,6 +440,7 @@ impl Settings {
             store: figment.extract().map_err(Box::new)?,
             telemetry: figment.extract().map_err(Box::new)?,
             admin: figment.extract().map_err(Box::new)?,
+            accounts: figment.extract().map_err(Box::new)?,
         };
         settings.validate()?;
         Ok(settings)
@@ -405,6 +484,45 @@ impl Settings {
             if value.is_zero() || value > MAX_TIMEOUT {
                 return invalid(setting, "must be greater than zero and at most 24h");
             }
+        }
+        let accounts = &self.accounts;
+        for (setting, value) in [
+            ("access_token_lifetime", accounts.access_token_lifetime),
+            ("session_idle_lifetime", accounts.session_idle_lifetime),
+        ] {
+            if value < Duration::from_secs(1) || value > Duration::from_secs(365 * 86_400) {
+                return invalid(setting, "must be between 1s and 365d");
+            }
+        }
+        if accounts.session_lifetime < accounts.access_token_lifetime
+            || accounts.session_lifetime > Duration::from_secs(3650 * 86_400)
+        {
+            return invalid(
+                "session_lifetime",
+                "must be at least access_token_lifetime and at most 3650d",
+            );
+        }
+        if accounts.max_accounts == 0 || accounts.max_sessions_per_account == 0 {
+            return invalid(
+                "max_accounts",
+                "max_accounts and max_sessions_per_account must be at least 1",
+            );
+        }
+        if accounts.password_hash_memory_kib < crate::accounts::password::MIN_MEMORY_KIB
+            || accounts.password_hash_memory_kib > 4 * 1024 * 1024
+        {
+            return invalid(
+                "password_hash_memory_kib",
+                "must be between 19456 (OWASP's minimum for Argon2id) and 4194304",
+            );
+        }
+        if !(crate::accounts::password::MIN_ITERATIONS..=100)
+            .contains(&accounts.password_hash_iterations)
+        {
+            return invalid("password_hash_iterations", "must be between 2 and 100");
+        }
+        if accounts.password_hash_concurrency > 1024 {
+            return invalid("password_hash_concurrency", "must be at most 1024");
         }
         if self.store.node_lease < Duration::from_secs(3)
             || self.store.node_lease > Duration::from_secs(600)

@@ -5,6 +5,7 @@ use super::Request;
 use super::app::App;
 use super::error::HttpError;
 use super::players::is_valid_player_id;
+use crate::accounts::Bearer;
 use crate::api::Route;
 use crate::protection::concurrency::Permit;
 use crate::telemetry::metrics;
@@ -15,15 +16,22 @@ impl App {
         &self,
         route: Route,
         request: &Request<'_>,
+        bearer: Option<&Bearer>,
     ) -> Result<(), HttpError<'static>> {
         let address = self.client_addresses.key(
             self.client_addresses
                 .resolve(request.peer, request.headers.forwarded_for),
         );
-        let player = request
-            .headers
-            .player_id
-            .filter(|id| is_valid_player_id(id));
+        // An account when the request proves one; a claimed player id only where a gateway
+        // vouches for it; else the address.
+        let player = match bearer {
+            Some(bearer) => Some(bearer.account.as_bytes()),
+            None if self.trust_player_header => request
+                .headers
+                .player_id
+                .filter(|id| is_valid_player_id(id)),
+            None => None,
+        };
         let key = self.rate_limits.client_key(player, address);
         self.rate_limits.check(route, key).map_err(|refusal| {
             metrics::with_shard(|shard| shard.rate_limited[refusal.scope as usize].add(1));

@@ -6,9 +6,11 @@
 use std::sync::Arc;
 
 use super::health::Readiness;
+use crate::accounts::Accounts;
 use crate::protection::client_address::ClientAddresses;
 use crate::protection::concurrency::{ConcurrencyLimit, Mode};
 use crate::protection::faults::Faults;
+use crate::protection::front_door::FrontDoor;
 use crate::protection::rate_limit::{RateLimitSettings, RateLimits};
 use crate::store::Store;
 use crate::telemetry::observe::Observability;
@@ -24,6 +26,10 @@ pub struct App {
     pub(super) concurrency: Arc<ConcurrencyLimit>,
     pub(super) request_timeout: std::time::Duration,
     pub(super) store: Arc<Store>,
+    pub(super) accounts: Arc<Accounts>,
+    pub(super) front_door: Arc<FrontDoor>,
+    /// `X-Player-Id` and a play's `player_id` name the player (a gateway authenticated it).
+    pub(super) trust_player_header: bool,
 }
 
 impl std::fmt::Debug for App {
@@ -74,7 +80,35 @@ impl App {
             store: Arc::new(Store::in_memory(
                 &crate::config::Settings::default().store_settings(),
             )),
+            accounts: Arc::new(Accounts::new(
+                &crate::config::Settings::default().account_settings(),
+            )),
+            front_door: Arc::new(FrontDoor::new(
+                crate::config::Settings::default().front_door(),
+            )),
+            trust_player_header: false,
         }
+    }
+
+    /// Accounts and sessions, and the front door's limits on them.
+    pub fn with_accounts(mut self, accounts: Arc<Accounts>, front_door: Arc<FrontDoor>) -> Self {
+        self.accounts = accounts;
+        self.front_door = front_door;
+        self
+    }
+
+    /// Believe `X-Player-Id` and a play's `player_id` (behind an authenticating gateway).
+    pub fn with_trusted_player_header(mut self, trust: bool) -> Self {
+        self.trust_player_header = trust;
+        self
+    }
+
+    pub fn accounts(&self) -> &Arc<Accounts> {
+        &self.accounts
+    }
+
+    pub fn front_door(&self) -> &Arc<FrontDoor> {
+        &self.front_door
     }
 
     /// Records games in `store` and serves its reads.

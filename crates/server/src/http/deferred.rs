@@ -7,9 +7,11 @@
 //! touches an `.await` on the store.
 
 use super::reply::{Reply, Stamp};
-use super::wire;
+use super::wire::{self, Format};
+use crate::accounts::Bearer;
 use crate::game::Choice;
 use crate::protection::concurrency::Permit;
+use crate::protection::rate_limit::ClientKey;
 use crate::store::idempotency::Fingerprint;
 use crate::store::model::{PlayerId, Window};
 use crate::telemetry::metrics;
@@ -67,6 +69,7 @@ pub(super) enum Job {
         format: wire::Format,
     },
     IdempotentPlay(IdempotentPlay),
+    Accounts(AccountJob),
 }
 
 pub(super) struct IdempotentPlay {
@@ -85,4 +88,32 @@ pub enum Handled {
     Ready(Reply, Option<Permit>),
     /// To be answered by awaiting [`super::App::finish`].
     Deferred(Deferred),
+}
+
+/// Account work that waits: a password hash, or the store.
+pub(super) enum AccountJob {
+    Register {
+        username: String,
+        password: String,
+        format: Format,
+    },
+    SignIn {
+        username: String,
+        password: String,
+        address: ClientKey,
+        format: Format,
+    },
+    Upgrade {
+        bearer: Bearer,
+        username: String,
+        password: String,
+        format: Format,
+    },
+    Export {
+        bearer: Bearer,
+        format: Format,
+    },
+    Delete {
+        bearer: Bearer,
+    },
 }

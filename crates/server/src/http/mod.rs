@@ -6,6 +6,7 @@
 //! reuses. That keeps the request path free of heap allocations and lets every engine share
 //! one definition of routing, negotiation and errors.
 
+mod accounts;
 mod admission;
 mod app;
 mod deferred;
@@ -45,6 +46,8 @@ pub struct Headers<'a> {
     pub forwarded_for: Option<&'a [u8]>,
     /// `idempotency-key`, on `POST /play`.
     pub idempotency_key: Option<&'a [u8]>,
+    /// `authorization`: `Bearer <access token>`.
+    pub authorization: Option<&'a [u8]>,
 }
 
 impl<'a> Headers<'a> {
@@ -65,6 +68,8 @@ impl<'a> Headers<'a> {
             &mut self.forwarded_for
         } else if name.eq_ignore_ascii_case(b"idempotency-key") {
             &mut self.idempotency_key
+        } else if name.eq_ignore_ascii_case(b"authorization") {
+            &mut self.authorization
         } else {
             return false;
         };

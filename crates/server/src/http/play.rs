@@ -12,6 +12,7 @@ use super::players::is_valid_player_id;
 use super::problem::{ApiError, HttpError, StoreRefusal};
 use super::reply::{HeaderValue, Reply, Stamp};
 use super::wire::{self, PlayRequest, PlayResponse};
+use crate::accounts::Bearer;
 use crate::game::{self, Choice, GameError, random};
 use crate::protection::faults::Point;
 use crate::store::Store;
@@ -24,6 +25,7 @@ impl App {
     pub(super) fn play<'a>(
         &self,
         request: &Request<'a>,
+        bearer: Option<Bearer>,
         stamp: Stamp,
         body: &mut Vec<u8>,
     ) -> Result<Handled, ApiError<'a>> {
@@ -54,7 +56,16 @@ impl App {
         let choice = Choice::parse(&play.choice).map_err(|_| HttpError::InvalidChoice {
             given: borrowed_or_placeholder(&play.choice),
         })?;
-        let player = player_of(play.player_id.as_deref(), request.headers.player_id)?;
+        // The bearer's account, or (behind an authenticating gateway only) the claimed id.
+        // Otherwise a claimed id is ignored: it would let anyone play as anyone.
+        let player = match bearer {
+            Some(bearer) => Some(bearer.account),
+            None if self.trust_player_header => {
+                player_of(play.player_id.as_deref(), request.headers.player_id)?
+                    .and_then(|player| PlayerId::from(player).ok())
+            }
+            None => None,
+        };
         if let Some(key) = request.headers.idempotency_key {
             if !idempotency::is_valid_key(key) {
                 return Err(HttpError::InvalidIdempotencyKey.into());
@@ -74,14 +85,13 @@ impl App {
             let job = Job::IdempotentPlay(IdempotentPlay {
                 key: scope,
                 fingerprint: idempotency::fingerprint(request.body),
-                player: player.and_then(|player| PlayerId::from(player).ok()),
+                player,
                 choice,
                 format: response_format,
             });
             return Ok(Handled::Deferred(Deferred::new(job, stamp)));
         }
         let decoded = steps.then(tokio::time::Instant::now);
-        let player = player.and_then(|player| PlayerId::from(player).ok());
         let record = play_round(&self.store, choice, player, response_format, body)?;
         let judged = steps.then(tokio::time::Instant::now);
         if let Some(record) = record {

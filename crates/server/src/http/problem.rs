@@ -13,6 +13,7 @@ use serde::Serialize;
 
 pub use super::error::{BodyError, HttpError};
 use super::reply::{HeaderValue, Reply};
+use crate::accounts::AccountError;
 pub use crate::api::{AdminError, EngineError};
 use crate::game::{Choice, GameError};
 pub use crate::store::StoreRefusal;
@@ -40,6 +41,9 @@ pub enum ApiError<'a> {
     /// The admin listener refused.
     #[error(transparent)]
     Admin(#[from] AdminError),
+    /// Accounts and sessions refused: credentials, tokens, the front door's limits.
+    #[error(transparent)]
+    Accounts(#[from] AccountError),
 }
 
 /// The stable facts about each kind of error; `code` values are part of the public API.
@@ -171,6 +175,43 @@ impl ApiError<'_> {
                 "random_unavailable",
                 "Random source unavailable"
             ),
+            ApiError::Accounts(error) => match error {
+                AccountError::InvalidUsername(_) => {
+                    kind!(BAD_REQUEST, "invalid_username", "Invalid username")
+                }
+                AccountError::WeakPassword(_) => {
+                    kind!(BAD_REQUEST, "weak_password", "Password refused")
+                }
+                AccountError::UsernameTaken => {
+                    kind!(CONFLICT, "username_taken", "Username taken")
+                }
+                AccountError::AlreadyRegistered => {
+                    kind!(CONFLICT, "already_registered", "Already registered")
+                }
+                AccountError::BadCredentials => {
+                    kind!(UNAUTHORIZED, "invalid_credentials", "Invalid credentials")
+                }
+                AccountError::InvalidToken(_) => {
+                    kind!(UNAUTHORIZED, "invalid_token", "Invalid token")
+                }
+                AccountError::MissingToken => kind!(
+                    UNAUTHORIZED,
+                    "authentication_required",
+                    "Authentication required"
+                ),
+                AccountError::Full => kind!(SERVICE_UNAVAILABLE, "accounts_full", "Accounts full"),
+                AccountError::NoSession => {
+                    kind!(NOT_FOUND, "session_not_found", "Session not found")
+                }
+                AccountError::Throttled { .. } => {
+                    kind!(TOO_MANY_REQUESTS, "login_throttled", "Too many attempts")
+                }
+                AccountError::Unavailable(_) => kind!(
+                    SERVICE_UNAVAILABLE,
+                    "accounts_unavailable",
+                    "Accounts unavailable"
+                ),
+            },
             ApiError::Admin(error) => match error {
                 AdminError::FaultInjectionDisabled => kind!(
                     FORBIDDEN,
@@ -203,7 +244,9 @@ impl ApiError<'_> {
         // where they are decided; only real failures are logged here, each time.
         if matches!(
             self,
-            ApiError::Admin(AdminError::ProfilerFailed(_)) | ApiError::Game(_)
+            ApiError::Admin(AdminError::ProfilerFailed(_))
+                | ApiError::Game(_)
+                | ApiError::Accounts(AccountError::Unavailable(_))
         ) {
             tracing::warn!(code = kind.code, error = %self, "request failed on the server side");
         }
@@ -243,7 +286,23 @@ impl ApiError<'_> {
             }
             ApiError::Store(StoreRefusal::Unavailable {
                 retry_after_seconds,
+            })
+            | ApiError::Accounts(AccountError::Throttled {
+                retry_after_seconds,
             }) => reply.with_header("retry-after", HeaderValue::Number(*retry_after_seconds)),
+            ApiError::Accounts(AccountError::Full | AccountError::Unavailable(_)) => {
+                reply.with_header("retry-after", HeaderValue::Number(1))
+            }
+            // RFC 6750: a missing token gets the challenge alone, a bad one says why.
+            ApiError::Accounts(AccountError::MissingToken | AccountError::BadCredentials) => reply
+                .with_header(
+                    "www-authenticate",
+                    HeaderValue::Static("Bearer realm=\"guess-game\""),
+                ),
+            ApiError::Accounts(AccountError::InvalidToken(_)) => reply.with_header(
+                "www-authenticate",
+                HeaderValue::Static("Bearer realm=\"guess-game\", error=\"invalid_token\""),
+            ),
             ApiError::Http(HttpError::RateLimited(refusal)) => {
                 let policy = refusal.scope.name();
                 let (quota, window) = refusal.policy();

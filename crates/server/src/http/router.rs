@@ -5,11 +5,13 @@
 
 use http::Method;
 
+use super::accounts::bearer_token;
 use super::deferred::{Deferred, Handled, Job};
 use super::problem::{ApiError, HttpError};
 use super::query::Query;
 use super::reply::{Reply, Stamp};
 use super::{Request, docs, health, leaderboard, play, players, wire};
+use crate::accounts::{AccountError, Bearer, TokenRefused};
 use crate::api::Route;
 use crate::protection::concurrency::Permit;
 use crate::telemetry::completed::Completed;
@@ -56,14 +58,20 @@ impl App {
                 allow: route.allow(),
             }
             .into()),
-            Some(route) => self
-                .admit(route, request)
-                .and_then(|()| self.enter(route))
-                .map_err(ApiError::from)
-                .and_then(|entered| {
-                    permit = entered;
-                    self.dispatch(route, request, stamp, body)
-                }),
+            Some(route) => {
+                // Identity before admission, so an authenticated client is limited as its
+                // account; a bad token is still limited (by address) before it is refused.
+                let identity = self.identify(route, request);
+                let bearer = identity.as_ref().ok().copied().flatten();
+                self.admit(route, request, bearer.as_ref())
+                    .and_then(|()| self.enter(route))
+                    .map_err(ApiError::from)
+                    .and_then(|entered| {
+                        permit = entered;
+                        identity.map_err(ApiError::from)?;
+                        self.dispatch(route, request, bearer, stamp, body)
+                    })
+            }
         };
         let reply = match result {
             Ok(Handled::Ready(reply, _)) => reply,
@@ -85,11 +93,43 @@ impl App {
         reply
     }
 
+    /// The account whose access token the request carries, on routes that act for one. No
+    /// token is no one (`Ok(None)`); a token that is not valid now is an error, never no one,
+    /// so a client with an expired token learns to refresh it.
+    fn identify(
+        &self,
+        route: Route,
+        request: &Request<'_>,
+    ) -> Result<Option<Bearer>, AccountError> {
+        if !route.uses_identity() {
+            return Ok(None);
+        }
+        let Some(header) = request.headers.authorization else {
+            return Ok(None);
+        };
+        let token =
+            bearer_token(Some(header)).ok_or(AccountError::InvalidToken(TokenRefused::Unknown))?;
+        match self.accounts.authenticate(token) {
+            Ok(bearer) => Ok(Some(bearer)),
+            // A repeated `DELETE /me` whose account is already gone: its handler answers as
+            // the first time did.
+            Err(_)
+                if route == Route::Me
+                    && *request.method == Method::DELETE
+                    && self.accounts.was_deleted(token) =>
+            {
+                Ok(None)
+            }
+            Err(refused) => Err(AccountError::InvalidToken(refused)),
+        }
+    }
+
     /// Hands the request to its resource's handler.
     fn dispatch<'a>(
         &self,
         route: Route,
         request: &Request<'a>,
+        bearer: Option<Bearer>,
         stamp: Stamp,
         body: &mut Vec<u8>,
     ) -> Result<Handled, ApiError<'a>> {
@@ -105,7 +145,17 @@ impl App {
         let query = Query(request.query.unwrap_or_default());
         let ready = |reply| Ok(Handled::Ready(reply, None));
         let job = match route {
-            Route::Play => return self.play(request, stamp, body),
+            Route::Play => return self.play(request, bearer, stamp, body),
+            Route::GuestAccounts
+            | Route::Accounts
+            | Route::Sessions
+            | Route::SessionRefresh
+            | Route::CurrentSession
+            | Route::Me
+            | Route::MyCredentials
+            | Route::MyExport
+            | Route::MySessions
+            | Route::MySession => return self.account_route(route, request, bearer, stamp, body),
             Route::Healthz => return ready(health::healthz(body)),
             Route::Readyz if self.readiness.is_ready() => {
                 return ready(health::readyz(body, &self.store));
@@ -177,6 +227,7 @@ impl App {
                 format,
             } => leaderboard::board(store, window, limit, format, body).await,
             Job::IdempotentPlay(job) => play::idempotent_play(store, job, body).await,
+            Job::Accounts(job) => self.run_account_job(job, body).await,
         }
     }
 
@@ -218,6 +269,7 @@ impl App {
     /// Whether `method` on `path` would be routed to a handler that reads a body. Engines use
     /// it to reject an oversized body before reading it, but only where a body matters.
     pub fn reads_body(method: &Method, path: &str) -> bool {
-        *method == Method::POST && Route::recognize(path) == Some(Route::Play)
+        matches!(*method, Method::POST | Method::PATCH | Method::PUT)
+            && Route::recognize(path).is_some_and(|route| route.accepts(method))
     }
 }

@@ -4,4 +4,5 @@
 pub mod client_address;
 pub mod concurrency;
 pub mod faults;
+pub mod front_door;
 pub mod rate_limit;

@@ -28,12 +28,14 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
+use crate::accounts::Accounts;
 use crate::admin::{self, AdminState};
 use crate::config::{Engine, Settings};
 use crate::flags::RuntimeFlags;
 use crate::http::{App, Readiness};
 use crate::protection::client_address::ClientAddresses;
 use crate::protection::faults::Faults;
+use crate::protection::front_door::FrontDoor;
 use crate::protection::rate_limit::RateLimits;
 use crate::store::Store;
 use crate::telemetry::access_log::AccessLog;
@@ -151,7 +153,12 @@ impl Server {
                     settings.concurrency_limit(),
                 )
                 .with_request_timeout(settings.server.request_timeout)
-                .with_store(Arc::clone(&store)),
+                .with_store(Arc::clone(&store))
+                .with_accounts(
+                    Arc::new(Accounts::new(&settings.account_settings())),
+                    Arc::new(FrontDoor::new(settings.front_door())),
+                )
+                .with_trusted_player_header(settings.accounts.trust_player_header),
             ),
             store,
             faults,
@@ -228,6 +235,7 @@ impl Server {
             faults: Arc::clone(&self.faults),
             concurrency: Arc::clone(self.app.concurrency()),
             store: Arc::clone(&self.store),
+            accounts: Arc::clone(self.app.accounts()),
         });
         let reloader = self.reload.map(|reload| {
             let flags = Arc::clone(self.app.observability().flags());
@@ -296,7 +304,8 @@ impl Server {
     }
 }
 
-/// How often rate-limit buckets of idle clients are dropped.
+/// How often idle rate-limit buckets and front-door streaks are dropped and expired sessions
+/// removed.
 const FORGET_IDLE_EVERY: Duration = Duration::from_secs(10);
 
 /// Keeps the rate limiter's memory bounded: a client whose bucket has refilled is forgotten
@@ -308,9 +317,16 @@ async fn forget_idle_clients(app: Arc<App>) {
         // Walking every client's bucket takes a while with many clients: off this runtime,
         // which also drives the store's writer and lease.
         let limits = Arc::clone(&app);
-        let tracked = tokio::task::spawn_blocking(move || limits.rate_limits().forget_idle())
-            .await
-            .unwrap_or_default();
+        let tracked = tokio::task::spawn_blocking(move || {
+            limits.front_door().forget_idle();
+            let ended = limits.accounts().sweep();
+            if ended > 0 {
+                tracing::debug!(ended, "expired sessions removed");
+            }
+            limits.rate_limits().forget_idle()
+        })
+        .await
+        .unwrap_or_default();
         tracing::debug!(tracked, "forgot idle rate-limit clients");
     }
 }

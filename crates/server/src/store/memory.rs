@@ -264,6 +264,25 @@ impl MemoryStore {
         evicted
     }
 
+    /// Erases a player: stats, history and board places. Returns whether it was known.
+    pub fn forget(&self, player: &str) -> bool {
+        let mut state = lock(&self.state);
+        let State {
+            players,
+            boards,
+            recency,
+            ..
+        } = &mut *state;
+        let Some(gone) = players.remove(player) else {
+            return false;
+        };
+        recency.remove(&gone.active);
+        for board in boards.values_mut() {
+            board.remove(player);
+        }
+        true
+    }
+
     pub fn stats(&self, player: &str) -> Option<PlayerStats> {
         lock(&self.state).players.get(player).map(|p| p.stats)
     }

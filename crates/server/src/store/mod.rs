@@ -308,6 +308,22 @@ impl Store {
         .await
     }
 
+    /// Erases a player's stats, history and board places (an account deleted). Results still
+    /// queued for the writer when it runs land afterwards; there are none once the account is
+    /// gone for longer than `store_flush_interval`.
+    pub async fn forget_player(&self, player: &str) -> Result<(), StoreError> {
+        self.guarded(async {
+            match &self.backend {
+                Backend::Memory(memory) => {
+                    memory.forget(player);
+                    Ok(())
+                }
+                Backend::Redis(redis) => redis.forget(player).await,
+            }
+        })
+        .await
+    }
+
     pub async fn games(
         &self,
         player: &str,

@@ -485,6 +485,25 @@ impl RedisStore {
         Ok(skipped)
     }
 
+    /// Erases a player: its stats and history, and its places on the all-time board and the
+    /// current day's and week's (older windows' boards are no longer read and expire).
+    pub async fn forget(&self, player: &str) -> Result<(), StoreError> {
+        let _: () = redis::cmd("DEL")
+            .arg(player_key(player, "stats"))
+            .arg(player_key(player, "games"))
+            .query_async(&mut self.connection())
+            .await?;
+        for window in [Window::All, Window::Day, Window::Week] {
+            let key = window.key_of(window.current_index());
+            let _: () = redis::cmd("ZREM")
+                .arg(board_key(window, &key))
+                .arg(player)
+                .query_async(&mut self.connection())
+                .await?;
+        }
+        Ok(())
+    }
+
     pub async fn stats(&self, player: &str) -> Result<Option<PlayerStats>, StoreError> {
         let fields: std::collections::HashMap<String, String> = redis::cmd("HGETALL")
             .arg(player_key(player, "stats"))

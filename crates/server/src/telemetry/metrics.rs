@@ -175,6 +175,12 @@ pub struct Shard {
     pub access_log_dropped: Counter,
     pub spans_queued: Counter,
     pub spans_dropped: Counter,
+    /// Accounts created: guest, registered.
+    pub accounts_created: [Counter; 2],
+    /// Sign-ins by outcome: ok, bad credentials, throttled.
+    pub logins: [Counter; 3],
+    /// Spent refresh tokens presented again (their sessions revoked).
+    pub refresh_reuse: Counter,
 }
 
 impl Shard {
@@ -203,6 +209,9 @@ impl Shard {
             access_log_dropped: Counter::default(),
             spans_queued: Counter::default(),
             spans_dropped: Counter::default(),
+            accounts_created: Default::default(),
+            logins: Default::default(),
+            refresh_reuse: Counter::default(),
         }
     }
 
@@ -511,6 +520,36 @@ pub fn write_request_metrics(exposition: &mut Exposition) {
         "guess_game_store_unavailable_total",
         "",
         sum(&|shard| shard.store_unavailable.get()),
+    );
+    counters_by_label(
+        exposition,
+        &shards,
+        "guess_game_accounts_created",
+        "Accounts created, by kind.",
+        &[r#"kind="guest""#, r#"kind="registered""#],
+        |shard, index| shard.accounts_created[index].get(),
+    );
+    counters_by_label(
+        exposition,
+        &shards,
+        "guess_game_logins",
+        "Sign-ins (password or device secret), by outcome.",
+        &[
+            r#"outcome="ok""#,
+            r#"outcome="bad_credentials""#,
+            r#"outcome="throttled""#,
+        ],
+        |shard, index| shard.logins[index].get(),
+    );
+    exposition.family(
+        "guess_game_refresh_token_reuse",
+        "Spent refresh tokens presented again; each revoked its session.",
+        Kind::Counter,
+    );
+    exposition.sample(
+        "guess_game_refresh_token_reuse_total",
+        "",
+        sum(&|shard| shard.refresh_reuse.get()),
     );
     counters_by_label(
         exposition,

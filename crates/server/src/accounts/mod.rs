@@ -1,0 +1,494 @@
+//! Player accounts and their sessions: who a request is.
+//!
+//! A guest account is created with nothing but a request and comes with a device secret that
+//! signs it back in; a registered account has a username and a password (Argon2id). Either
+//! kind signs in to a *session*, which hands the client an access token (sent as
+//! `Authorization: Bearer`, short-lived) and a refresh token (traded for new tokens, once).
+//! Every token is opaque and only its SHA-256 is kept ([`token`]); the tables and their rules
+//! are in [`tables`], hashing in [`password`].
+//!
+//! Here: the in-memory backend, shared by this process only: accounts and sessions are lost
+//! on restart and not seen by other instances (README says so).
+//!
+//! The hot path is [`Accounts::authenticate`]: one SHA-256 and one map lookup under a mutex
+//! held for that lookup only, no allocation, no system call.
+
+pub mod password;
+pub mod tables;
+pub mod token;
+pub mod username;
+
+use std::collections::HashMap;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use self::password::{HashError, PasswordRejected, Passwords};
+pub use self::tables::{AccountId, Bearer, SessionId};
+use self::tables::{AccountRefused, Lifetimes, NewTokens, Tables};
+use self::token::{Kind, RandomFailed, TokenHash};
+use self::username::{Username, UsernameError};
+use crate::telemetry::metrics;
+
+pub use self::tables::TokenRefused;
+
+/// What the accounts need from the settings.
+#[derive(Clone, Debug)]
+pub struct AccountSettings {
+    pub access_token_lifetime: Duration,
+    pub session_idle_lifetime: Duration,
+    pub session_lifetime: Duration,
+    pub max_accounts: usize,
+    pub max_sessions_per_account: usize,
+    pub password_hash_concurrency: usize,
+    pub password_hash_memory_kib: u32,
+    pub password_hash_iterations: u32,
+}
+
+/// Why an account operation failed, as the HTTP surface maps it.
+#[derive(Debug, thiserror::Error)]
+pub enum AccountError {
+    #[error("invalid username: {0}")]
+    InvalidUsername(#[from] UsernameError),
+    #[error("password refused: {0}")]
+    WeakPassword(#[from] PasswordRejected),
+    #[error("this username is taken")]
+    UsernameTaken,
+    #[error("this account already has a username")]
+    AlreadyRegistered,
+    #[error("the username or password is wrong")]
+    BadCredentials,
+    #[error("the token is missing, invalid, expired or revoked")]
+    InvalidToken(TokenRefused),
+    #[error("this request needs an access token: send Authorization: Bearer <token>")]
+    MissingToken,
+    #[error("this server holds as many accounts as it may; try again later")]
+    Full,
+    #[error("no such session")]
+    NoSession,
+    #[error("too many attempts; retry after {retry_after_seconds} s")]
+    Throttled { retry_after_seconds: u64 },
+    #[error("accounts are unavailable right now: {0}")]
+    Unavailable(String),
+}
+
+impl From<HashError> for AccountError {
+    fn from(error: HashError) -> Self {
+        AccountError::Unavailable(error.to_string())
+    }
+}
+
+impl From<RandomFailed> for AccountError {
+    fn from(error: RandomFailed) -> Self {
+        AccountError::Unavailable(error.to_string())
+    }
+}
+
+impl From<AccountRefused> for AccountError {
+    fn from(refused: AccountRefused) -> Self {
+        match refused {
+            AccountRefused::UsernameTaken => AccountError::UsernameTaken,
+            AccountRefused::Full => AccountError::Full,
+            AccountRefused::AlreadyRegistered => AccountError::AlreadyRegistered,
+            AccountRefused::NoAccount => AccountError::InvalidToken(TokenRefused::Unknown),
+        }
+    }
+}
+
+/// A session just started or refreshed: the tokens go to the client once.
+#[derive(Debug)]
+pub struct IssuedSession {
+    pub account: AccountId,
+    pub session: SessionId,
+    pub access_token: String,
+    pub refresh_token: String,
+    /// Seconds the access token is good for.
+    pub expires_in: u64,
+    /// When the session ends at the latest, Unix milliseconds.
+    pub session_expires_ms: u64,
+}
+
+/// An account as its owner sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AccountView {
+    pub id: AccountId,
+    pub display_name: String,
+    pub username: Option<String>,
+    pub guest: bool,
+    pub created_ms: u64,
+}
+
+/// A session as its owner sees it (no token material).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SessionView {
+    pub id: SessionId,
+    pub created_ms: u64,
+    pub last_seen_ms: u64,
+    pub expires_ms: u64,
+}
+
+/// A clock in Unix milliseconds that follows tokio's (paused in tests) from the wall clock at
+/// start-up.
+#[derive(Clone, Copy, Debug)]
+struct Clock {
+    wall_at_start: u64,
+    started: tokio::time::Instant,
+}
+
+impl Clock {
+    fn new() -> Self {
+        let wall_at_start = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |since| since.as_millis() as u64);
+        Self {
+            wall_at_start,
+            started: tokio::time::Instant::now(),
+        }
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.wall_at_start + self.started.elapsed().as_millis() as u64
+    }
+}
+
+pub struct Accounts {
+    tables: Mutex<Tables>,
+    passwords: Passwords,
+    lifetimes: Lifetimes,
+    max_accounts: usize,
+    max_sessions: usize,
+    clock: Clock,
+    /// Access tokens of accounts deleted lately, until they would have expired: a repeated
+    /// `DELETE /me` (a retry after a lost answer) is answered as the first was. At most
+    /// [`MAX_TOMBSTONES`].
+    deleted: Mutex<HashMap<TokenHash, u64>>,
+}
+
+/// Deleted accounts' access tokens remembered at most.
+const MAX_TOMBSTONES: usize = 100_000;
+
+impl std::fmt::Debug for Accounts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Accounts").finish_non_exhaustive()
+    }
+}
+
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
+impl Accounts {
+    pub fn new(settings: &AccountSettings) -> Self {
+        Self {
+            tables: Mutex::new(Tables::default()),
+            passwords: Passwords::new(
+                settings.password_hash_concurrency,
+                settings.password_hash_memory_kib,
+                settings.password_hash_iterations,
+            ),
+            lifetimes: Lifetimes {
+                access_token: millis(settings.access_token_lifetime),
+                session_idle: millis(settings.session_idle_lifetime),
+                session_absolute: millis(settings.session_lifetime),
+            },
+            max_accounts: settings.max_accounts,
+            max_sessions: settings.max_sessions_per_account,
+            clock: Clock::new(),
+            deleted: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Held for one table operation at a time, never across an await.
+    fn tables(&self) -> MutexGuard<'_, Tables> {
+        self.tables.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The bearer of an access token (`gga_…`), from the bytes of the header value after
+    /// `Bearer `. Allocates nothing.
+    pub fn authenticate(&self, access_token: &[u8]) -> Result<Bearer, TokenRefused> {
+        let hash =
+            token::hash_presented(Kind::Access, access_token).ok_or(TokenRefused::Unknown)?;
+        let now = self.clock.now_ms();
+        self.tables().authenticate(&hash, &self.lifetimes, now)
+    }
+
+    /// A new guest account, signed in; its device secret signs it in again.
+    pub fn create_guest(&self) -> Result<(IssuedSession, String), AccountError> {
+        let id = new_account_id()?;
+        let device = token::issue(Kind::Device)?;
+        let display_name = format!("guest-{}", &id[..6]);
+        let now = self.clock.now_ms();
+        let account = Tables::new_account(id, display_name, None, None, Some(device.hash), now);
+        self.tables().create(account, self.max_accounts)?;
+        metrics::with_shard(|shard| shard.accounts_created[0].add(1));
+        let session = self.start_session(&id)?;
+        Ok((session, device.text))
+    }
+
+    /// A new registered account, signed in.
+    pub async fn register(
+        &self,
+        username: &str,
+        password: String,
+    ) -> Result<IssuedSession, AccountError> {
+        let username = Username::parse(username)?;
+        password::check_policy(&password)?;
+        if self.tables().account_by_username(&username).is_some() {
+            return Err(AccountError::UsernameTaken);
+        }
+        let hash = self.passwords.hash(password).await?;
+        let id = new_account_id()?;
+        let now = self.clock.now_ms();
+        let display_name = username.as_str().to_owned();
+        let account = Tables::new_account(id, display_name, Some(username), Some(hash), None, now);
+        self.tables().create(account, self.max_accounts)?;
+        metrics::with_shard(|shard| shard.accounts_created[1].add(1));
+        self.start_session(&id)
+    }
+
+    /// Links a username and password to a guest account, which keeps its id, stats and
+    /// history.
+    pub async fn upgrade(
+        &self,
+        account: &str,
+        username: &str,
+        password: String,
+    ) -> Result<AccountView, AccountError> {
+        let username = Username::parse(username)?;
+        password::check_policy(&password)?;
+        {
+            let tables = self.tables();
+            let entry = tables
+                .account(account)
+                .ok_or(AccountError::InvalidToken(TokenRefused::Unknown))?;
+            if !entry.is_guest() {
+                return Err(AccountError::AlreadyRegistered);
+            }
+            if tables.account_by_username(&username).is_some() {
+                return Err(AccountError::UsernameTaken);
+            }
+        }
+        let hash = self.passwords.hash(password).await?;
+        self.tables().register(account, username, hash)?;
+        self.me(account)
+            .ok_or(AccountError::InvalidToken(TokenRefused::Unknown))
+    }
+
+    /// Signs in with a username and password. The same error, after the same work, whether
+    /// the username exists or not.
+    pub async fn login_password(
+        &self,
+        username: &str,
+        password: String,
+    ) -> Result<IssuedSession, AccountError> {
+        let username = Username::parse(username).ok();
+        let (id, stored) = match username.as_ref().and_then(|name| {
+            self.tables()
+                .account_by_username(name)
+                .map(|account| (account.id, account.password_hash.clone()))
+        }) {
+            Some((id, stored)) => (Some(id), stored),
+            None => (None, None),
+        };
+        let verified = self.passwords.verify(password.clone(), stored).await?;
+        let Some(id) = id.filter(|_| verified.matches) else {
+            metrics::with_shard(|shard| shard.logins[1].add(1));
+            return Err(AccountError::BadCredentials);
+        };
+        if verified.needs_rehash {
+            let hash = self.passwords.hash(password).await?;
+            self.tables().set_password_hash(&id, hash);
+        }
+        metrics::with_shard(|shard| shard.logins[0].add(1));
+        self.start_session(&id)
+    }
+
+    /// Signs a guest in with its device secret.
+    pub fn login_device(&self, device_secret: &[u8]) -> Result<IssuedSession, AccountError> {
+        let id = token::hash_presented(Kind::Device, device_secret).and_then(|hash| {
+            self.tables()
+                .account_by_device(&hash)
+                .map(|account| account.id)
+        });
+        let Some(id) = id else {
+            metrics::with_shard(|shard| shard.logins[1].add(1));
+            return Err(AccountError::BadCredentials);
+        };
+        metrics::with_shard(|shard| shard.logins[0].add(1));
+        self.start_session(&id)
+    }
+
+    /// Trades a refresh token for new tokens; a spent one revokes its session.
+    pub fn refresh(&self, refresh_token: &[u8]) -> Result<IssuedSession, AccountError> {
+        let presented = token::hash_presented(Kind::Refresh, refresh_token)
+            .ok_or(AccountError::InvalidToken(TokenRefused::Unknown))?;
+        let access = token::issue(Kind::Access)?;
+        let refresh = token::issue(Kind::Refresh)?;
+        let now = self.clock.now_ms();
+        let result = self
+            .tables()
+            .refresh(&presented, access.hash, refresh.hash, &self.lifetimes, now)
+            .map(|session| (session.account, session.id, session.expires_ms));
+        match result {
+            Ok((account, session, session_expires_ms)) => Ok(IssuedSession {
+                account,
+                session,
+                access_token: access.text,
+                refresh_token: refresh.text,
+                expires_in: self.lifetimes.access_token / 1000,
+                session_expires_ms,
+            }),
+            Err(refused) => {
+                if refused == TokenRefused::Reused {
+                    metrics::with_shard(|shard| shard.refresh_reuse.add(1));
+                    tracing::warn!("a spent refresh token was presented; its session is revoked");
+                }
+                Err(AccountError::InvalidToken(refused))
+            }
+        }
+    }
+
+    /// Ends `session` if it belongs to `account`.
+    pub fn end_session(&self, account: &str, session: &str) -> Result<(), AccountError> {
+        let id = SessionId::from(session).map_err(|_| AccountError::NoSession)?;
+        let mut tables = self.tables();
+        match tables.session(&id) {
+            Some(found) if found.account.as_str() == account => {
+                tables.end_session(&id);
+                Ok(())
+            }
+            _ => Err(AccountError::NoSession),
+        }
+    }
+
+    pub fn me(&self, account: &str) -> Option<AccountView> {
+        self.tables().account(account).map(|entry| AccountView {
+            id: entry.id,
+            display_name: entry.display_name.clone(),
+            username: entry.username.as_ref().map(|name| name.as_str().to_owned()),
+            guest: entry.is_guest(),
+            created_ms: entry.created_ms,
+        })
+    }
+
+    pub fn set_display_name(&self, account: &str, name: String) -> Result<(), AccountError> {
+        Ok(self.tables().set_display_name(account, name)?)
+    }
+
+    /// Display names of `ids`, where they are accounts.
+    pub fn display_names<'a>(&self, ids: impl Iterator<Item = &'a str>) -> Vec<Option<String>> {
+        let tables = self.tables();
+        ids.map(|id| {
+            tables
+                .account(id)
+                .map(|account| account.display_name.clone())
+        })
+        .collect()
+    }
+
+    pub fn sessions(&self, account: &str) -> Vec<SessionView> {
+        self.tables()
+            .sessions_of(account)
+            .into_iter()
+            .map(|session| SessionView {
+                id: session.id,
+                created_ms: session.created_ms,
+                last_seen_ms: session.last_seen_ms,
+                expires_ms: session.deadline(&self.lifetimes),
+            })
+            .collect()
+    }
+
+    /// Erases an account and its sessions here (the caller erases its games). Returns
+    /// whether it existed.
+    pub fn delete(&self, account: &str) -> bool {
+        let (existed, tokens) = {
+            let mut tables = self.tables();
+            let tokens = tables.access_tokens_of(account);
+            (tables.delete(account), tokens)
+        };
+        let now = self.clock.now_ms();
+        let mut deleted = self.deleted.lock().unwrap_or_else(PoisonError::into_inner);
+        deleted.retain(|_, until| *until > now);
+        for (hash, until) in tokens {
+            if deleted.len() < MAX_TOMBSTONES {
+                deleted.insert(hash, until);
+            }
+        }
+        existed
+    }
+
+    /// Whether `access_token` belonged to an account deleted within its lifetime.
+    pub fn was_deleted(&self, access_token: &[u8]) -> bool {
+        let Some(hash) = token::hash_presented(Kind::Access, access_token) else {
+            return false;
+        };
+        let now = self.clock.now_ms();
+        let deleted = self.deleted.lock().unwrap_or_else(PoisonError::into_inner);
+        deleted.get(&hash).is_some_and(|until| *until > now)
+    }
+
+    /// Ends expired sessions; the caller runs it periodically.
+    pub fn sweep(&self) -> usize {
+        let now = self.clock.now_ms();
+        self.tables().sweep(&self.lifetimes, now)
+    }
+
+    /// Gauges: accounts and sessions held, password hashing capacity free.
+    pub fn write_metrics(&self, exposition: &mut metrics::Exposition) {
+        let (accounts, sessions) = {
+            let tables = self.tables();
+            (tables.account_count(), tables.session_count())
+        };
+        for (name, help, value) in [
+            (
+                "guess_game_accounts",
+                "Accounts held by this instance.",
+                accounts,
+            ),
+            (
+                "guess_game_sessions_active",
+                "Sessions not ended or expired.",
+                sessions,
+            ),
+            (
+                "guess_game_password_hash_permits_free",
+                "Password hashes that could start now (the rest run or wait).",
+                self.passwords.available_permits(),
+            ),
+        ] {
+            exposition.family(name, help, metrics::Kind::Gauge);
+            exposition.sample(name, "", value as f64);
+        }
+    }
+
+    fn start_session(&self, account: &AccountId) -> Result<IssuedSession, AccountError> {
+        let access = token::issue(Kind::Access)?;
+        let refresh = token::issue(Kind::Refresh)?;
+        let session = SessionId::from(&token::random_id::<12>()?)
+            .map_err(|_| AccountError::Unavailable("session id".to_owned()))?;
+        let tokens = NewTokens {
+            session,
+            access: access.hash,
+            refresh: refresh.hash,
+        };
+        let now = self.clock.now_ms();
+        let expires_ms = self
+            .tables()
+            .start_session(account, tokens, &self.lifetimes, self.max_sessions, now)?
+            .expires_ms;
+        Ok(IssuedSession {
+            account: *account,
+            session,
+            access_token: access.text,
+            refresh_token: refresh.text,
+            expires_in: self.lifetimes.access_token / 1000,
+            session_expires_ms: expires_ms,
+        })
+    }
+}
+
+/// 24 hex characters: a valid player id, so the player routes address accounts as they are.
+fn new_account_id() -> Result<AccountId, AccountError> {
+    AccountId::from(&token::random_id::<12>()?)
+        .map_err(|_| AccountError::Unavailable("account id".to_owned()))
+}

@@ -1,0 +1,461 @@
+//! The accounts and sessions held in this process: the tables, their indexes and every rule
+//! that changes them. Synchronous and clock-free (the caller passes `now` in Unix
+//! milliseconds), so every rule is unit-tested without a runtime.
+//!
+//! Bounds: at most `max_accounts` accounts; at most `max_sessions_per_account` sessions per
+//! account (a new one ends the least recently used); per session at most
+//! [`USED_REFRESH_KEPT`] spent refresh tokens remembered for reuse detection. Expired sessions
+//! leave through [`Tables::sweep`], driven by an ordered index of deadlines, so sweeping costs
+//! per session that expires, never a scan of all of them.
+
+use std::collections::{BTreeSet, HashMap, VecDeque};
+
+use super::token::TokenHash;
+use super::username::Username;
+use crate::store::model::PlayerId;
+
+/// Spent refresh tokens remembered per session: presenting one revokes the session.
+pub const USED_REFRESH_KEPT: usize = 16;
+
+pub type AccountId = PlayerId;
+/// 24 lowercase hex characters.
+pub type SessionId = arrayvec::ArrayString<24>;
+
+/// How long sessions and tokens live, in milliseconds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Lifetimes {
+    pub access_token: u64,
+    pub session_idle: u64,
+    pub session_absolute: u64,
+}
+
+#[derive(Clone, Debug)]
+pub struct Account {
+    pub id: AccountId,
+    pub display_name: String,
+    pub username: Option<Username>,
+    /// Argon2id PHC string.
+    pub password_hash: Option<String>,
+    pub device: Option<TokenHash>,
+    pub created_ms: u64,
+    /// Most recently used last.
+    sessions: Vec<SessionId>,
+}
+
+impl Account {
+    pub fn is_guest(&self) -> bool {
+        self.username.is_none()
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Session {
+    pub id: SessionId,
+    pub account: AccountId,
+    pub created_ms: u64,
+    pub last_seen_ms: u64,
+    /// The session ends at this time whatever its use.
+    pub expires_ms: u64,
+    access: TokenHash,
+    pub access_expires_ms: u64,
+    refresh: TokenHash,
+    used_refresh: VecDeque<TokenHash>,
+    /// The deadline this session is filed under in the sweep index.
+    filed_deadline: u64,
+}
+
+impl Session {
+    /// When the session ends if it is not used again.
+    pub fn deadline(&self, lifetimes: &Lifetimes) -> u64 {
+        self.expires_ms
+            .min(self.last_seen_ms.saturating_add(lifetimes.session_idle))
+    }
+}
+
+/// What an access token says about its bearer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Bearer {
+    pub account: AccountId,
+    pub session: SessionId,
+}
+
+/// Why an access or refresh token was not accepted. The client sees one answer for all of
+/// them (401 `invalid_token`); the reasons are for metrics and tests.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum TokenRefused {
+    #[error("no session has this token")]
+    Unknown,
+    #[error("the token has expired")]
+    Expired,
+    #[error("a refresh token was used twice; the session is revoked")]
+    Reused,
+}
+
+/// The new tokens' hashes a login or a refresh stores, made by the caller.
+#[derive(Clone, Copy, Debug)]
+pub struct NewTokens {
+    pub session: SessionId,
+    pub access: TokenHash,
+    pub refresh: TokenHash,
+}
+
+/// Why an account change was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum AccountRefused {
+    #[error("the username is taken")]
+    UsernameTaken,
+    #[error("this instance holds as many accounts as it may")]
+    Full,
+    #[error("the account already has a username")]
+    AlreadyRegistered,
+    #[error("no such account")]
+    NoAccount,
+}
+
+#[derive(Debug, Default)]
+pub struct Tables {
+    accounts: HashMap<AccountId, Account>,
+    by_username: HashMap<String, AccountId>,
+    by_device: HashMap<TokenHash, AccountId>,
+    sessions: HashMap<SessionId, Session>,
+    by_access: HashMap<TokenHash, SessionId>,
+    by_refresh: HashMap<TokenHash, SessionId>,
+    used_refresh: HashMap<TokenHash, SessionId>,
+    deadlines: BTreeSet<(u64, SessionId)>,
+}
+
+impl Tables {
+    pub fn account_count(&self) -> usize {
+        self.accounts.len()
+    }
+
+    pub fn session_count(&self) -> usize {
+        self.sessions.len()
+    }
+
+    pub fn account(&self, id: &str) -> Option<&Account> {
+        self.accounts.get(id)
+    }
+
+    pub fn account_by_username(&self, name: &Username) -> Option<&Account> {
+        self.by_username
+            .get(name.key())
+            .and_then(|id| self.accounts.get(id))
+    }
+
+    pub fn account_by_device(&self, device: &TokenHash) -> Option<&Account> {
+        self.by_device
+            .get(device)
+            .and_then(|id| self.accounts.get(id))
+    }
+
+    /// Adds an account; `max_accounts` bounds how many this process holds.
+    pub fn create(&mut self, account: Account, max_accounts: usize) -> Result<(), AccountRefused> {
+        if self.accounts.len() >= max_accounts {
+            return Err(AccountRefused::Full);
+        }
+        if let Some(name) = &account.username {
+            if self.by_username.contains_key(name.key()) {
+                return Err(AccountRefused::UsernameTaken);
+            }
+            self.by_username.insert(name.key().to_owned(), account.id);
+        }
+        if let Some(device) = account.device {
+            self.by_device.insert(device, account.id);
+        }
+        self.accounts.insert(account.id, account);
+        Ok(())
+    }
+
+    /// A new account: a guest with a device secret, or a registered one.
+    pub fn new_account(
+        id: AccountId,
+        display_name: String,
+        username: Option<Username>,
+        password_hash: Option<String>,
+        device: Option<TokenHash>,
+        now: u64,
+    ) -> Account {
+        Account {
+            id,
+            display_name,
+            username,
+            password_hash,
+            device,
+            created_ms: now,
+            sessions: Vec::new(),
+        }
+    }
+
+    /// Links a username and password to a guest, keeping its id and so its stats.
+    pub fn register(
+        &mut self,
+        id: &str,
+        username: Username,
+        password_hash: String,
+    ) -> Result<(), AccountRefused> {
+        let account = self.accounts.get(id).ok_or(AccountRefused::NoAccount)?;
+        if account.username.is_some() {
+            return Err(AccountRefused::AlreadyRegistered);
+        }
+        if self.by_username.contains_key(username.key()) {
+            return Err(AccountRefused::UsernameTaken);
+        }
+        let account_id = account.id;
+        self.by_username
+            .insert(username.key().to_owned(), account_id);
+        if let Some(account) = self.accounts.get_mut(id) {
+            if account.display_name.starts_with("guest-") {
+                account.display_name = username.as_str().to_owned();
+            }
+            account.username = Some(username);
+            account.password_hash = Some(password_hash);
+        }
+        Ok(())
+    }
+
+    pub fn set_password_hash(&mut self, id: &str, hash: String) {
+        if let Some(account) = self.accounts.get_mut(id) {
+            account.password_hash = Some(hash);
+        }
+    }
+
+    pub fn set_display_name(&mut self, id: &str, name: String) -> Result<(), AccountRefused> {
+        let account = self.accounts.get_mut(id).ok_or(AccountRefused::NoAccount)?;
+        account.display_name = name;
+        Ok(())
+    }
+
+    /// Removes an account and everything keyed on it here. Returns whether it existed.
+    pub fn delete(&mut self, id: &str) -> bool {
+        let Some(account) = self.accounts.remove(id) else {
+            return false;
+        };
+        if let Some(name) = &account.username {
+            self.by_username.remove(name.key());
+        }
+        if let Some(device) = &account.device {
+            self.by_device.remove(device);
+        }
+        for session in &account.sessions {
+            self.forget_session(session);
+        }
+        true
+    }
+
+    /// Starts a session for `account`, ending its least recently used one past `max`.
+    pub fn start_session(
+        &mut self,
+        account: &str,
+        tokens: NewTokens,
+        lifetimes: &Lifetimes,
+        max: usize,
+        now: u64,
+    ) -> Result<&Session, AccountRefused> {
+        let account_entry = self
+            .accounts
+            .get_mut(account)
+            .ok_or(AccountRefused::NoAccount)?;
+        let account_id = account_entry.id;
+        let evicted = if account_entry.sessions.len() >= max.max(1) {
+            Some(account_entry.sessions.remove(0))
+        } else {
+            None
+        };
+        account_entry.sessions.push(tokens.session);
+        if let Some(evicted) = evicted {
+            self.forget_session(&evicted);
+        }
+        let session = Session {
+            id: tokens.session,
+            account: account_id,
+            created_ms: now,
+            last_seen_ms: now,
+            expires_ms: now.saturating_add(lifetimes.session_absolute),
+            access: tokens.access,
+            access_expires_ms: now.saturating_add(lifetimes.access_token),
+            refresh: tokens.refresh,
+            used_refresh: VecDeque::new(),
+            filed_deadline: 0,
+        };
+        self.by_access.insert(tokens.access, tokens.session);
+        self.by_refresh.insert(tokens.refresh, tokens.session);
+        self.file(session, lifetimes);
+        Ok(&self.sessions[&tokens.session])
+    }
+
+    /// The bearer of an access token, marking its session used. Never allocates.
+    pub fn authenticate(
+        &mut self,
+        access: &TokenHash,
+        lifetimes: &Lifetimes,
+        now: u64,
+    ) -> Result<Bearer, TokenRefused> {
+        let id = *self.by_access.get(access).ok_or(TokenRefused::Unknown)?;
+        let session = self.sessions.get_mut(&id).ok_or(TokenRefused::Unknown)?;
+        if !session.access.matches(access) {
+            return Err(TokenRefused::Unknown);
+        }
+        if now >= session.access_expires_ms || now >= session.deadline(lifetimes) {
+            return Err(TokenRefused::Expired);
+        }
+        session.last_seen_ms = now;
+        Ok(Bearer {
+            account: session.account,
+            session: session.id,
+        })
+    }
+
+    /// Trades a refresh token for new tokens. A spent refresh token ends its session: whoever
+    /// holds it is not the session's rightful holder, or the holder's copy was stolen.
+    pub fn refresh(
+        &mut self,
+        refresh: &TokenHash,
+        new_access: TokenHash,
+        new_refresh: TokenHash,
+        lifetimes: &Lifetimes,
+        now: u64,
+    ) -> Result<&Session, TokenRefused> {
+        if let Some(session) = self.used_refresh.get(refresh).copied() {
+            self.end_session(&session);
+            return Err(TokenRefused::Reused);
+        }
+        let id = *self.by_refresh.get(refresh).ok_or(TokenRefused::Unknown)?;
+        let session = self.sessions.get_mut(&id).ok_or(TokenRefused::Unknown)?;
+        if !session.refresh.matches(refresh) {
+            return Err(TokenRefused::Unknown);
+        }
+        if now >= session.deadline(lifetimes) {
+            return Err(TokenRefused::Expired);
+        }
+        let old_access = std::mem::replace(&mut session.access, new_access);
+        let old_refresh = std::mem::replace(&mut session.refresh, new_refresh);
+        session.access_expires_ms = now.saturating_add(lifetimes.access_token);
+        session.last_seen_ms = now;
+        session.used_refresh.push_back(old_refresh);
+        let forgotten = (session.used_refresh.len() > USED_REFRESH_KEPT)
+            .then(|| session.used_refresh.pop_front())
+            .flatten();
+        let account = session.account;
+        self.by_access.remove(&old_access);
+        self.by_refresh.remove(&old_refresh);
+        self.by_access.insert(new_access, id);
+        self.by_refresh.insert(new_refresh, id);
+        self.used_refresh.insert(old_refresh, id);
+        if let Some(forgotten) = forgotten {
+            self.used_refresh.remove(&forgotten);
+        }
+        if let Some(entry) = self.accounts.get_mut(&account) {
+            // Most recently used last, so the session limit ends the stalest.
+            entry.sessions.retain(|other| *other != id);
+            entry.sessions.push(id);
+        }
+        Ok(&self.sessions[&id])
+    }
+
+    /// Ends a session (logout, revocation). Returns whether it existed.
+    pub fn end_session(&mut self, id: &SessionId) -> bool {
+        let Some(account) = self.sessions.get(id).map(|session| session.account) else {
+            return false;
+        };
+        if let Some(entry) = self.accounts.get_mut(&account) {
+            entry.sessions.retain(|other| other != id);
+        }
+        self.forget_session(id);
+        true
+    }
+
+    /// An account's sessions, most recently used last.
+    pub fn sessions_of(&self, account: &str) -> Vec<&Session> {
+        self.accounts.get(account).map_or_else(Vec::new, |entry| {
+            entry
+                .sessions
+                .iter()
+                .filter_map(|id| self.sessions.get(id))
+                .collect()
+        })
+    }
+
+    /// The access tokens (hashes) of an account's sessions, with when each expires.
+    pub fn access_tokens_of(&self, account: &str) -> Vec<(TokenHash, u64)> {
+        self.sessions_of(account)
+            .into_iter()
+            .map(|session| (session.access, session.access_expires_ms))
+            .collect()
+    }
+
+    pub fn session(&self, id: &SessionId) -> Option<&Session> {
+        self.sessions.get(id)
+    }
+
+    /// Ends every session whose deadline has passed; returns how many ended. A session used
+    /// since it was filed is filed again under its new deadline.
+    pub fn sweep(&mut self, lifetimes: &Lifetimes, now: u64) -> usize {
+        let mut ended = 0;
+        while let Some(&(deadline, id)) = self.deadlines.first() {
+            if deadline > now {
+                break;
+            }
+            self.deadlines.pop_first();
+            let Some(session) = self.sessions.get_mut(&id) else {
+                continue;
+            };
+            let current = session.deadline(lifetimes);
+            if current > now {
+                session.filed_deadline = current;
+                self.deadlines.insert((current, id));
+                continue;
+            }
+            self.end_session(&id);
+            ended += 1;
+        }
+        ended
+    }
+
+    fn file(&mut self, mut session: Session, lifetimes: &Lifetimes) {
+        session.filed_deadline = session.deadline(lifetimes);
+        self.deadlines.insert((session.filed_deadline, session.id));
+        self.sessions.insert(session.id, session);
+    }
+
+    /// Removes a session and its indexes (not its place in its account's list).
+    fn forget_session(&mut self, id: &SessionId) {
+        let Some(session) = self.sessions.remove(id) else {
+            return;
+        };
+        self.by_access.remove(&session.access);
+        self.by_refresh.remove(&session.refresh);
+        for used in &session.used_refresh {
+            self.used_refresh.remove(used);
+        }
+        self.deadlines.remove(&(session.filed_deadline, *id));
+    }
+
+    /// Every index agrees with the tables: for tests.
+    #[cfg(test)]
+    pub fn check_consistent(&self) {
+        for (id, session) in &self.sessions {
+            assert_eq!(self.by_access.get(&session.access), Some(id));
+            assert_eq!(self.by_refresh.get(&session.refresh), Some(id));
+            assert!(self.deadlines.contains(&(session.filed_deadline, *id)));
+            assert!(self.accounts[&session.account].sessions.contains(id));
+            for used in &session.used_refresh {
+                assert_eq!(self.used_refresh.get(used), Some(id));
+            }
+        }
+        assert_eq!(self.by_access.len(), self.sessions.len());
+        assert_eq!(self.by_refresh.len(), self.sessions.len());
+        assert_eq!(self.deadlines.len(), self.sessions.len());
+        let used: usize = self.sessions.values().map(|s| s.used_refresh.len()).sum();
+        assert_eq!(self.used_refresh.len(), used);
+        for account in self.accounts.values() {
+            for session in &account.sessions {
+                assert!(self.sessions.contains_key(session));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "tables_tests.rs"]
+mod tests;

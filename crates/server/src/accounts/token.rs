@@ -1,0 +1,178 @@
+//! Secrets handed to clients: access and refresh tokens and device secrets.
+//!
+//! Each is 256 bits from the operating system's random source, sent as a kind prefix and the
+//! bits in unpadded base64url (`gga_…` access, `ggr_…` refresh, `ggd_…` device secret). The
+//! server keeps only a SHA-256 of the bits: a leaked table of hashes signs no one in, and
+//! revoking a token is deleting its hash. Plain SHA-256 (not a password hash) is enough because
+//! the secret has 256 bits of entropy: there is nothing to guess.
+//!
+//! Looking a token up is by its hash, so the comparison that matters, of the hash the client's
+//! token yields against the stored one, is a map lookup on a value the client cannot steer
+//! without breaking SHA-256; the stored hash is compared again in constant time (`subtle`)
+//! after the lookup, so no early-exit comparison ever sees secret material.
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+/// Random bytes in a secret.
+const SECRET_BYTES: usize = 32;
+/// Characters of the bytes in unpadded base64url.
+const ENCODED_CHARS: usize = 43;
+/// Prefix plus encoded bytes.
+pub const TOKEN_CHARS: usize = 4 + ENCODED_CHARS;
+
+/// What a secret is for; the prefix says which, so one kind is never accepted as another.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Access,
+    Refresh,
+    Device,
+}
+
+impl Kind {
+    const fn prefix(self) -> &'static str {
+        match self {
+            Kind::Access => "gga_",
+            Kind::Refresh => "ggr_",
+            Kind::Device => "ggd_",
+        }
+    }
+}
+
+/// A secret's SHA-256: what the server stores and looks up.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct TokenHash(pub [u8; 32]);
+
+impl std::fmt::Debug for TokenHash {
+    /// Never the bytes: a hash is as good as the token to whoever can read the tables.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TokenHash(..)")
+    }
+}
+
+impl TokenHash {
+    /// Constant-time equality, for checking a stored hash against a presented one.
+    pub fn matches(&self, other: &TokenHash) -> bool {
+        self.0.ct_eq(&other.0).into()
+    }
+
+    /// Lowercase hex, for storage keys (Redis).
+    pub fn to_hex(self) -> String {
+        let mut text = String::with_capacity(64);
+        for byte in self.0 {
+            text.push(char::from(b"0123456789abcdef"[usize::from(byte >> 4)]));
+            text.push(char::from(b"0123456789abcdef"[usize::from(byte & 15)]));
+        }
+        text
+    }
+}
+
+/// A freshly issued secret: its text goes to the client once, its hash to the store.
+pub struct Issued {
+    pub text: String,
+    pub hash: TokenHash,
+}
+
+impl std::fmt::Debug for Issued {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Issued(..)")
+    }
+}
+
+/// The operating system's random source failed.
+#[derive(Debug, thiserror::Error)]
+#[error("the operating system's random source failed: {0}")]
+pub struct RandomFailed(getrandom::Error);
+
+/// `N` random bytes.
+pub fn random_bytes<const N: usize>() -> Result<[u8; N], RandomFailed> {
+    let mut bytes = [0; N];
+    getrandom::fill(&mut bytes).map_err(RandomFailed)?;
+    Ok(bytes)
+}
+
+/// A new secret of `kind`.
+pub fn issue(kind: Kind) -> Result<Issued, RandomFailed> {
+    let bytes: [u8; SECRET_BYTES] = random_bytes()?;
+    let mut text = String::with_capacity(TOKEN_CHARS);
+    text.push_str(kind.prefix());
+    URL_SAFE_NO_PAD.encode_string(bytes, &mut text);
+    Ok(Issued {
+        text,
+        hash: hash_bytes(&bytes),
+    })
+}
+
+/// The hash of a presented secret of `kind`, or None when it is not one (wrong prefix, length
+/// or alphabet). Allocates nothing: it runs on every authenticated request.
+pub fn hash_presented(kind: Kind, text: &[u8]) -> Option<TokenHash> {
+    let encoded = text.strip_prefix(kind.prefix().as_bytes())?;
+    if encoded.len() != ENCODED_CHARS {
+        return None;
+    }
+    // base64's slice decoder wants room for its estimate (33 bytes for 43 characters).
+    let mut bytes = [0u8; SECRET_BYTES + 3];
+    let decoded = URL_SAFE_NO_PAD.decode_slice(encoded, &mut bytes).ok()?;
+    (decoded == SECRET_BYTES).then(|| hash_bytes(&bytes[..SECRET_BYTES]))
+}
+
+fn hash_bytes(bytes: &[u8]) -> TokenHash {
+    TokenHash(Sha256::digest(bytes).into())
+}
+
+/// Lowercase hex of random bytes: account and session ids.
+pub fn random_id<const N: usize>() -> Result<String, RandomFailed> {
+    let bytes: [u8; N] = random_bytes()?;
+    let mut text = String::with_capacity(2 * N);
+    for byte in bytes {
+        text.push(char::from(b"0123456789abcdef"[usize::from(byte >> 4)]));
+        text.push(char::from(b"0123456789abcdef"[usize::from(byte & 15)]));
+    }
+    Ok(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_issued_token_hashes_back_to_its_hash_and_only_as_its_kind() {
+        let issued = issue(Kind::Access).unwrap();
+        assert_eq!(issued.text.len(), TOKEN_CHARS);
+        assert!(issued.text.starts_with("gga_"));
+        let hash = hash_presented(Kind::Access, issued.text.as_bytes()).unwrap();
+        assert!(hash.matches(&issued.hash));
+        assert_eq!(hash_presented(Kind::Refresh, issued.text.as_bytes()), None);
+        assert_eq!(hash_presented(Kind::Device, issued.text.as_bytes()), None);
+    }
+
+    #[test]
+    fn malformed_tokens_are_refused_without_panicking() {
+        let issued = issue(Kind::Refresh).unwrap();
+        let text = issued.text.as_bytes();
+        for bad in [
+            &text[..text.len() - 1],
+            b"ggr_",
+            b"",
+            b"ggr_!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!",
+            &[b'g'; 200][..],
+        ] {
+            assert_eq!(hash_presented(Kind::Refresh, bad), None, "{bad:?}");
+        }
+        let mut longer = text.to_vec();
+        longer.push(b'A');
+        assert_eq!(hash_presented(Kind::Refresh, &longer), None);
+    }
+
+    #[test]
+    fn two_tokens_differ_and_debug_output_hides_them() {
+        let a = issue(Kind::Device).unwrap();
+        let b = issue(Kind::Device).unwrap();
+        assert_ne!(a.text, b.text);
+        assert!(!a.hash.matches(&b.hash));
+        assert_eq!(format!("{a:?} {:?}", a.hash), "Issued(..) TokenHash(..)");
+        assert_eq!(random_id::<12>().unwrap().len(), 24);
+    }
+}

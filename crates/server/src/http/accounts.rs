@@ -1,0 +1,474 @@
+//! The account resources: `/accounts/guest`, `/accounts`, `/sessions…` and `/me…`.
+//!
+//! What needs no waiting (a guest, a device sign-in, a refresh, reading or renaming the
+//! account, listing and ending sessions) is answered at once; what hashes a password or reads
+//! the store is handed back as an [`AccountJob`] and finished by [`run`]. Sign-in and account
+//! creation pass the front door's limits ([`crate::protection::front_door`]) first.
+
+use std::borrow::Cow;
+
+use http::{Method, StatusCode};
+use serde::{Deserialize, Serialize};
+
+use super::Request;
+use super::app::App;
+use super::deferred::{AccountJob, Deferred, Handled, Job};
+use super::error::HttpError;
+use super::problem::{ApiError, StoreRefusal};
+use super::reply::{Reply, Stamp};
+use super::wire::{self, Format};
+use crate::accounts::{AccountError, AccountView, Bearer, IssuedSession, SessionView};
+use crate::api::Route;
+use crate::protection::rate_limit::ClientKey;
+use crate::store::model::GameSummary;
+use crate::telemetry::metrics;
+
+/// Most characters in a display name.
+const MAX_DISPLAY_NAME_CHARS: usize = 32;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Credentials<'a> {
+    #[serde(borrow)]
+    username: Cow<'a, str>,
+    #[serde(borrow)]
+    password: Cow<'a, str>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SignIn<'a> {
+    #[serde(borrow, default)]
+    username: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    password: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    device_secret: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RefreshRequest<'a> {
+    #[serde(borrow)]
+    refresh_token: Cow<'a, str>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Profile<'a> {
+    #[serde(borrow)]
+    display_name: Cow<'a, str>,
+}
+
+#[derive(Serialize)]
+struct AccountDocument<'a> {
+    id: &'a str,
+    display_name: &'a str,
+    username: Option<&'a str>,
+    guest: bool,
+    created_at_ms: u64,
+}
+
+impl<'a> From<&'a AccountView> for AccountDocument<'a> {
+    fn from(view: &'a AccountView) -> Self {
+        Self {
+            id: &view.id,
+            display_name: &view.display_name,
+            username: view.username.as_deref(),
+            guest: view.guest,
+            created_at_ms: view.created_ms,
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct SessionDocument<'a> {
+    session_id: &'a str,
+    account_id: &'a str,
+    token_type: &'static str,
+    access_token: &'a str,
+    expires_in: u64,
+    refresh_token: &'a str,
+    session_expires_at_ms: u64,
+}
+
+impl<'a> From<&'a IssuedSession> for SessionDocument<'a> {
+    fn from(issued: &'a IssuedSession) -> Self {
+        Self {
+            session_id: &issued.session,
+            account_id: &issued.account,
+            token_type: "Bearer",
+            access_token: &issued.access_token,
+            expires_in: issued.expires_in,
+            refresh_token: &issued.refresh_token,
+            session_expires_at_ms: issued.session_expires_ms,
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct SignedIn<'a> {
+    account: AccountDocument<'a>,
+    session: SessionDocument<'a>,
+    /// Only when a guest is created: the secret that signs it in again.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    device_secret: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct SessionEntry<'a> {
+    id: &'a str,
+    current: bool,
+    created_at_ms: u64,
+    last_seen_at_ms: u64,
+    expires_at_ms: u64,
+}
+
+#[derive(Serialize)]
+struct SessionList<'a> {
+    sessions: Vec<SessionEntry<'a>>,
+}
+
+fn session_entries<'a>(sessions: &'a [SessionView], current: &str) -> Vec<SessionEntry<'a>> {
+    sessions
+        .iter()
+        .map(|session| SessionEntry {
+            id: &session.id,
+            current: session.id.as_str() == current,
+            created_at_ms: session.created_ms,
+            last_seen_at_ms: session.last_seen_ms,
+            expires_at_ms: session.expires_ms,
+        })
+        .collect()
+}
+
+#[derive(Serialize)]
+struct Export<'a> {
+    account: AccountDocument<'a>,
+    sessions: Vec<SessionEntry<'a>>,
+    stats: Option<wire::StatsDocument<'a>>,
+    games: Vec<GameSummary>,
+}
+
+/// The bearer, or 401 when the request carries no token.
+fn require(bearer: Option<Bearer>) -> Result<Bearer, ApiError<'static>> {
+    bearer.ok_or(ApiError::Accounts(AccountError::MissingToken))
+}
+
+fn answer(status: StatusCode, format: Format) -> Result<Handled, ApiError<'static>> {
+    Ok(Handled::Ready(
+        Reply::new(status, format.content_type()),
+        None,
+    ))
+}
+
+impl App {
+    /// Any of the account routes; `bearer` is the request's verified access token, if any.
+    pub(super) fn account_route<'a>(
+        &self,
+        route: Route,
+        request: &Request<'a>,
+        bearer: Option<Bearer>,
+        stamp: Stamp,
+        body: &mut Vec<u8>,
+    ) -> Result<Handled, ApiError<'a>> {
+        let address = self.client_addresses.key(
+            self.client_addresses
+                .resolve(request.peer, request.headers.forwarded_for),
+        );
+        let address = ClientKey::Ip(address);
+        let reads_body = matches!(*request.method, Method::POST | Method::PATCH | Method::PUT);
+        let request_format = if reads_body {
+            wire::request_format(request.headers.content_type)?
+        } else {
+            Format::Json
+        };
+        let format = wire::response_format(request.headers.accept, request_format);
+        let later = |job| Ok(Handled::Deferred(Deferred::new(Job::Accounts(job), stamp)));
+        match route {
+            Route::GuestAccounts => {
+                self.admit_creation(address)?;
+                let (session, device_secret) = self.accounts.create_guest()?;
+                let view = self
+                    .accounts
+                    .me(&session.account)
+                    .ok_or(AccountError::MissingToken)?;
+                let document = SignedIn {
+                    account: (&view).into(),
+                    session: (&session).into(),
+                    device_secret: Some(&device_secret),
+                };
+                wire::encode(format, &document, body);
+                answer(StatusCode::CREATED, format)
+            }
+            Route::Accounts => {
+                let credentials: Credentials<'_> = wire::decode(request_format, request.body)?;
+                self.admit_creation(address)?;
+                later(AccountJob::Register {
+                    username: credentials.username.into_owned(),
+                    password: credentials.password.into_owned(),
+                    format,
+                })
+            }
+            Route::Sessions => {
+                let sign_in: SignIn<'_> = wire::decode(request_format, request.body)?;
+                match (sign_in.username, sign_in.password, sign_in.device_secret) {
+                    (Some(username), Some(password), None) => {
+                        let key = crate::accounts::username::Username::parse(&username)
+                            .map_or_else(|_| username.to_lowercase(), |name| name.key().to_owned());
+                        if let Err(throttled) = self.front_door.admit_login(&key, address) {
+                            metrics::with_shard(|shard| shard.logins[2].add(1));
+                            return Err(AccountError::Throttled {
+                                retry_after_seconds: throttled.retry_after_seconds(),
+                            }
+                            .into());
+                        }
+                        later(AccountJob::SignIn {
+                            username: username.into_owned(),
+                            password: password.into_owned(),
+                            address,
+                            format,
+                        })
+                    }
+                    (None, None, Some(secret)) => {
+                        let session = self.accounts.login_device(secret.as_bytes())?;
+                        self.signed_in(&session, format, body)?;
+                        answer(StatusCode::OK, format)
+                    }
+                    _ => Err(HttpError::InvalidParameter {
+                        name: "body",
+                        reason: "send either username and password, or device_secret",
+                    }
+                    .into()),
+                }
+            }
+            Route::SessionRefresh => {
+                let refresh: RefreshRequest<'_> = wire::decode(request_format, request.body)?;
+                let session = self.accounts.refresh(refresh.refresh_token.as_bytes())?;
+                wire::encode(format, &SessionDocument::from(&session), body);
+                answer(StatusCode::OK, format)
+            }
+            Route::CurrentSession => {
+                let bearer = require(bearer)?;
+                self.accounts
+                    .end_session(&bearer.account, &bearer.session)?;
+                Ok(Handled::Ready(
+                    Reply::new(StatusCode::NO_CONTENT, wire::JSON),
+                    None,
+                ))
+            }
+            Route::Me if *request.method == Method::DELETE => {
+                // A retry of a deletion that went through: the token died with the account.
+                if bearer.is_none() && self.presented_deleted_token(request) {
+                    return Ok(Handled::Ready(
+                        Reply::new(StatusCode::NO_CONTENT, wire::JSON),
+                        None,
+                    ));
+                }
+                later(AccountJob::Delete {
+                    bearer: require(bearer)?,
+                })
+            }
+            Route::Me if *request.method == Method::PATCH => {
+                let bearer = require(bearer)?;
+                let profile: Profile<'_> = wire::decode(request_format, request.body)?;
+                let name = display_name(&profile.display_name)?;
+                self.accounts.set_display_name(&bearer.account, name)?;
+                self.write_me(&bearer, format, body)?;
+                answer(StatusCode::OK, format)
+            }
+            Route::Me => {
+                let bearer = require(bearer)?;
+                self.write_me(&bearer, format, body)?;
+                answer(StatusCode::OK, format)
+            }
+            Route::MyCredentials => {
+                let bearer = require(bearer)?;
+                let credentials: Credentials<'_> = wire::decode(request_format, request.body)?;
+                later(AccountJob::Upgrade {
+                    bearer,
+                    username: credentials.username.into_owned(),
+                    password: credentials.password.into_owned(),
+                    format,
+                })
+            }
+            Route::MyExport => later(AccountJob::Export {
+                bearer: require(bearer)?,
+                format,
+            }),
+            Route::MySessions => {
+                let bearer = require(bearer)?;
+                let sessions = self.accounts.sessions(&bearer.account);
+                let list = SessionList {
+                    sessions: session_entries(&sessions, &bearer.session),
+                };
+                wire::encode(format, &list, body);
+                answer(StatusCode::OK, format)
+            }
+            Route::MySession => {
+                let bearer = require(bearer)?;
+                self.accounts
+                    .end_session(&bearer.account, Route::session_id(request.path))?;
+                Ok(Handled::Ready(
+                    Reply::new(StatusCode::NO_CONTENT, wire::JSON),
+                    None,
+                ))
+            }
+            _ => Err(HttpError::NotFound.into()),
+        }
+    }
+
+    /// Runs account work that waits.
+    pub(super) async fn run_account_job(
+        &self,
+        job: AccountJob,
+        body: &mut Vec<u8>,
+    ) -> Result<Reply, ApiError<'static>> {
+        match job {
+            AccountJob::Register {
+                username,
+                password,
+                format,
+            } => {
+                let session = self.accounts.register(&username, password).await?;
+                self.signed_in(&session, format, body)?;
+                Ok(Reply::new(StatusCode::CREATED, format.content_type()))
+            }
+            AccountJob::SignIn {
+                username,
+                password,
+                address,
+                format,
+            } => {
+                let key = crate::accounts::username::Username::parse(&username)
+                    .map_or_else(|_| username.to_lowercase(), |name| name.key().to_owned());
+                let result = self.accounts.login_password(&username, password).await;
+                self.front_door.record_login(&key, address, result.is_ok());
+                let session = result?;
+                self.signed_in(&session, format, body)?;
+                Ok(Reply::new(StatusCode::OK, format.content_type()))
+            }
+            AccountJob::Upgrade {
+                bearer,
+                username,
+                password,
+                format,
+            } => {
+                let view = self
+                    .accounts
+                    .upgrade(&bearer.account, &username, password)
+                    .await?;
+                wire::encode(format, &AccountDocument::from(&view), body);
+                Ok(Reply::new(StatusCode::OK, format.content_type()))
+            }
+            AccountJob::Export { bearer, format } => {
+                let view = self
+                    .accounts
+                    .me(&bearer.account)
+                    .ok_or(AccountError::MissingToken)?;
+                let stats = self
+                    .store
+                    .stats(&bearer.account)
+                    .await
+                    .map_err(StoreRefusal::from)?;
+                let games = self
+                    .store
+                    .games(&bearer.account, usize::MAX)
+                    .await
+                    .map_err(StoreRefusal::from)?
+                    .unwrap_or_default();
+                let sessions = self.accounts.sessions(&bearer.account);
+                let export = Export {
+                    account: (&view).into(),
+                    sessions: session_entries(&sessions, &bearer.session),
+                    stats: stats
+                        .as_ref()
+                        .map(|stats| wire::StatsDocument::new(&bearer.account, stats)),
+                    games,
+                };
+                wire::encode(format, &export, body);
+                Ok(Reply::new(StatusCode::OK, format.content_type()))
+            }
+            AccountJob::Delete { bearer } => {
+                // The games first: if the store fails, the account is still there to retry
+                // with.
+                self.store
+                    .forget_player(&bearer.account)
+                    .await
+                    .map_err(StoreRefusal::from)?;
+                self.accounts.delete(&bearer.account);
+                Ok(Reply::new(StatusCode::NO_CONTENT, wire::JSON))
+            }
+        }
+    }
+
+    fn signed_in(
+        &self,
+        session: &IssuedSession,
+        format: Format,
+        body: &mut Vec<u8>,
+    ) -> Result<(), ApiError<'static>> {
+        let view = self
+            .accounts
+            .me(&session.account)
+            .ok_or(AccountError::MissingToken)?;
+        let document = SignedIn {
+            account: (&view).into(),
+            session: session.into(),
+            device_secret: None,
+        };
+        wire::encode(format, &document, body);
+        Ok(())
+    }
+
+    fn write_me(
+        &self,
+        bearer: &Bearer,
+        format: Format,
+        body: &mut Vec<u8>,
+    ) -> Result<(), ApiError<'static>> {
+        let view = self
+            .accounts
+            .me(&bearer.account)
+            .ok_or(AccountError::MissingToken)?;
+        wire::encode(format, &AccountDocument::from(&view), body);
+        Ok(())
+    }
+
+    fn admit_creation(&self, address: ClientKey) -> Result<(), ApiError<'static>> {
+        self.front_door
+            .admit_creation(address)
+            .map_err(|throttled| {
+                AccountError::Throttled {
+                    retry_after_seconds: throttled.retry_after_seconds(),
+                }
+                .into()
+            })
+    }
+
+    fn presented_deleted_token(&self, request: &Request<'_>) -> bool {
+        bearer_token(request.headers.authorization)
+            .is_some_and(|token| self.accounts.was_deleted(token))
+    }
+}
+
+/// A display name: 1 to 32 characters, none of them a control character, trimmed.
+fn display_name(input: &str) -> Result<String, ApiError<'static>> {
+    let name = input.trim();
+    let count = name.chars().count();
+    if count == 0 || count > MAX_DISPLAY_NAME_CHARS || name.chars().any(char::is_control) {
+        return Err(HttpError::InvalidParameter {
+            name: "display_name",
+            reason: "use 1 to 32 characters, no control characters",
+        }
+        .into());
+    }
+    Ok(name.to_owned())
+}
+
+/// The token of an `Authorization: Bearer <token>` value (the scheme in any case, RFC 9110).
+pub(super) fn bearer_token(header: Option<&[u8]>) -> Option<&[u8]> {
+    let header = header?;
+    let (scheme, token) = header.split_at_checked(7)?;
+    scheme.eq_ignore_ascii_case(b"bearer ").then_some(token)
+}
