@@ -146,7 +146,11 @@ impl Clock {
     }
 
     fn now_ms(&self) -> u64 {
-        self.wall_at_start + self.started.elapsed().as_millis() as u64
+        self.ms_at(tokio::time::Instant::now())
+    }
+
+    fn ms_at(&self, at: tokio::time::Instant) -> u64 {
+        self.wall_at_start + at.saturating_duration_since(self.started).as_millis() as u64
     }
 }
 
@@ -204,10 +208,15 @@ impl Accounts {
 
     /// The bearer of an access token (`gga_…`), from the bytes of the header value after
     /// `Bearer `. Allocates nothing.
-    pub fn authenticate(&self, access_token: &[u8]) -> Result<Bearer, TokenRefused> {
+    /// `arrived` is when the request was read: no clock is read here.
+    pub fn authenticate(
+        &self,
+        access_token: &[u8],
+        arrived: tokio::time::Instant,
+    ) -> Result<Bearer, TokenRefused> {
         let hash =
             token::hash_presented(Kind::Access, access_token).ok_or(TokenRefused::Unknown)?;
-        let now = self.clock.now_ms();
+        let now = self.clock.ms_at(arrived);
         self.tables().authenticate(&hash, &self.lifetimes, now)
     }
 
@@ -349,7 +358,7 @@ impl Accounts {
 
     /// Ends `session` if it belongs to `account`.
     pub fn end_session(&self, account: &str, session: &str) -> Result<(), AccountError> {
-        let id = SessionId::from(session).map_err(|_| AccountError::NoSession)?;
+        let id = SessionId::parse(session).ok_or(AccountError::NoSession)?;
         let mut tables = self.tables();
         match tables.session(&id) {
             Some(found) if found.account.as_str() == account => {
@@ -464,8 +473,8 @@ impl Accounts {
     fn start_session(&self, account: &AccountId) -> Result<IssuedSession, AccountError> {
         let access = token::issue(Kind::Access)?;
         let refresh = token::issue(Kind::Refresh)?;
-        let session = SessionId::from(&token::random_id::<12>()?)
-            .map_err(|_| AccountError::Unavailable("session id".to_owned()))?;
+        let session = SessionId::parse(&token::random_id::<12>()?)
+            .ok_or_else(|| AccountError::Unavailable("session id".to_owned()))?;
         let tokens = NewTokens {
             session,
             access: access.hash,

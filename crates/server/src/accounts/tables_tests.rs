@@ -17,7 +17,7 @@ fn hash(n: u32) -> TokenHash {
 }
 
 fn session_id(n: u32) -> SessionId {
-    SessionId::from(&format!("{n:024}")).unwrap()
+    SessionId::parse(&format!("{n:024}")).unwrap()
 }
 
 fn account_id(n: u32) -> AccountId {

@@ -91,6 +91,9 @@ pub struct Request<'a> {
     /// The address of the TCP peer.
     pub peer: std::net::IpAddr,
     pub body: &'a [u8],
+    /// When the engine read it (tokio's clock): handlers needing the time read this rather
+    /// than the clock again.
+    pub arrived: tokio::time::Instant,
 }
 
 impl<'a> Request<'a> {
@@ -112,6 +115,7 @@ impl<'a> Request<'a> {
             },
             peer: std::net::Ipv4Addr::LOCALHOST.into(),
             body,
+            arrived: tokio::time::Instant::now(),
         }
     }
 }

@@ -59,7 +59,7 @@ impl App {
         // The bearer's account, or (behind an authenticating gateway only) the claimed id.
         // Otherwise a claimed id is ignored: it would let anyone play as anyone.
         let player = match bearer {
-            Some(bearer) => Some(bearer.account),
+            Some(bearer) => PlayerId::from(&bearer.account).ok(),
             None if self.trust_player_header => {
                 player_of(play.player_id.as_deref(), request.headers.player_id)?
                     .and_then(|player| PlayerId::from(player).ok())

@@ -68,7 +68,7 @@ impl App {
                     .map_err(ApiError::from)
                     .and_then(|entered| {
                         permit = entered;
-                        identity.map_err(ApiError::from)?;
+                        identity.map_err(AccountError::InvalidToken)?;
                         self.dispatch(route, request, bearer, stamp, body)
                     })
             }
@@ -100,16 +100,15 @@ impl App {
         &self,
         route: Route,
         request: &Request<'_>,
-    ) -> Result<Option<Bearer>, AccountError> {
+    ) -> Result<Option<Bearer>, TokenRefused> {
         if !route.uses_identity() {
             return Ok(None);
         }
         let Some(header) = request.headers.authorization else {
             return Ok(None);
         };
-        let token =
-            bearer_token(Some(header)).ok_or(AccountError::InvalidToken(TokenRefused::Unknown))?;
-        match self.accounts.authenticate(token) {
+        let token = bearer_token(Some(header)).ok_or(TokenRefused::Unknown)?;
+        match self.accounts.authenticate(token, request.arrived) {
             Ok(bearer) => Ok(Some(bearer)),
             // A repeated `DELETE /me` whose account is already gone: its handler answers as
             // the first time did.
@@ -120,7 +119,7 @@ impl App {
             {
                 Ok(None)
             }
-            Err(refused) => Err(AccountError::InvalidToken(refused)),
+            Err(refused) => Err(refused),
         }
     }
 

@@ -82,8 +82,9 @@ async fn respond(
         headers,
         peer,
         body: &body,
+        arrived: tokio::time::Instant::now(),
     };
-    let arrived = tokio::time::Instant::now();
+    let arrived = request.arrived;
     let (reply, completed) = match app.handle_admitted(&request, &mut out) {
         Handled::Ready(reply, permit) => {
             let completed = App::completed(&parts.method, &reply, body.len(), out.len(), permit);

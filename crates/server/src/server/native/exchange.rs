@@ -157,6 +157,7 @@ impl Buffers {
                 headers: head.headers,
                 peer: self.peer,
                 body,
+                arrived: now,
             };
             let (reply, permit) = match app.handle_admitted(&request, &mut self.body) {
                 Handled::Ready(reply, permit) => (reply, permit),
