@@ -9,9 +9,23 @@ use crate::helpers::spawn_app;
 const BINARY: &str = env!("CARGO_BIN_EXE_guess-game");
 
 async fn run(args: Vec<String>, env: Vec<(&'static str, &'static str)>) -> std::process::Output {
+    run_with(
+        args,
+        env.into_iter().map(|(k, v)| (k, v.to_owned())).collect(),
+    )
+    .await
+}
+
+/// Runs the binary; it never sees the user's own saved session (`GUESS_GAME_SESSION_FILE`
+/// points nowhere unless the test sets it).
+async fn run_with(args: Vec<String>, env: Vec<(&'static str, String)>) -> std::process::Output {
     tokio::task::spawn_blocking(move || {
         Command::new(BINARY)
             .args(args)
+            .env(
+                "GUESS_GAME_SESSION_FILE",
+                "/nonexistent/guess-game-session.json",
+            )
             .envs(env)
             .env_remove("RUST_LOG")
             .output()
@@ -416,4 +430,88 @@ async fn sighup_reloads_the_configuration_file_into_the_runtime_flags() {
         "SIGHUP did not end the process, SIGTERM did cleanly"
     );
     let _ = std::fs::remove_dir_all(dir);
+}
+
+/// A user on two machines: a guest on the first, upgraded to a username; signed in with it on
+/// the second; both see the same account and stats.
+#[tokio::test]
+async fn account_commands_carry_a_guest_to_a_username_on_another_machine() {
+    use std::os::unix::fs::PermissionsExt;
+
+    let app = crate::helpers::spawn_app_with(|settings| {
+        settings.accounts.trust_player_header = false;
+    })
+    .await;
+    let server = format!("http://{}", app.address);
+    let home = std::env::temp_dir().join(format!("guess-game-cli-{}", std::process::id()));
+    let first = home.join("first").join("session.json");
+    let second = home.join("second").join("session.json");
+    let as_first = |args: &[&str]| {
+        let mut args: Vec<String> = args.iter().map(|arg| (*arg).to_owned()).collect();
+        args.extend(["--server".to_owned(), server.clone()]);
+        (
+            args,
+            vec![
+                ("GUESS_GAME_SESSION_FILE", first.display().to_string()),
+                ("GUESS_GAME_PASSWORD", "a long enough secret".to_owned()),
+            ],
+        )
+    };
+    let as_second = |args: &[&str]| {
+        let mut args: Vec<String> = args.iter().map(|arg| (*arg).to_owned()).collect();
+        args.extend(["--server".to_owned(), server.clone()]);
+        (
+            args,
+            vec![
+                ("GUESS_GAME_SESSION_FILE", second.display().to_string()),
+                ("GUESS_GAME_PASSWORD", "a long enough secret".to_owned()),
+            ],
+        )
+    };
+
+    let (args, env) = as_first(&["account", "guest"]);
+    let output = run_with(args, env).await;
+    assert!(output.status.success(), "{output:?}");
+    let mode = std::fs::metadata(&first).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "the session file is the owner's only");
+    let saved: serde_json::Value = serde_json::from_slice(&std::fs::read(&first).unwrap()).unwrap();
+    let id = saved["account_id"].as_str().unwrap().to_owned();
+
+    let (args, env) = as_first(&["play", "rock"]);
+    assert!(run_with(args, env).await.status.success());
+    let (args, env) = as_first(&["account", "register", "--username", "cli-user"]);
+    let output = run_with(args, env).await;
+    assert!(output.status.success(), "{output:?}");
+
+    let (args, env) = as_second(&["account", "login", "--username", "CLI-User"]);
+    let output = run_with(args, env).await;
+    assert!(output.status.success(), "{output:?}");
+    let (args, env) = as_second(&["play", "paper"]);
+    assert!(run_with(args, env).await.status.success());
+    let (args, env) = as_second(&["account", "whoami"]);
+    let output = run_with(args, env).await;
+    let me: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(me["id"], id.as_str());
+    assert_eq!(me["username"], "cli-user");
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let answer = app.get(&format!("/players/{id}/stats")).await;
+        let rounds = crate::helpers::json(&answer)["rounds"].as_u64();
+        if rounds == Some(2) {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{rounds:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    let (args, env) = as_second(&["account", "logout"]);
+    assert!(run_with(args, env).await.status.success());
+    assert!(!second.exists(), "logging out forgets the session");
+    let (args, env) = as_first(&["account", "delete"]);
+    let output = run_with(args, env).await;
+    assert!(output.status.success(), "{output:?}");
+    assert!(!first.exists());
+    let _ = std::fs::remove_dir_all(&home);
+    app.shutdown().await.unwrap();
 }

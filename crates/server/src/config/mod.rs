@@ -17,6 +17,11 @@ use serde::{Deserialize, Serialize};
 /// Prefix of the environment variables that configure the server.
 pub const ENV_PREFIX: &str = "GUESS_GAME_";
 
+/// `GUESS_GAME_*` variables that are not settings: the config file's path, and what the
+/// command line's client commands read (`play`, `account`). A shell that sets them for the
+/// client can still start the server.
+const CLIENT_VARIABLES: &[&str] = &["config", "server", "session_file", "password"];
+
 /// Everything `guess-game serve` can be told, grouped by concern. Each group is flattened: a
 /// setting's name is the same in the file, the environment and the flags whatever its group.
 /// Field docs are the settings reference.
@@ -421,7 +426,7 @@ impl Settings {
             figment = figment.merge(Toml::file_exact(path));
         }
         let figment = figment
-            .merge(Env::prefixed(ENV_PREFIX).ignore(&["config"]))
+            .merge(Env::prefixed(ENV_PREFIX).ignore(CLIENT_VARIABLES))
             .merge(Serialized::defaults(flags));
         // Serde cannot deny unknown fields through `flatten`, so a misspelt setting is caught
         // here: every name given must be one the defaults have.
@@ -698,6 +703,19 @@ mod tests {
             assert_eq!(settings.store.games_kept, 5);
             assert_eq!(settings.telemetry.log_format, LogFormat::Json);
             assert!(settings.admin.fault_injection);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn the_client_commands_variables_are_not_settings() {
+        Jail::expect_with(|jail| {
+            jail.set_env("GUESS_GAME_SERVER", "http://127.0.0.1:1");
+            jail.set_env("GUESS_GAME_SESSION_FILE", "/tmp/x.json");
+            jail.set_env("GUESS_GAME_PASSWORD", "secret secret");
+            assert!(load_in(jail, None, Flags::default()).is_ok());
+            jail.set_env("GUESS_GAME_SERVR", "typo");
+            assert!(load_in(jail, None, Flags::default()).is_err());
             Ok(())
         });
     }
