@@ -127,6 +127,16 @@ async fn a_guest_plays_upgrades_and_signs_in_elsewhere_to_the_same_stats() {
     let (status, me) = send(&app, Method::GET, "/me", Some(other), None).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(me["display_name"], "Ann.Lee");
+    // Boards show the account's display name beside its id.
+    let board = json(&app.get("/leaderboard?limit=100").await);
+    let entry = board["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|entry| entry["player_id"] == id.as_str())
+        .cloned()
+        .unwrap();
+    assert_eq!(entry["display_name"], "Ann.Lee");
     app.shutdown().await.unwrap();
 }
 

@@ -1,15 +1,18 @@
-//! `GET /leaderboard`: a window's board, read from the store.
+//! `GET /leaderboard`: a window's board, read from the store, with the accounts' display
+//! names.
 
 use http::StatusCode;
 
 use super::problem::{ApiError, StoreRefusal};
 use super::reply::Reply;
 use super::wire::{self, Format};
+use crate::accounts::Accounts;
 use crate::store::Store;
 use crate::store::model::Window;
 
 pub(super) async fn board(
     store: &Store,
+    accounts: &Accounts,
     window: Window,
     limit: usize,
     format: Format,
@@ -19,6 +22,17 @@ pub(super) async fn board(
         .leaderboard(window, limit)
         .await
         .map_err(StoreRefusal::from)?;
+    let names = accounts.display_names(entries.iter().map(|entry| entry.player_id.as_str()));
+    let entries = entries
+        .into_iter()
+        .zip(names)
+        .map(|(entry, display_name)| wire::LeaderboardEntry {
+            rank: entry.rank,
+            player_id: entry.player_id,
+            display_name,
+            wins: entry.wins,
+        })
+        .collect();
     wire::encode(
         format,
         &wire::LeaderboardDocument {

@@ -224,7 +224,7 @@ impl App {
                 window,
                 limit,
                 format,
-            } => leaderboard::board(store, window, limit, format, body).await,
+            } => leaderboard::board(store, &self.accounts, window, limit, format, body).await,
             Job::IdempotentPlay(job) => play::idempotent_play(store, job, body).await,
             Job::Accounts(job) => self.run_account_job(job, body).await,
         }

@@ -225,7 +225,17 @@ pub struct RankDocument {
 #[derive(Debug, Serialize)]
 pub struct LeaderboardDocument {
     pub window: &'static str,
-    pub entries: Vec<crate::store::model::Ranked>,
+    pub entries: Vec<LeaderboardEntry>,
+}
+
+/// A place on a board, with the account's display name when the player is an account.
+#[derive(Debug, Serialize)]
+pub struct LeaderboardEntry {
+    pub rank: u64,
+    pub player_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub display_name: Option<String>,
+    pub wins: u64,
 }
 
 /// Serializes a round into `out` (cleared first).
