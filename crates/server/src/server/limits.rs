@@ -45,6 +45,24 @@ pub fn raise_open_file_limit() -> u64 {
 }
 
 /// The default cap on open connections for an open-file limit of `fd_limit`.
+/// Makes the allocator return large blocks to the system when they are freed.
+///
+/// glibc serves a block of 128 KiB or more with its own `mmap` and unmaps it on free, but after
+/// the first such free it raises that threshold to the freed size (up to 32 MiB), and from then
+/// on serves such blocks from the calling thread's arena, which keeps them. Each Argon2 hash
+/// takes 19 MiB on whichever blocking thread runs it, so arenas kept one each: a storm of 640
+/// sign-ins with one hash at a time peaked at 445 MiB resident (`scripts/login-storm`). A fixed
+/// threshold keeps the peak at what the hashing semaphore allows. Blocks that large are rare on
+/// the request path (none per play), so the extra `mmap`/`munmap` costs nothing there.
+pub fn release_large_allocations() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only changes the allocator's tuning; any value is valid for this
+    // parameter, and it is called before the server's threads start allocating much.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 1024 * 1024);
+    }
+}
+
 pub fn default_max_connections(fd_limit: u64) -> usize {
     fd_limit
         .saturating_sub(RESERVED_FDS)

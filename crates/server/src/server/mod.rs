@@ -101,6 +101,7 @@ impl Server {
         };
         let workers = worker_count(settings.server.workers);
         let fd_limit = limits::raise_open_file_limit();
+        limits::release_large_allocations();
         let max_connections = match settings.server.max_connections {
             0 => limits::default_max_connections(fd_limit),
             configured => configured,
