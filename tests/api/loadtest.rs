@@ -231,3 +231,56 @@ fn tempdir() -> std::path::PathBuf {
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
+
+/// Each connection of the authenticated scenario makes its own account and every play counts
+/// for one of them.
+#[tokio::test]
+async fn the_authenticated_scenario_plays_as_one_account_per_connection() {
+    let app = crate::helpers::spawn_app_with(|settings| {
+        settings.accounts.trust_player_header = false;
+    })
+    .await;
+    let dir = tempdir();
+    let json = dir.join("auth.json");
+    let output = loadtest(args(&[
+        "--target",
+        &format!("http://{}", app.address),
+        "-c",
+        "3",
+        "--requests",
+        "90",
+        "--warmup",
+        "0s",
+        "--duration",
+        "20s",
+        "--scenario",
+        "authenticated",
+        "--json",
+        json.to_str().unwrap(),
+        "--fail-on-error-rate",
+        "0",
+    ]))
+    .await;
+    assert!(output.status.success(), "{output:?}");
+    let report = read_report(&json);
+    assert_eq!(report["statuses"]["200"], 90, "{report}");
+    let metrics = app
+        .admin_request(http::Method::GET, "/metrics", &[], "")
+        .await;
+    let text = String::from_utf8_lossy(&metrics.body);
+    assert!(
+        text.contains(r#"guess_game_accounts_created_total{kind="guest"} 3"#),
+        "{text}"
+    );
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let board = crate::helpers::json(&app.get("/leaderboard?limit=100").await);
+        let entries = board["entries"].as_array().unwrap().len();
+        if entries == 3 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{board}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    app.shutdown().await.unwrap();
+}

@@ -30,6 +30,8 @@ pub enum Failure {
     ClosedByServer,
     MalformedResponse,
     Io,
+    /// The authenticated scenario could not create its connection's account.
+    AccountSetup,
 }
 
 impl Failure {
@@ -41,6 +43,7 @@ impl Failure {
             Failure::ClosedByServer => "closed_by_server",
             Failure::MalformedResponse => "malformed_response",
             Failure::Io => "io_error",
+            Failure::AccountSetup => "account_setup_failed",
         }
     }
 

@@ -170,6 +170,34 @@ async fn drive(index: usize, shared: Rc<Shared>) {
                 }
             },
         };
+        if plan.scenario.needs_account() && !writer.has_token() {
+            // Not measured: the account is the connection's setup, like its handshake.
+            let guest = super::scenario::guest_request(&plan.host, &plan.target);
+            let created = with_deadline(
+                timer.as_mut(),
+                now + plan.timeout,
+                connection::exchange(connection, &guest, &mut input),
+            )
+            .await;
+            let token = match created {
+                Wait::Done(Ok(answer)) if answer.status == 201 => {
+                    super::scenario::access_token(&input)
+                }
+                _ => None,
+            };
+            let Some(token) = token else {
+                shared
+                    .recorder
+                    .borrow_mut()
+                    .record_error(Instant::now(), Failure::AccountSetup.name());
+                stream = None;
+                let resume = (Instant::now() + RECONNECT_BACKOFF).min(shared.stop_at);
+                pace.as_mut().reset(resume);
+                pace.as_mut().await;
+                continue;
+            };
+            writer.set_token(&token);
+        }
         writer.write(&mut request);
         let deadline = now + plan.timeout;
         let outcome = with_deadline(
@@ -183,6 +211,10 @@ async fn drive(index: usize, shared: Rc<Shared>) {
         match outcome {
             Wait::Done(Ok(answer)) => {
                 recorder.record_response(done, answer.status, done - intended);
+                if answer.status == 401 {
+                    // An expired token: the connection makes a new account.
+                    writer.clear_token();
+                }
                 if answer.close {
                     stream = None;
                 }

@@ -16,8 +16,13 @@ pub enum Scenario {
     /// POST /play with a MessagePack body, asking for a MessagePack answer.
     PlayMsgpack,
     /// The store's path: nine in ten requests are JSON plays by a named player (player-0 when
-    /// --players is 0), one in ten reads the day's leaderboard.
+    /// --players is 0), one in ten reads the day's leaderboard. The server counts the named
+    /// plays only with `trust_player_header` on.
     Mixed,
+    /// JSON plays as an account: each connection first creates a guest account (one request,
+    /// not measured) and sends its access token with every play. The server's
+    /// `accounts_per_address_per_hour` must allow one account per connection.
+    Authenticated,
 }
 
 impl Scenario {
@@ -26,8 +31,31 @@ impl Scenario {
             Scenario::Play => "play",
             Scenario::PlayMsgpack => "play-msgpack",
             Scenario::Mixed => "mixed",
+            Scenario::Authenticated => "authenticated",
         }
     }
+
+    /// Whether each connection needs an account before it plays.
+    pub fn needs_account(self) -> bool {
+        self == Scenario::Authenticated
+    }
+}
+
+/// The request that creates a guest account, for `target`'s server.
+pub fn guest_request(host: &str, target: &str) -> Vec<u8> {
+    let base = target.strip_suffix("/play").unwrap_or_default();
+    format!("POST {base}/accounts/guest HTTP/1.1\r\nHost: {host}\r\nContent-Length: 0\r\n\r\n")
+        .into_bytes()
+}
+
+/// The access token in a guest account's creation answer (the whole response in `input`).
+pub fn access_token(input: &[u8]) -> Option<String> {
+    let start = input.windows(4).position(|window| window == b"\r\n\r\n")? + 4;
+    let document: serde_json::Value = serde_json::from_slice(input.get(start..)?).ok()?;
+    document
+        .pointer("/session/access_token")?
+        .as_str()
+        .map(str::to_owned)
 }
 
 #[derive(Serialize)]
@@ -48,12 +76,16 @@ pub struct RequestWriter {
     rng: fastrand::Rng,
     body: Vec<u8>,
     player_id: String,
+    /// `Authorization: Bearer …\r\n`, once the connection has an account.
+    authorization: Vec<u8>,
 }
 
 impl RequestWriter {
     pub fn new(scenario: Scenario, host: &str, target: &str, players: u32, seed: u64) -> Self {
         let content_headers = match scenario {
-            Scenario::Play | Scenario::Mixed => "Content-Type: application/json\r\n",
+            Scenario::Play | Scenario::Mixed | Scenario::Authenticated => {
+                "Content-Type: application/json\r\n"
+            }
             Scenario::PlayMsgpack => {
                 "Content-Type: application/msgpack\r\nAccept: application/msgpack\r\n"
             }
@@ -73,7 +105,26 @@ impl RequestWriter {
             rng: fastrand::Rng::with_seed(seed),
             body: Vec::with_capacity(64),
             player_id: String::with_capacity(16),
+            authorization: Vec::new(),
         }
+    }
+
+    /// Plays as the account whose access token this is.
+    pub fn set_token(&mut self, token: &str) {
+        self.authorization.clear();
+        self.authorization
+            .extend_from_slice(b"Authorization: Bearer ");
+        self.authorization.extend_from_slice(token.as_bytes());
+        self.authorization.extend_from_slice(b"\r\n");
+    }
+
+    /// Forgets the account (its token was refused): the connection makes a new one.
+    pub fn clear_token(&mut self) {
+        self.authorization.clear();
+    }
+
+    pub fn has_token(&self) -> bool {
+        !self.authorization.is_empty()
     }
 
     /// Writes one complete request into `out` (cleared first).
@@ -84,7 +135,8 @@ impl RequestWriter {
             return;
         }
         let choice = Choice::ALL[self.rng.usize(..Choice::ALL.len())].name();
-        let named = self.players > 0 || self.scenario == Scenario::Mixed;
+        let named = self.scenario != Scenario::Authenticated
+            && (self.players > 0 || self.scenario == Scenario::Mixed);
         let player_id = named.then(|| {
             self.player_id.clear();
             let player = self.rng.u32(..self.players.max(1));
@@ -95,7 +147,7 @@ impl RequestWriter {
         self.body.clear();
         // Serializing a struct of two strings into a Vec cannot fail.
         let _ = match self.scenario {
-            Scenario::Play | Scenario::Mixed => {
+            Scenario::Play | Scenario::Mixed | Scenario::Authenticated => {
                 serde_json::to_writer(&mut self.body, &body).map_err(|_| ())
             }
             Scenario::PlayMsgpack => {
@@ -103,7 +155,15 @@ impl RequestWriter {
             }
         };
         out.clear();
-        out.extend_from_slice(&self.head_prefix);
+        if self.authorization.is_empty() {
+            out.extend_from_slice(&self.head_prefix);
+        } else {
+            // The token goes before Content-Length, which ends the prefix.
+            let split = self.head_prefix.len() - b"Content-Length: ".len();
+            out.extend_from_slice(&self.head_prefix[..split]);
+            out.extend_from_slice(&self.authorization);
+            out.extend_from_slice(&self.head_prefix[split..]);
+        }
         out.extend_from_slice(itoa::Buffer::new().format(self.body.len()).as_bytes());
         out.extend_from_slice(b"\r\n\r\n");
         out.extend_from_slice(&self.body);
@@ -167,5 +227,25 @@ mod tests {
         let player = parsed["player_id"].as_str().unwrap();
         let number: u32 = player.strip_prefix("player-").unwrap().parse().unwrap();
         assert!(number < 5);
+    }
+
+    #[test]
+    fn an_authenticated_play_carries_its_token_before_the_length() {
+        let mut writer =
+            RequestWriter::new(Scenario::Authenticated, "127.0.0.1:8080", "/play", 5, 1);
+        let mut out = Vec::new();
+        writer.set_token("gga_abc");
+        writer.write(&mut out);
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.contains("Authorization: Bearer gga_abc\r\nContent-Length: "),
+            "{text}"
+        );
+        assert!(!text.contains("player_id"), "{text}");
+        let guest = String::from_utf8(guest_request("h", "/api/play")).unwrap();
+        assert!(guest.starts_with("POST /api/accounts/guest HTTP/1.1\r\n"));
+        let answer = b"HTTP/1.1 201 Created\r\nContent-Length: 40\r\n\r\n{\"session\":{\"access_token\":\"gga_x\"}}";
+        assert_eq!(access_token(answer).as_deref(), Some("gga_x"));
+        assert_eq!(access_token(b"HTTP/1.1 429 x\r\n\r\n{}"), None);
     }
 }
