@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use self::password::{HashError, PasswordRejected, Passwords};
 pub use self::tables::{AccountId, Bearer, SessionId};
-use self::tables::{AccountRefused, Lifetimes, NewTokens, Tables};
+use self::tables::{AccountRefused, Lifetimes, NewTokens, SessionBounds, Tables};
 use self::token::{Kind, RandomFailed, TokenHash};
 use self::username::{Username, UsernameError};
 use crate::telemetry::metrics;
@@ -159,7 +159,7 @@ pub struct Accounts {
     passwords: Passwords,
     lifetimes: Lifetimes,
     max_accounts: usize,
-    max_sessions: usize,
+    session_bounds: SessionBounds,
     clock: Clock,
     /// Access tokens of accounts deleted lately, until they would have expired: a repeated
     /// `DELETE /me` (a retry after a lost answer) is answered as the first was. At most
@@ -195,7 +195,12 @@ impl Accounts {
                 session_absolute: millis(settings.session_lifetime),
             },
             max_accounts: settings.max_accounts,
-            max_sessions: settings.max_sessions_per_account,
+            session_bounds: SessionBounds {
+                per_account: settings.max_sessions_per_account,
+                // Two per account on average: enough for people on two devices, and a bound on
+                // memory however sign-ins are spread.
+                total: settings.max_accounts.saturating_mul(2),
+            },
             clock: Clock::new(),
             deleted: Mutex::new(HashMap::new()),
         }
@@ -483,7 +488,7 @@ impl Accounts {
         let now = self.clock.now_ms();
         let expires_ms = self
             .tables()
-            .start_session(account, tokens, &self.lifetimes, self.max_sessions, now)?
+            .start_session(account, tokens, &self.lifetimes, self.session_bounds, now)?
             .expires_ms;
         Ok(IssuedSession {
             account: *account,

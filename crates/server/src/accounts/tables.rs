@@ -3,7 +3,8 @@
 //! milliseconds), so every rule is unit-tested without a runtime.
 //!
 //! Bounds: at most `max_accounts` accounts; at most `max_sessions_per_account` sessions per
-//! account (a new one ends the least recently used); per session at most
+//! account (a new one ends the least recently used) and `SessionBounds::total` in all (a new
+//! one ends the one nearest its end); per session at most
 //! [`USED_REFRESH_KEPT`] spent refresh tokens remembered for reuse detection. Expired sessions
 //! leave through [`Tables::sweep`], driven by an ordered index of deadlines, so sweeping costs
 //! per session that expires, never a scan of all of them.
@@ -102,6 +103,13 @@ impl Session {
         self.expires_ms
             .min(self.last_seen_ms.saturating_add(lifetimes.session_idle))
     }
+}
+
+/// How many sessions may be held: per account, and in all.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SessionBounds {
+    pub per_account: usize,
+    pub total: usize,
 }
 
 /// What an access token says about its bearer.
@@ -279,15 +287,17 @@ impl Tables {
         true
     }
 
-    /// Starts a session for `account`, ending its least recently used one past `max`.
+    /// Starts a session for `account`, ending its least recently used one past `bounds.per_account`,
+    /// and past `bounds.total` the session of any account that would end soonest.
     pub fn start_session(
         &mut self,
         account: &str,
         tokens: NewTokens,
         lifetimes: &Lifetimes,
-        max: usize,
+        bounds: SessionBounds,
         now: u64,
     ) -> Result<&Session, AccountRefused> {
+        let max = bounds.per_account;
         let account_entry = self
             .accounts
             .get_mut(account)
@@ -317,6 +327,15 @@ impl Tables {
         self.by_access.insert(tokens.access, tokens.session);
         self.by_refresh.insert(tokens.refresh, tokens.session);
         self.file(session, lifetimes);
+        // Many accounts each holding their most sessions could outgrow memory: past the total
+        // the session nearest its end goes (a user who is active has a later one).
+        while self.sessions.len() > bounds.total.max(1) {
+            let Some(&(_, oldest)) = self.deadlines.iter().find(|(_, id)| *id != tokens.session)
+            else {
+                break;
+            };
+            self.end_session(&oldest);
+        }
         Ok(&self.sessions[&tokens.session])
     }
 

@@ -10,6 +10,11 @@ const LIFETIMES: Lifetimes = Lifetimes {
     session_absolute: 100_000,
 };
 
+const BOUNDS: SessionBounds = SessionBounds {
+    per_account: 3,
+    total: 100,
+};
+
 fn hash(n: u32) -> TokenHash {
     let mut bytes = [0; 32];
     bytes[..4].copy_from_slice(&n.to_le_bytes());
@@ -49,7 +54,7 @@ fn login(tables: &mut Tables, account: u32, n: u32, now: u64) -> SessionId {
         refresh: hash(n * 10 + 1),
     };
     tables
-        .start_session(&account_id(account), tokens, &LIFETIMES, 3, now)
+        .start_session(&account_id(account), tokens, &LIFETIMES, BOUNDS, now)
         .unwrap()
         .id
 }
@@ -167,6 +172,41 @@ fn the_session_limit_ends_the_least_recently_used_session() {
 }
 
 #[test]
+fn past_the_total_the_session_nearest_its_end_goes() {
+    let mut tables = Tables::default();
+    for n in 1..=3 {
+        tables
+            .create(
+                Tables::new_account(account_id(n), "g".into(), None, None, None, 0),
+                10,
+            )
+            .unwrap();
+    }
+    let bounds = SessionBounds {
+        per_account: 3,
+        total: 2,
+    };
+    let start = |tables: &mut Tables, account: u32, n: u32, now: u64| {
+        let tokens = NewTokens {
+            session: session_id(n),
+            access: hash(n * 10),
+            refresh: hash(n * 10 + 1),
+        };
+        tables
+            .start_session(&account_id(account), tokens, &LIFETIMES, bounds, now)
+            .unwrap()
+            .id
+    };
+    let first = start(&mut tables, 1, 1, 0);
+    let second = start(&mut tables, 2, 2, 500);
+    let third = start(&mut tables, 3, 3, 900);
+    assert_eq!(tables.session_count(), 2);
+    assert!(tables.session(&first).is_none());
+    assert!(tables.session(&second).is_some() && tables.session(&third).is_some());
+    tables.check_consistent();
+}
+
+#[test]
 fn usernames_are_unique_regardless_of_case_and_a_guest_registers_in_place() {
     let mut tables = tables_with_account(1);
     tables
@@ -277,7 +317,7 @@ proptest! {
                     next += 1;
                     if tables.account(&account_id(1)).is_some() {
                         let tokens = NewTokens { session: session_id(next), access: hash(next * 10), refresh: hash(next * 10 + 1) };
-                        let _ = tables.start_session(&account_id(1), tokens, &LIFETIMES, 3, now + u64::from(n));
+                        let _ = tables.start_session(&account_id(1), tokens, &LIFETIMES, BOUNDS, now + u64::from(n));
                     }
                 }
                 Step::Refresh(n) => {
