@@ -531,3 +531,30 @@ async fn deleting_the_account_erases_its_games_and_repeating_it_is_harmless() {
     );
     app.shutdown().await.unwrap();
 }
+
+/// A play's result is queued for the store; deleting the account right after must not let it
+/// land afterwards (the stateful fuzzer's first finding).
+#[tokio::test]
+async fn a_result_still_queued_does_not_outlive_its_deleted_account() {
+    let app = spawn_app_with(|settings| {
+        settings.accounts.trust_player_header = false;
+        settings.store.store_flush_interval = Duration::from_millis(200);
+    })
+    .await;
+    for _ in 0..5 {
+        let (id, access, _, _) = guest(&app).await;
+        assert_eq!(play_as(&app, Some(&access), &[]).await, StatusCode::OK);
+        assert_eq!(
+            send(&app, Method::DELETE, "/me", Some(&access), None)
+                .await
+                .0,
+            StatusCode::NO_CONTENT
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(
+            app.get(&format!("/players/{id}/stats")).await.status,
+            StatusCode::NOT_FOUND
+        );
+    }
+    app.shutdown().await.unwrap();
+}

@@ -102,6 +102,9 @@ pub struct Store {
     timeout: Duration,
     ids: GameIds,
     queue: Mutex<VecDeque<GameRecord>>,
+    /// Held by the writer while it applies a batch, and by an erasure, so a result taken from
+    /// the queue never lands after the erasure of its player.
+    applying: tokio::sync::Mutex<()>,
     capacity: usize,
     batch_size: usize,
     flush_interval: Duration,
@@ -196,6 +199,7 @@ impl Store {
             timeout: settings.timeout,
             ids: GameIds::new(node),
             queue: Mutex::new(VecDeque::with_capacity(settings.batch_size.min(4096))),
+            applying: tokio::sync::Mutex::new(()),
             capacity: settings.queue_capacity,
             batch_size: settings.batch_size.max(1),
             flush_interval: settings.flush_interval,
@@ -303,22 +307,6 @@ impl Store {
             match &self.backend {
                 Backend::Memory(memory) => Ok(memory.stats(player)),
                 Backend::Redis(redis) => redis.stats(player).await,
-            }
-        })
-        .await
-    }
-
-    /// Erases a player's stats, history and board places (an account deleted). Results still
-    /// queued for the writer when it runs land afterwards; there are none once the account is
-    /// gone for longer than `store_flush_interval`.
-    pub async fn forget_player(&self, player: &str) -> Result<(), StoreError> {
-        self.guarded(async {
-            match &self.backend {
-                Backend::Memory(memory) => {
-                    memory.forget(player);
-                    Ok(())
-                }
-                Backend::Redis(redis) => redis.forget(player).await,
             }
         })
         .await

@@ -8,7 +8,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::breaker::State;
 use super::model::GameRecord;
-use super::{Store, StoreError};
+use super::{Backend, Store, StoreError};
 use crate::telemetry::metrics::{self, Counter, Exposition, Histogram, Kind};
 
 /// The writer's own figures: written only by the writer task, one at a time.
@@ -56,10 +56,30 @@ impl Store {
         }
     }
 
+    /// Erases a player's stats, history and board places (an account deleted), with its
+    /// results still queued: none of them lands afterwards, because no batch is being applied
+    /// while this runs.
+    pub async fn forget_player(&self, player: &str) -> Result<(), StoreError> {
+        self.guarded(async {
+            let _applying = self.applying.lock().await;
+            self.queue()
+                .retain(|record| record.player.as_str() != player);
+            match &self.backend {
+                Backend::Memory(memory) => {
+                    memory.forget(player);
+                    Ok(())
+                }
+                Backend::Redis(redis) => redis.forget(player).await,
+            }
+        })
+        .await
+    }
+
     /// Writes queued results until the queue is empty. On a failure the batch goes back to the
     /// head of the queue and the error says when to try again.
     async fn flush_queue(&self) -> Result<(), StoreError> {
         loop {
+            let _applying = self.applying.lock().await;
             let batch: Vec<GameRecord> = {
                 let mut queue = self.queue();
                 let take = queue.len().min(self.batch_size);
