@@ -558,3 +558,50 @@ async fn a_result_still_queued_does_not_outlive_its_deleted_account() {
     }
     app.shutdown().await.unwrap();
 }
+
+/// Erasing an account's games works on Redis too: stats, history and board places.
+#[tokio::test]
+async fn deleting_an_account_erases_its_games_in_redis() {
+    let redis = crate::redis::RedisServer::start();
+    let url = redis.url();
+    let app = spawn_app_with(move |settings| {
+        settings.accounts.trust_player_header = false;
+        settings.store.url = url;
+    })
+    .await;
+    let (id, access, _, _) = guest(&app).await;
+    for _ in 0..3 {
+        assert_eq!(play_as(&app, Some(&access), &[]).await, StatusCode::OK);
+    }
+    assert_eq!(rounds_of(&app, &id, 3).await, Some(3));
+    let on_board = |board: &Value| {
+        board["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|entry| entry["player_id"] == id.as_str())
+    };
+    assert!(on_board(&json(&app.get("/leaderboard?limit=100").await)));
+    assert_eq!(
+        send(&app, Method::DELETE, "/me", Some(&access), None)
+            .await
+            .0,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        app.get(&format!("/players/{id}/stats")).await.status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        app.get(&format!("/players/{id}/games")).await.status,
+        StatusCode::NOT_FOUND
+    );
+    for window in ["all", "day", "week"] {
+        let board = json(
+            &app.get(&format!("/leaderboard?window={window}&limit=100"))
+                .await,
+        );
+        assert!(!on_board(&board), "{window}: {board}");
+    }
+    app.shutdown().await.unwrap();
+}
