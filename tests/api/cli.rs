@@ -515,3 +515,90 @@ async fn account_commands_carry_a_guest_to_a_username_on_another_machine() {
     let _ = std::fs::remove_dir_all(&home);
     app.shutdown().await.unwrap();
 }
+
+/// Tokens never reach the logs: every line written while a guest is created, signs in again,
+/// refreshes and plays (debug level, so the request lines are there too) is free of them.
+#[tokio::test]
+async fn tokens_never_appear_in_the_logs() {
+    let mut server = ServerProcess::start(&["--log-level".as_ref(), "debug".as_ref()]).await;
+    let post = |path: &'static str, body: String, token: Option<String>| {
+        let url = server.url.clone();
+        async move {
+            let authorization = token.map(|token| format!("Bearer {token}"));
+            let mut headers = vec![("content-type", "application/json")];
+            if let Some(value) = &authorization {
+                headers.push(("authorization", value.as_str()));
+            }
+            let answer = url
+                .send(
+                    http::Method::POST,
+                    path,
+                    &headers,
+                    body.into(),
+                    Duration::from_secs(10),
+                )
+                .await
+                .unwrap();
+            serde_json::from_slice::<serde_json::Value>(&answer.body).unwrap_or_default()
+        }
+    };
+    let guest = post("/accounts/guest", String::new(), None).await;
+    let text = |value: &serde_json::Value, pointer: &str| {
+        value
+            .pointer(pointer)
+            .and_then(|v| v.as_str())
+            .unwrap()
+            .to_owned()
+    };
+    let mut secrets = vec![
+        text(&guest, "/session/access_token"),
+        text(&guest, "/session/refresh_token"),
+        text(&guest, "/device_secret"),
+    ];
+    let again = post(
+        "/sessions",
+        format!(r#"{{"device_secret":"{}"}}"#, secrets[2]),
+        None,
+    )
+    .await;
+    let refreshed = post(
+        "/sessions/refresh",
+        format!(
+            r#"{{"refresh_token":"{}"}}"#,
+            text(&again, "/session/refresh_token")
+        ),
+        None,
+    )
+    .await;
+    secrets.push(text(&again, "/session/access_token"));
+    secrets.push(text(&refreshed, "/access_token"));
+    secrets.push(text(&refreshed, "/refresh_token"));
+    post(
+        "/play",
+        r#"{"choice":"rock"}"#.to_owned(),
+        Some(secrets[5].clone()),
+    )
+    .await;
+    // The play's access-log line is the last one this test causes.
+    let mut seen = Vec::new();
+    loop {
+        let event = tokio::time::timeout(Duration::from_secs(10), server.lines.recv())
+            .await
+            .expect("a log line in time")
+            .expect("stdout open");
+        let line = event.to_string();
+        let done = event["target"] == "access" && line.contains("/play");
+        seen.push(line);
+        if done {
+            break;
+        }
+    }
+    for line in &seen {
+        for secret in &secrets {
+            // Even a part of one: the 43 characters after the prefix.
+            assert!(!line.contains(&secret[4..]), "{line}");
+        }
+    }
+    assert!(seen.len() >= 5, "{seen:?}");
+    server.stop().await;
+}
