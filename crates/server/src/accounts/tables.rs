@@ -10,6 +10,7 @@
 //! per session that expires, never a scan of all of them.
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::hash::BuildHasher;
 
 use super::token::TokenHash;
 use super::username::Username;
@@ -92,6 +93,7 @@ pub struct Session {
     access: TokenHash,
     pub access_expires_ms: u64,
     refresh: TokenHash,
+    account_key: u64,
     used_refresh: VecDeque<TokenHash>,
     /// The deadline this session is filed under in the sweep index.
     filed_deadline: u64,
@@ -117,6 +119,9 @@ pub struct SessionBounds {
 pub struct Bearer {
     pub account: AccountId,
     pub session: SessionId,
+    /// A 64-bit key for the account, computed once when its session started: what per-client
+    /// limits count against, with no hashing on each request.
+    pub account_key: u64,
 }
 
 /// Why an access or refresh token was not accepted. The client sees one answer for all of
@@ -166,6 +171,8 @@ pub struct Tables {
     by_refresh: HashMap<TokenHash, SessionId, Hasher>,
     used_refresh: HashMap<TokenHash, SessionId, Hasher>,
     deadlines: BTreeSet<(u64, SessionId)>,
+    /// Seeds `Bearer::account_key`.
+    key_hasher: Hasher,
 }
 
 impl Tables {
@@ -321,6 +328,7 @@ impl Tables {
             access: tokens.access,
             access_expires_ms: now.saturating_add(lifetimes.access_token),
             refresh: tokens.refresh,
+            account_key: self.key_hasher.hash_one(account_id.as_str()),
             used_refresh: VecDeque::new(),
             filed_deadline: 0,
         };
@@ -356,6 +364,7 @@ impl Tables {
         Ok(Bearer {
             account: session.account,
             session: session.id,
+            account_key: session.account_key,
         })
     }
 

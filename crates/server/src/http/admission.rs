@@ -8,6 +8,7 @@ use super::players::is_valid_player_id;
 use crate::accounts::Bearer;
 use crate::api::Route;
 use crate::protection::concurrency::Permit;
+use crate::protection::rate_limit::ClientKey;
 use crate::telemetry::metrics;
 
 impl App {
@@ -24,15 +25,17 @@ impl App {
         );
         // An account when the request proves one; a claimed player id only where a gateway
         // vouches for it; else the address.
-        let player = match bearer {
-            Some(bearer) => Some(bearer.account.as_bytes()),
-            None if self.trust_player_header => request
-                .headers
-                .player_id
-                .filter(|id| is_valid_player_id(id)),
-            None => None,
+        let key = match bearer {
+            Some(bearer) => ClientKey::Player(bearer.account_key),
+            None if self.trust_player_header => {
+                let player = request
+                    .headers
+                    .player_id
+                    .filter(|id| is_valid_player_id(id));
+                self.rate_limits.client_key(player, address)
+            }
+            None => self.rate_limits.client_key(None, address),
         };
-        let key = self.rate_limits.client_key(player, address);
         self.rate_limits.check(route, key).map_err(|refusal| {
             metrics::with_shard(|shard| shard.rate_limited[refusal.scope as usize].add(1));
             if crate::telemetry::log_this_refusal() {
