@@ -574,6 +574,10 @@ async fn deleting_an_account_erases_its_games_in_redis() {
         assert_eq!(play_as(&app, Some(&access), &[]).await, StatusCode::OK);
     }
     assert_eq!(rounds_of(&app, &id, 3).await, Some(3));
+    // The export reads the whole history (Redis once refused its unbounded range).
+    let (status, export) = send(&app, Method::GET, "/me/export", Some(&access), None).await;
+    assert_eq!(status, StatusCode::OK, "{export}");
+    assert_eq!(export["games"].as_array().unwrap().len(), 3);
     let on_board = |board: &Value| {
         board["entries"]
             .as_array()

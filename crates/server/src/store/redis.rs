@@ -541,7 +541,8 @@ impl RedisStore {
             .cmd("LRANGE")
             .arg(player_key(player, "games"))
             .arg(0)
-            .arg(limit.saturating_sub(1));
+            // Redis takes a signed 64-bit index: "all" (usize::MAX, from an export) is -1.
+            .arg(i64::try_from(limit.saturating_sub(1)).unwrap_or(-1));
         let (exists, games): (bool, Vec<String>) =
             pipeline.query_async(&mut self.connection()).await?;
         if !exists {
