@@ -609,3 +609,47 @@ async fn deleting_an_account_erases_its_games_in_redis() {
     }
     app.shutdown().await.unwrap();
 }
+
+/// A deletion whose store call fails is answered 503; repeating it with the same (now dead)
+/// token erases the games and answers 204.
+#[tokio::test]
+async fn a_deletion_the_store_failed_is_finished_by_its_retry() {
+    let app = spawn_app_with(|settings| {
+        settings.accounts.trust_player_header = false;
+        settings.admin.fault_injection = true;
+    })
+    .await;
+    let (id, access, _, _) = guest(&app).await;
+    assert_eq!(play_as(&app, Some(&access), &[]).await, StatusCode::OK);
+    assert_eq!(rounds_of(&app, &id, 1).await, Some(1));
+    crate::protection::inject(
+        &app,
+        r#"{"point":"store","error_rate":1.0,"duration_ms":60000}"#,
+    )
+    .await;
+    let (status, body) = send(&app, Method::DELETE, "/me", Some(&access), None).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(body["code"], "store_unavailable");
+    assert_eq!(
+        crate::protection::admin_send(&app, Method::DELETE, "")
+            .await
+            .status,
+        200
+    );
+    // The breaker may still be open from the failure: retry until it lets the call through.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (status, _) = send(&app, Method::DELETE, "/me", Some(&access), None).await;
+        if status == StatusCode::NO_CONTENT {
+            break;
+        }
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(tokio::time::Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        app.get(&format!("/players/{id}/stats")).await.status,
+        StatusCode::NOT_FOUND
+    );
+    app.shutdown().await.unwrap();
+}

@@ -164,7 +164,7 @@ pub struct Accounts {
     /// Access tokens of accounts deleted lately, until they would have expired: a repeated
     /// `DELETE /me` (a retry after a lost answer) is answered as the first was. At most
     /// [`MAX_TOMBSTONES`].
-    deleted: Mutex<HashMap<TokenHash, u64>>,
+    deleted: Mutex<HashMap<TokenHash, (u64, AccountId)>>,
 }
 
 /// Deleted accounts' access tokens remembered at most.
@@ -422,23 +422,28 @@ impl Accounts {
         };
         let now = self.clock.now_ms();
         let mut deleted = self.deleted.lock().unwrap_or_else(PoisonError::into_inner);
-        deleted.retain(|_, until| *until > now);
+        deleted.retain(|_, (until, _)| *until > now);
+        let Ok(id) = AccountId::from(account) else {
+            return existed;
+        };
         for (hash, until) in tokens {
             if deleted.len() < MAX_TOMBSTONES {
-                deleted.insert(hash, until);
+                deleted.insert(hash, (until, id));
             }
         }
         existed
     }
 
-    /// Whether `access_token` belonged to an account deleted within its lifetime.
-    pub fn was_deleted(&self, access_token: &[u8]) -> bool {
-        let Some(hash) = token::hash_presented(Kind::Access, access_token) else {
-            return false;
-        };
+    /// The account `access_token` belonged to, if that account was deleted within the
+    /// token's lifetime.
+    pub fn deleted_account(&self, access_token: &[u8]) -> Option<AccountId> {
+        let hash = token::hash_presented(Kind::Access, access_token)?;
         let now = self.clock.now_ms();
         let deleted = self.deleted.lock().unwrap_or_else(PoisonError::into_inner);
-        deleted.get(&hash).is_some_and(|until| *until > now)
+        deleted
+            .get(&hash)
+            .filter(|(until, _)| *until > now)
+            .map(|(_, account)| *account)
     }
 
     /// Ends expired sessions; the caller runs it periodically.

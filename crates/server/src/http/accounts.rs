@@ -17,7 +17,7 @@ use super::error::HttpError;
 use super::problem::{ApiError, StoreRefusal};
 use super::reply::{Reply, Stamp};
 use super::wire::{self, Format};
-use crate::accounts::{AccountError, AccountView, Bearer, IssuedSession, SessionView};
+use crate::accounts::{AccountError, AccountId, AccountView, Bearer, IssuedSession, SessionView};
 use crate::api::Route;
 use crate::protection::rate_limit::ClientKey;
 use crate::store::model::GameSummary;
@@ -258,12 +258,12 @@ impl App {
                 ))
             }
             Route::Me if *request.method == Method::DELETE => {
-                // A retry of a deletion that went through: the token died with the account.
-                if bearer.is_none() && self.presented_deleted_token(request) {
-                    return Ok(Handled::Ready(
-                        Reply::new(StatusCode::NO_CONTENT, wire::JSON),
-                        None,
-                    ));
+                // A retry of a deletion: the token died with the account; the games are erased
+                // again, in case the first try failed there.
+                if bearer.is_none()
+                    && let Some(account) = self.deleted_account_of(request)
+                {
+                    return later(AccountJob::Erase { account });
                 }
                 later(AccountJob::Delete {
                     bearer: require(bearer)?,
@@ -390,13 +390,21 @@ impl App {
                 Ok(Reply::new(StatusCode::OK, format.content_type()))
             }
             AccountJob::Delete { bearer } => {
-                // The games first: if the store fails, the account is still there to retry
-                // with.
+                // The account first: its tokens die, so no play can be recorded for it while
+                // its games are erased. If the store fails, a retry with the same token erases
+                // them (the tombstone remembers the account).
+                self.accounts.delete(&bearer.account);
                 self.store
                     .forget_player(&bearer.account)
                     .await
                     .map_err(StoreRefusal::from)?;
-                self.accounts.delete(&bearer.account);
+                Ok(Reply::new(StatusCode::NO_CONTENT, wire::JSON))
+            }
+            AccountJob::Erase { account } => {
+                self.store
+                    .forget_player(&account)
+                    .await
+                    .map_err(StoreRefusal::from)?;
                 Ok(Reply::new(StatusCode::NO_CONTENT, wire::JSON))
             }
         }
@@ -446,9 +454,9 @@ impl App {
             })
     }
 
-    fn presented_deleted_token(&self, request: &Request<'_>) -> bool {
+    fn deleted_account_of(&self, request: &Request<'_>) -> Option<AccountId> {
         bearer_token(request.headers.authorization)
-            .is_some_and(|token| self.accounts.was_deleted(token))
+            .and_then(|token| self.accounts.deleted_account(token))
     }
 }
 

@@ -116,4 +116,8 @@ pub(super) enum AccountJob {
     Delete {
         bearer: Bearer,
     },
+    /// A repeated deletion: erase the (already deleted) account's games again.
+    Erase {
+        account: crate::accounts::AccountId,
+    },
 }

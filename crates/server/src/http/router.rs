@@ -115,7 +115,7 @@ impl App {
             Err(_)
                 if route == Route::Me
                     && *request.method == Method::DELETE
-                    && self.accounts.was_deleted(token) =>
+                    && self.accounts.deleted_account(token).is_some() =>
             {
                 Ok(None)
             }

@@ -23,7 +23,7 @@ mod writer;
 
 pub use refusal::StoreRefusal;
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
@@ -105,6 +105,9 @@ pub struct Store {
     /// Held by the writer while it applies a batch, and by an erasure, so a result taken from
     /// the queue never lands after the erasure of its player.
     applying: tokio::sync::Mutex<()>,
+    /// Players erased in the last minute: a result of theirs that reaches the writer after
+    /// the erasure (a play that was being answered at that moment) is dropped, not applied.
+    erased: Mutex<HashMap<model::PlayerId, tokio::time::Instant>>,
     capacity: usize,
     batch_size: usize,
     flush_interval: Duration,
@@ -200,6 +203,7 @@ impl Store {
             ids: GameIds::new(node),
             queue: Mutex::new(VecDeque::with_capacity(settings.batch_size.min(4096))),
             applying: tokio::sync::Mutex::new(()),
+            erased: Mutex::new(HashMap::new()),
             capacity: settings.queue_capacity,
             batch_size: settings.batch_size.max(1),
             flush_interval: settings.flush_interval,

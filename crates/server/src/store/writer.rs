@@ -7,9 +7,19 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::breaker::State;
-use super::model::GameRecord;
+use super::model::{GameRecord, PlayerId};
 use super::{Backend, Store, StoreError};
 use crate::telemetry::metrics::{self, Counter, Exposition, Histogram, Kind};
+
+/// How long an erased player's late results are dropped: far longer than a request can take
+/// between being authenticated and queuing its result.
+const ERASED_MEMORY: Duration = Duration::from_secs(60);
+
+fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
 
 /// The writer's own figures: written only by the writer task, one at a time.
 pub(super) struct WriterMetrics {
@@ -62,6 +72,12 @@ impl Store {
     pub async fn forget_player(&self, player: &str) -> Result<(), StoreError> {
         self.guarded(async {
             let _applying = self.applying.lock().await;
+            if let Ok(id) = PlayerId::from(player) {
+                let mut erased = lock(&self.erased);
+                let now = Instant::now();
+                erased.retain(|_, at| now.duration_since(*at) < ERASED_MEMORY);
+                erased.insert(id, now);
+            }
             self.queue()
                 .retain(|record| record.player.as_str() != player);
             match &self.backend {
@@ -80,11 +96,17 @@ impl Store {
     async fn flush_queue(&self) -> Result<(), StoreError> {
         loop {
             let _applying = self.applying.lock().await;
-            let batch: Vec<GameRecord> = {
+            let mut batch: Vec<GameRecord> = {
                 let mut queue = self.queue();
                 let take = queue.len().min(self.batch_size);
                 queue.drain(..take).collect()
             };
+            {
+                let erased = lock(&self.erased);
+                if !erased.is_empty() {
+                    batch.retain(|record| !erased.contains_key(&record.player));
+                }
+            }
             if batch.is_empty() {
                 return Ok(());
             }
