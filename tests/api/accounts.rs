@@ -508,6 +508,17 @@ async fn deleting_the_account_erases_its_games_and_repeating_it_is_harmless() {
     )
     .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
+    for spoof in ["\u{202e}nimda", "a\u{200b}b", "\u{feff}x"] {
+        let (status, _) = send(
+            &app,
+            Method::PATCH,
+            "/me",
+            Some(&access),
+            Some(json!({ "display_name": spoof })),
+        )
+        .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{spoof:?}");
+    }
 
     assert_eq!(
         send(&app, Method::DELETE, "/me", Some(&access), None)

@@ -245,6 +245,7 @@ impl Accounts {
         password: String,
     ) -> Result<IssuedSession, AccountError> {
         let username = Username::parse(username)?;
+        let password = password::normalize(&password);
         password::check_policy(&password)?;
         if self.tables().account_by_username(&username).is_some() {
             return Err(AccountError::UsernameTaken);
@@ -268,6 +269,7 @@ impl Accounts {
         password: String,
     ) -> Result<AccountView, AccountError> {
         let username = Username::parse(username)?;
+        let password = password::normalize(&password);
         password::check_policy(&password)?;
         {
             let tables = self.tables();
@@ -295,6 +297,7 @@ impl Accounts {
         password: String,
     ) -> Result<IssuedSession, AccountError> {
         let username = Username::parse(username).ok();
+        let password = password::normalize(&password);
         let (id, stored) = match username.as_ref().and_then(|name| {
             self.tables()
                 .account_by_username(name)

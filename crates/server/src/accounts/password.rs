@@ -39,6 +39,13 @@ pub enum PasswordRejected {
     Common,
 }
 
+/// A password as it is checked and hashed: Unicode NFKC (NIST SP 800-63B), so the same
+/// password typed on two keyboards that compose characters differently is one password.
+pub fn normalize(password: &str) -> String {
+    use unicode_normalization::UnicodeNormalization;
+    password.nfkc().collect()
+}
+
 /// Checks a new password against the policy.
 pub fn check_policy(password: &str) -> Result<(), PasswordRejected> {
     if !(MIN_CHARS..=MAX_CHARS).contains(&password.chars().count()) {
@@ -210,6 +217,14 @@ mod tests {
         // Characters, not bytes: eight two-byte letters are enough.
         assert!(check_policy("ééééééé").is_err());
         assert!(check_policy("éééééééé").is_ok());
+    }
+
+    #[test]
+    fn composed_and_decomposed_spellings_are_one_password() {
+        assert_eq!(
+            normalize("caf\u{e9}caf\u{e9}"),
+            normalize("cafe\u{301}cafe\u{301}")
+        );
     }
 
     #[test]

@@ -255,12 +255,19 @@ impl Tables {
         let account_id = account.id;
         self.by_username
             .insert(username.key().to_owned(), account_id);
+        let mut retired_device = None;
         if let Some(account) = self.accounts.get_mut(id) {
             if account.display_name.starts_with("guest-") {
                 account.display_name = username.as_str().to_owned();
             }
             account.username = Some(username);
             account.password_hash = Some(password_hash);
+            // The password replaces the device secret: a secret left on some old device must
+            // not sign in, without the password, to an account that now has one.
+            retired_device = account.device.take();
+        }
+        if let Some(device) = retired_device {
+            self.by_device.remove(&device);
         }
         Ok(())
     }

@@ -219,6 +219,10 @@ fn usernames_are_unique_regardless_of_case_and_a_guest_registers_in_place() {
     let account = tables.account(&account_id(1)).unwrap();
     assert_eq!(account.display_name, "Ann");
     assert!(!account.is_guest());
+    assert!(
+        tables.account_by_device(&hash(9001)).is_none(),
+        "the device secret retires with the upgrade"
+    );
     assert_eq!(
         tables.register(
             &account_id(1),

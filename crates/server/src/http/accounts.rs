@@ -231,6 +231,13 @@ impl App {
                         })
                     }
                     (None, None, Some(secret)) => {
+                        if let Err(throttled) = self.front_door.admit_device_login(address) {
+                            metrics::with_shard(|shard| shard.logins[2].add(1));
+                            return Err(AccountError::Throttled {
+                                retry_after_seconds: throttled.retry_after_seconds(),
+                            }
+                            .into());
+                        }
                         let session = self.accounts.login_device(secret.as_bytes())?;
                         self.signed_in(&session, format, body)?;
                         answer(StatusCode::OK, format)
@@ -460,14 +467,20 @@ impl App {
     }
 }
 
-/// A display name: 1 to 32 characters, none of them a control character, trimmed.
+/// A display name: 1 to 32 characters, trimmed, none of them a control character or an
+/// invisible formatting one (bidirectional overrides, zero-width characters), which would let
+/// a name pass for another on a board.
 fn display_name(input: &str) -> Result<String, ApiError<'static>> {
     let name = input.trim();
     let count = name.chars().count();
-    if count == 0 || count > MAX_DISPLAY_NAME_CHARS || name.chars().any(char::is_control) {
+    let invisible = |c: char| {
+        c.is_control()
+            || matches!(c, '\u{ad}' | '\u{34f}' | '\u{61c}' | '\u{115f}' | '\u{1160}' | '\u{180e}' | '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2060}'..='\u{206f}' | '\u{3164}' | '\u{fe00}'..='\u{fe0f}' | '\u{feff}' | '\u{ffa0}' | '\u{fff9}'..='\u{fffb}')
+    };
+    if count == 0 || count > MAX_DISPLAY_NAME_CHARS || name.chars().any(invisible) {
         return Err(HttpError::InvalidParameter {
             name: "display_name",
-            reason: "use 1 to 32 characters, no control characters",
+            reason: "use 1 to 32 characters, no control or invisible formatting characters",
         }
         .into());
     }

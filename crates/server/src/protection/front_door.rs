@@ -7,9 +7,10 @@
 //! - sign-in attempts per client address and per username;
 //! - a growing delay after repeated failures for one username from one address: the third
 //!   failure in a row waits 1 s before the next try, then 2 s, 4 s, up to 60 s; a success
-//!   resets it. The delay is per (username, address), so an attacker elsewhere cannot lock a
-//!   victim out, and it is a delay, never a permanent lockout; the per-username limit caps
-//!   what many addresses together can try.
+//!   resets it. The delay is per (username, address), so failures elsewhere never delay a
+//!   victim, and it is a delay, never a permanent lockout. The per-username limit caps what
+//!   many addresses together can try; it counts every attempt, so a flood for one username
+//!   also holds its owner to the limit while it lasts (a known gap, README "The front door").
 //!
 //! Memory: the limiters are governor's keyed maps and the failure table is a map bounded to
 //! [`MAX_FAILURE_ENTRIES`] entries; [`FrontDoor::forget_idle`] drops idle keys.
@@ -113,6 +114,12 @@ impl FrontDoor {
     /// Admits the creation of an account from `address`.
     pub fn admit_creation(&self, address: ClientKey) -> Result<(), Throttled> {
         check(&self.creations, &address, &self.clock)
+    }
+
+    /// Admits a sign-in with a device secret from `address`: the per-address limit only (a
+    /// 256-bit secret is not guessed, but each sign-in starts a session, which costs memory).
+    pub fn admit_device_login(&self, address: ClientKey) -> Result<(), Throttled> {
+        check(&self.logins_by_address, &address, &self.clock)
     }
 
     /// Admits a sign-in attempt for `username` (its case-insensitive key) from `address`.
