@@ -1,9 +1,11 @@
 //! Usernames: what a registered account signs in with.
 //!
 //! A username is 3 to 24 characters after Unicode NFC normalization, each a letter or a digit
-//! (any script) or one of `_`, `-`, `.`. Two usernames that differ only in case are the same
-//! account: uniqueness is decided on the lowercase form of the NFC text, the `key`. The text
-//! as given (after NFC) is kept for display.
+//! (any script) or one of `_`, `-`, `.`. Two usernames that differ only in case or in
+//! compatibility form are the same account: uniqueness is decided on the `key`, Unicode's
+//! NFKC case fold (full case folding, so "STRASSE" is "straße" and "ΟΔΟΣ" is "οδοσ", and
+//! compatibility forms, so a full-width "ａｄｍｉｎ" is "admin"). The text as given (after NFC) is
+//! kept for display.
 
 use unicode_normalization::UnicodeNormalization;
 
@@ -45,15 +47,13 @@ impl Username {
         {
             return Err(UsernameError::Character);
         }
-        // Lowercasing can change the length and, rarely, the normalization; normalize again
-        // so two spellings of one name always share a key.
-        let key = text.to_lowercase().nfc().collect();
+        let key = fold(&text);
         Ok(Username { text, key })
     }
 
     /// Rebuilds a username stored earlier (already validated).
     pub fn from_stored(text: String) -> Username {
-        let key = text.to_lowercase().nfc().collect();
+        let key = fold(&text);
         Username { text, key }
     }
 
@@ -65,6 +65,13 @@ impl Username {
     pub fn key(&self) -> &str {
         &self.key
     }
+}
+
+/// NFKC, full case folding, NFKC again: folding can produce text that is no longer in NFKC.
+fn fold(text: &str) -> String {
+    use caseless::Caseless;
+    let compatible: String = text.nfkc().collect();
+    compatible.chars().default_case_fold().nfkc().collect()
 }
 
 #[cfg(test)]
@@ -109,6 +116,15 @@ mod tests {
         assert_eq!(composed, decomposed);
         assert_eq!(decomposed.as_str().chars().count(), 3);
         assert_eq!(Username::parse("ZOË").unwrap().key(), composed.key());
+    }
+
+    #[test]
+    fn full_case_folding_and_compatibility_forms_name_one_account() {
+        let key = |name: &str| Username::parse(name).unwrap().key().to_owned();
+        assert_eq!(key("ΟΔΟΣ"), key("οδος"));
+        assert_eq!(key("ΟΔΟΣ"), key("οδοσ"));
+        assert_eq!(key("STRASSE"), key("straße"));
+        assert_eq!(key("ａｄｍｉｎ"), key("admin"));
     }
 
     proptest! {
