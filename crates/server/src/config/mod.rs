@@ -210,7 +210,8 @@ pub struct Accounts {
     pub accounts_per_address_per_hour: u32,
     /// Sign-in attempts per client address per minute (0: no limit).
     pub logins_per_address_per_minute: u32,
-    /// Sign-in attempts per username per minute, from all addresses (0: no limit).
+    /// Failed sign-ins per username per minute, from all addresses; past it, addresses that
+    /// have not signed in as that user wait (0: no limit).
     pub logins_per_username_per_minute: u32,
 }
 

@@ -4,13 +4,13 @@
 //! those routes get limits of their own besides the per-client ones every route has:
 //! - account creation (guest or registered) per client address, so one address cannot mint
 //!   unbounded accounts;
-//! - sign-in attempts per client address and per username;
+//! - sign-in attempts per client address, and failed sign-ins per username (from everywhere:
+//!   past that limit, addresses that have not signed in as the username before wait; those
+//!   that have are spared, so a flood of failures cannot keep the owner out);
 //! - a growing delay after repeated failures for one username from one address: the third
 //!   failure in a row waits 1 s before the next try, then 2 s, 4 s, up to 60 s; a success
 //!   resets it. The delay is per (username, address), so failures elsewhere never delay a
-//!   victim, and it is a delay, never a permanent lockout. The per-username limit caps what
-//!   many addresses together can try; it counts every attempt, so a flood for one username
-//!   also holds its owner to the limit while it lasts (a known gap, README "The front door").
+//!   victim, and it is a delay, never a permanent lockout.
 //!
 //! Memory: the limiters are governor's keyed maps and the failure table is a map bounded to
 //! [`MAX_FAILURE_ENTRIES`] entries; [`FrontDoor::forget_idle`] drops idle keys.
@@ -36,6 +36,15 @@ const MAX_DELAY: Duration = Duration::from_secs(60);
 /// A streak idle this long is forgotten.
 const FAILURE_MEMORY: Duration = Duration::from_secs(15 * 60);
 
+/// An address that signed in as a username is spared that username's failure limit this long.
+const KNOWN_FOR: Duration = Duration::from_secs(30 * 86_400);
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 type Keyed<K> = RateLimiter<K, DashMapStateStore<K>, DefaultClock, NoOpMiddleware>;
 
 /// The front door's limits, as configured.
@@ -45,7 +54,8 @@ pub struct FrontDoorSettings {
     pub accounts_per_address_per_hour: u32,
     /// Sign-in attempts per address per minute (also the burst).
     pub logins_per_address_per_minute: u32,
-    /// Sign-in attempts per username per minute, from all addresses (also the burst).
+    /// Failed sign-ins per username per minute, from all addresses (also the burst); past it,
+    /// addresses that never signed in as that username wait.
     pub logins_per_username_per_minute: u32,
 }
 
@@ -74,6 +84,10 @@ pub struct FrontDoor {
     logins_by_address: Option<Keyed<ClientKey>>,
     logins_by_username: Option<Keyed<u64>>,
     failures: Mutex<HashMap<(u64, ClientKey), Streak>>,
+    /// Usernames past their failure limit, until when.
+    blocked: Mutex<HashMap<u64, Instant>>,
+    /// (username, address) pairs that signed in, and when: spared a username's block.
+    known: Mutex<HashMap<(u64, ClientKey), Instant>>,
     clock: DefaultClock,
     hasher: std::collections::hash_map::RandomState,
 }
@@ -106,6 +120,8 @@ impl FrontDoor {
                 settings.logins_per_username_per_minute,
             ),
             failures: Mutex::new(HashMap::new()),
+            blocked: Mutex::new(HashMap::new()),
+            known: Mutex::new(HashMap::new()),
             clock: DefaultClock::default(),
             hasher: std::collections::hash_map::RandomState::new(),
         }
@@ -126,8 +142,20 @@ impl FrontDoor {
     pub fn admit_login(&self, username: &str, address: ClientKey) -> Result<(), Throttled> {
         check(&self.logins_by_address, &address, &self.clock)?;
         let user = self.hasher.hash_one(username);
-        check(&self.logins_by_username, &user, &self.clock)?;
         let now = Instant::now();
+        // Too many failures for this username from everywhere: addresses that have signed in
+        // as it before are spared, so a flood cannot keep its owner out.
+        let blocked_until = lock(&self.blocked).get(&user).copied();
+        if let Some(until) = blocked_until.filter(|until| *until > now) {
+            let known = lock(&self.known)
+                .get(&(user, address))
+                .is_some_and(|at| now.duration_since(*at) < KNOWN_FOR);
+            if !known {
+                return Err(Throttled {
+                    retry_after: until.saturating_duration_since(now),
+                });
+            }
+        }
         let failures = self
             .failures
             .lock()
@@ -150,7 +178,28 @@ impl FrontDoor {
             .unwrap_or_else(|poison| poison.into_inner());
         if succeeded {
             failures.remove(&(user, address));
+            drop(failures);
+            let mut known = lock(&self.known);
+            if known.len() >= MAX_FAILURE_ENTRIES && !known.contains_key(&(user, address)) {
+                if let Some(oldest) = known.iter().min_by_key(|(_, at)| **at).map(|(key, _)| *key) {
+                    known.remove(&oldest);
+                }
+            }
+            known.insert((user, address), now);
             return;
+        }
+        // Failures, not attempts, count against the username's limit.
+        if let Some(limiter) = &self.logins_by_username
+            && let Err(not_until) = limiter.check_key(&user)
+        {
+            let until = now + not_until.wait_time_from(self.clock.now());
+            let mut blocked = lock(&self.blocked);
+            if blocked.len() >= MAX_FAILURE_ENTRIES {
+                blocked.retain(|_, at| *at > now);
+            }
+            if blocked.len() < MAX_FAILURE_ENTRIES {
+                blocked.insert(user, until);
+            }
         }
         if failures.len() >= MAX_FAILURE_ENTRIES && !failures.contains_key(&(user, address)) {
             // Full: forget the stalest streak. A scan, but only when an attacker has filled
@@ -192,6 +241,9 @@ impl FrontDoor {
             .lock()
             .unwrap_or_else(|poison| poison.into_inner());
         failures.retain(|_, streak| now.duration_since(streak.last) < FAILURE_MEMORY);
+        drop(failures);
+        lock(&self.blocked).retain(|_, until| *until > now);
+        lock(&self.known).retain(|_, at| now.duration_since(*at) < KNOWN_FOR);
     }
 }
 
@@ -271,16 +323,30 @@ mod tests {
     }
 
     #[test]
-    fn sign_ins_are_limited_per_username_across_addresses() {
+    fn failures_from_everywhere_block_a_username_except_where_its_owner_signed_in() {
         let door = FrontDoor::new(FrontDoorSettings {
             accounts_per_address_per_hour: 3,
             logins_per_address_per_minute: 100,
             logins_per_username_per_minute: 5,
         });
-        for n in 0..5 {
+        // The owner signs in from home once.
+        door.admit_login("ann", address(200)).unwrap();
+        door.record_login("ann", address(200), true);
+        // Attempts alone do not count; failures from many addresses do.
+        for n in 0..10 {
             door.admit_login("ann", address(n)).unwrap();
         }
-        assert!(door.admit_login("ann", address(99)).is_err());
+        for n in 0..6 {
+            door.record_login("ann", address(n), false);
+        }
+        assert!(
+            door.admit_login("ann", address(99)).is_err(),
+            "a new address waits"
+        );
+        assert!(
+            door.admit_login("ann", address(200)).is_ok(),
+            "the owner's does not"
+        );
         assert!(door.admit_login("bob", address(99)).is_ok());
     }
 
