@@ -71,6 +71,14 @@ pub enum AccountError {
     Unavailable(String),
 }
 
+impl From<crate::protection::front_door::Throttled> for AccountError {
+    fn from(throttled: crate::protection::front_door::Throttled) -> Self {
+        AccountError::Throttled {
+            retry_after_seconds: throttled.retry_after_seconds(),
+        }
+    }
+}
+
 impl From<HashError> for AccountError {
     fn from(error: HashError) -> Self {
         AccountError::Unavailable(error.to_string())

@@ -96,16 +96,6 @@ impl TokenHash {
             & mine[3].ct_eq(&theirs[3]);
         equal.into()
     }
-
-    /// Lowercase hex, for storage keys (Redis).
-    pub fn to_hex(self) -> String {
-        let mut text = String::with_capacity(64);
-        for byte in self.0 {
-            text.push(char::from(b"0123456789abcdef"[usize::from(byte >> 4)]));
-            text.push(char::from(b"0123456789abcdef"[usize::from(byte & 15)]));
-        }
-        text
-    }
 }
 
 /// A freshly issued secret: its text goes to the client once, its hash to the store.

@@ -17,8 +17,10 @@ use super::error::HttpError;
 use super::problem::{ApiError, StoreRefusal};
 use super::reply::{Reply, Stamp};
 use super::wire::{self, Format};
+use crate::accounts::username::Username;
 use crate::accounts::{AccountError, AccountId, AccountView, Bearer, IssuedSession, SessionView};
 use crate::api::Route;
+use crate::protection::front_door::Throttled;
 use crate::protection::rate_limit::ClientKey;
 use crate::store::model::GameSummary;
 use crate::telemetry::metrics;
@@ -172,11 +174,7 @@ impl App {
         stamp: Stamp,
         body: &mut Vec<u8>,
     ) -> Result<Handled, ApiError<'a>> {
-        let address = self.client_addresses.key(
-            self.client_addresses
-                .resolve(request.peer, request.headers.forwarded_for),
-        );
-        let address = ClientKey::Ip(address);
+        let address = ClientKey::Ip(self.client_address(request));
         let reads_body = matches!(*request.method, Method::POST | Method::PATCH | Method::PUT);
         let request_format = if reads_body {
             wire::request_format(request.headers.content_type)?
@@ -214,30 +212,23 @@ impl App {
                 let sign_in: SignIn<'_> = wire::decode(request_format, request.body)?;
                 match (sign_in.username, sign_in.password, sign_in.device_secret) {
                     (Some(username), Some(password), None) => {
-                        let key = crate::accounts::username::Username::parse(&username)
+                        let key = Username::parse(&username)
                             .map_or_else(|_| username.to_lowercase(), |name| name.key().to_owned());
-                        if let Err(throttled) = self.front_door.admit_login(&key, address) {
-                            metrics::with_shard(|shard| shard.logins[2].add(1));
-                            return Err(AccountError::Throttled {
-                                retry_after_seconds: throttled.retry_after_seconds(),
-                            }
-                            .into());
-                        }
+                        self.front_door
+                            .admit_login(&key, address)
+                            .map_err(sign_in_throttled)?;
                         later(AccountJob::SignIn {
                             username: username.into_owned(),
+                            key,
                             password: password.into_owned(),
                             address,
                             format,
                         })
                     }
                     (None, None, Some(secret)) => {
-                        if let Err(throttled) = self.front_door.admit_device_login(address) {
-                            metrics::with_shard(|shard| shard.logins[2].add(1));
-                            return Err(AccountError::Throttled {
-                                retry_after_seconds: throttled.retry_after_seconds(),
-                            }
-                            .into());
-                        }
+                        self.front_door
+                            .admit_device_login(address)
+                            .map_err(sign_in_throttled)?;
                         let session = self.accounts.login_device(secret.as_bytes())?;
                         self.signed_in(&session, format, body)?;
                         answer(StatusCode::OK, format)
@@ -259,10 +250,7 @@ impl App {
                 let bearer = require(bearer)?;
                 self.accounts
                     .end_session(&bearer.account, &bearer.session)?;
-                Ok(Handled::Ready(
-                    Reply::new(StatusCode::NO_CONTENT, wire::JSON),
-                    None,
-                ))
+                answer(StatusCode::NO_CONTENT, Format::Json)
             }
             Route::Me if *request.method == Method::DELETE => {
                 // A retry of a deletion: the token died with the account; the games are erased
@@ -316,10 +304,7 @@ impl App {
                 let bearer = require(bearer)?;
                 self.accounts
                     .end_session(&bearer.account, Route::session_id(request.path))?;
-                Ok(Handled::Ready(
-                    Reply::new(StatusCode::NO_CONTENT, wire::JSON),
-                    None,
-                ))
+                answer(StatusCode::NO_CONTENT, Format::Json)
             }
             _ => Err(HttpError::NotFound.into()),
         }
@@ -343,12 +328,11 @@ impl App {
             }
             AccountJob::SignIn {
                 username,
+                key,
                 password,
                 address,
                 format,
             } => {
-                let key = crate::accounts::username::Username::parse(&username)
-                    .map_or_else(|_| username.to_lowercase(), |name| name.key().to_owned());
                 let result = self.accounts.login_password(&username, password).await;
                 self.front_door.record_login(&key, address, result.is_ok());
                 let session = result?;
@@ -451,20 +435,22 @@ impl App {
     }
 
     fn admit_creation(&self, address: ClientKey) -> Result<(), ApiError<'static>> {
-        self.front_door
+        Ok(self
+            .front_door
             .admit_creation(address)
-            .map_err(|throttled| {
-                AccountError::Throttled {
-                    retry_after_seconds: throttled.retry_after_seconds(),
-                }
-                .into()
-            })
+            .map_err(AccountError::from)?)
     }
 
     fn deleted_account_of(&self, request: &Request<'_>) -> Option<AccountId> {
         bearer_token(request.headers.authorization)
             .and_then(|token| self.accounts.deleted_account(token))
     }
+}
+
+/// A sign-in the front door refused: counted, then answered 429.
+fn sign_in_throttled(throttled: Throttled) -> ApiError<'static> {
+    metrics::with_shard(|shard| shard.logins[2].add(1));
+    AccountError::from(throttled).into()
 }
 
 /// A display name: 1 to 32 characters, trimmed, none of them a control character or an

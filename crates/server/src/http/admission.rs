@@ -12,6 +12,15 @@ use crate::protection::rate_limit::ClientKey;
 use crate::telemetry::metrics;
 
 impl App {
+    /// The client's address as limits and scopes key it: the peer, or behind a trusted proxy
+    /// the forwarded one, IPv6 cut to its configured prefix.
+    pub(super) fn client_address(&self, request: &Request<'_>) -> std::net::IpAddr {
+        self.client_addresses.key(
+            self.client_addresses
+                .resolve(request.peer, request.headers.forwarded_for),
+        )
+    }
+
     /// Applies the rate limits; a refused request never reaches its handler.
     pub(super) fn admit(
         &self,
@@ -19,10 +28,7 @@ impl App {
         request: &Request<'_>,
         bearer: Option<&Bearer>,
     ) -> Result<(), HttpError<'static>> {
-        let address = self.client_addresses.key(
-            self.client_addresses
-                .resolve(request.peer, request.headers.forwarded_for),
-        );
+        let address = self.client_address(request);
         // An account when the request proves one; a claimed player id only where a gateway
         // vouches for it; else the address.
         let key = match bearer {

@@ -99,6 +99,8 @@ pub(super) enum AccountJob {
     },
     SignIn {
         username: String,
+        /// The username's key for the front door, as it was admitted.
+        key: String,
         password: String,
         address: ClientKey,
         format: Format,

@@ -74,13 +74,7 @@ impl App {
             let key = String::from_utf8_lossy(key);
             let scope = match player {
                 Some(player) => format!("p:{player}:{key}"),
-                None => format!(
-                    "c:{}:{key}",
-                    self.client_addresses.key(
-                        self.client_addresses
-                            .resolve(request.peer, request.headers.forwarded_for)
-                    )
-                ),
+                None => format!("c:{}:{key}", self.client_address(request)),
             };
             let job = Job::IdempotentPlay(IdempotentPlay {
                 key: scope,

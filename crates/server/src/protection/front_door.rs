@@ -156,10 +156,7 @@ impl FrontDoor {
                 });
             }
         }
-        let failures = self
-            .failures
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner());
+        let failures = lock(&self.failures);
         match failures.get(&(user, address)) {
             Some(streak) if streak.not_before > now => Err(Throttled {
                 retry_after: streak.not_before.saturating_duration_since(now),
@@ -172,10 +169,7 @@ impl FrontDoor {
     pub fn record_login(&self, username: &str, address: ClientKey, succeeded: bool) {
         let user = self.hasher.hash_one(username);
         let now = Instant::now();
-        let mut failures = self
-            .failures
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner());
+        let mut failures = lock(&self.failures);
         if succeeded {
             failures.remove(&(user, address));
             drop(failures);
@@ -236,10 +230,7 @@ impl FrontDoor {
             limiter.shrink_to_fit();
         }
         let now = Instant::now();
-        let mut failures = self
-            .failures
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner());
+        let mut failures = lock(&self.failures);
         failures.retain(|_, streak| now.duration_since(streak.last) < FAILURE_MEMORY);
         drop(failures);
         lock(&self.blocked).retain(|_, until| *until > now);

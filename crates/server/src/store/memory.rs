@@ -171,7 +171,8 @@ pub struct MemoryStore {
     keys: Mutex<Keys>,
 }
 
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+/// Locks, recovering from a poisoned lock: every critical section leaves the state valid.
+pub(super) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 

@@ -7,6 +7,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::breaker::State;
+use super::memory::lock;
 use super::model::{GameRecord, PlayerId};
 use super::{Backend, Store, StoreError};
 use crate::telemetry::metrics::{self, Counter, Exposition, Histogram, Kind};
@@ -14,12 +15,6 @@ use crate::telemetry::metrics::{self, Counter, Exposition, Histogram, Kind};
 /// How long an erased player's late results are dropped: far longer than a request can take
 /// between being authenticated and queuing its result.
 const ERASED_MEMORY: Duration = Duration::from_secs(60);
-
-fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-}
 
 /// The writer's own figures: written only by the writer task, one at a time.
 pub(super) struct WriterMetrics {
