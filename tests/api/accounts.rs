@@ -15,11 +15,16 @@ async fn spawn() -> TestApp {
     .await
 }
 
-async fn post(app: &TestApp, path: &str, token: Option<&str>, body: Value) -> (StatusCode, Value) {
+pub(crate) async fn post(
+    app: &TestApp,
+    path: &str,
+    token: Option<&str>,
+    body: Value,
+) -> (StatusCode, Value) {
     send(app, Method::POST, path, token, Some(body)).await
 }
 
-async fn send(
+pub(crate) async fn send(
     app: &TestApp,
     method: Method,
     path: &str,
@@ -42,7 +47,7 @@ async fn send(
 }
 
 /// A new guest: (account id, access token, refresh token, device secret).
-async fn guest(app: &TestApp) -> (String, String, String, String) {
+pub(crate) async fn guest(app: &TestApp) -> (String, String, String, String) {
     let (status, body) = post(app, "/accounts/guest", None, json!({})).await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     let text = |pointer: &str| {
@@ -59,7 +64,11 @@ async fn guest(app: &TestApp) -> (String, String, String, String) {
     )
 }
 
-async fn play_as(app: &TestApp, token: Option<&str>, extra: &[(&str, &str)]) -> StatusCode {
+pub(crate) async fn play_as(
+    app: &TestApp,
+    token: Option<&str>,
+    extra: &[(&str, &str)],
+) -> StatusCode {
     let authorization = token.map(|token| format!("Bearer {token}"));
     let mut headers = vec![("content-type", "application/json")];
     headers.extend_from_slice(extra);
@@ -73,7 +82,7 @@ async fn play_as(app: &TestApp, token: Option<&str>, extra: &[(&str, &str)]) -> 
 
 /// The player's rounds once they reach `expected` (results are written in batches), or what
 /// they were when the wait gave up.
-async fn rounds_of(app: &TestApp, player: &str, expected: u64) -> Option<u64> {
+pub(crate) async fn rounds_of(app: &TestApp, player: &str, expected: u64) -> Option<u64> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     loop {
         let answer = app.get(&format!("/players/{player}/stats")).await;

@@ -11,6 +11,7 @@ mod observability;
 mod play;
 mod protection;
 mod redis;
+mod shared_accounts;
 mod shutdown;
 mod slow_clients;
 mod store;

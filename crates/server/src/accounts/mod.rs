@@ -7,26 +7,35 @@
 //! Every token is opaque and only its SHA-256 is kept ([`token`]); the tables and their rules
 //! are in [`tables`], hashing in [`password`].
 //!
-//! Here: the in-memory backend, shared by this process only: accounts and sessions are lost
-//! on restart and not seen by other instances (README says so).
+//! Two backends, chosen with the store: in memory ([`tables`], this process only: accounts
+//! and sessions are lost on restart and not seen by other instances), or in Redis
+//! ([`shared`]: every instance sees every session, and they survive restarts).
 //!
-//! The hot path is [`Accounts::authenticate`]: one SHA-256 and one map lookup under a mutex
-//! held for that lookup only, no allocation, no system call.
+//! The hot path is [`Accounts::authenticate`]: one BLAKE3 and one map lookup under a mutex
+//! held for that lookup only, no allocation, no system call. In memory the map is the
+//! sessions' own; with Redis it is this instance's [`cache`] of what Redis said, and a miss
+//! answers [`TokenRefused::Unverified`]: the caller looks the token up
+//! ([`Accounts::verify`], one round trip) off the play's path and asks again.
 
+pub mod cache;
 pub mod password;
+mod shared;
 pub mod tables;
 pub mod token;
 pub mod username;
 
 use std::collections::HashMap;
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use self::password::{HashError, PasswordRejected, Passwords};
+use self::shared::Shared;
 pub use self::tables::{AccountId, Bearer, SessionId};
 use self::tables::{AccountRefused, Lifetimes, NewTokens, SessionBounds, Tables};
 use self::token::{Kind, RandomFailed, TokenHash};
 use self::username::{Username, UsernameError};
+use crate::store::Store;
+use crate::store::directory::StoredAccount;
 use crate::telemetry::metrics;
 
 pub use self::tables::TokenRefused;
@@ -42,6 +51,10 @@ pub struct AccountSettings {
     pub password_hash_concurrency: usize,
     pub password_hash_memory_kib: u32,
     pub password_hash_iterations: u32,
+    /// How long this instance trusts what Redis said of an access token (Redis backend).
+    pub session_cache_ttl: Duration,
+    /// A guest account in Redis expires this long after its latest sign-in.
+    pub guest_retention: Duration,
 }
 
 /// Why an account operation failed, as the HTTP surface maps it.
@@ -162,17 +175,30 @@ impl Clock {
     }
 }
 
-pub struct Accounts {
+/// The in-memory backend's state.
+struct Local {
     tables: Mutex<Tables>,
+    /// Access tokens of accounts deleted lately, until they would have expired: a repeated
+    /// `DELETE /me` (a retry after a lost answer) is answered as the first was. At most
+    /// [`MAX_TOMBSTONES`].
+    deleted: Mutex<HashMap<TokenHash, (u64, AccountId)>>,
+}
+
+// One per process, built once and never moved: boxing the larger variant would only add a
+// pointer chase to every authenticated request.
+#[allow(clippy::large_enum_variant)]
+enum Backend {
+    Local(Local),
+    Shared(Shared),
+}
+
+pub struct Accounts {
+    backend: Backend,
     passwords: Passwords,
     lifetimes: Lifetimes,
     max_accounts: usize,
     session_bounds: SessionBounds,
     clock: Clock,
-    /// Access tokens of accounts deleted lately, until they would have expired: a repeated
-    /// `DELETE /me` (a retry after a lost answer) is answered as the first was. At most
-    /// [`MAX_TOMBSTONES`].
-    deleted: Mutex<HashMap<TokenHash, (u64, AccountId)>>,
 }
 
 /// Deleted accounts' access tokens remembered at most.
@@ -188,10 +214,44 @@ fn millis(duration: Duration) -> u64 {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 
+impl Local {
+    /// Held for one table operation at a time, never across an await.
+    fn tables(&self) -> MutexGuard<'_, Tables> {
+        self.tables.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
 impl Accounts {
+    /// Accounts kept in this process.
     pub fn new(settings: &AccountSettings) -> Self {
+        Self::with_backend(
+            settings,
+            Backend::Local(Local {
+                tables: Mutex::new(Tables::default()),
+                deleted: Mutex::new(HashMap::new()),
+            }),
+        )
+    }
+
+    /// Accounts kept where `store` keeps games: in Redis when it is a Redis store (shared by
+    /// every instance), else in this process.
+    pub fn for_store(settings: &AccountSettings, store: &Arc<Store>) -> Self {
+        if !store.shares_accounts() {
+            return Self::new(settings);
+        }
+        Self::with_backend(
+            settings,
+            Backend::Shared(Shared::new(
+                Arc::clone(store),
+                millis(settings.session_cache_ttl),
+                millis(settings.guest_retention),
+            )),
+        )
+    }
+
+    fn with_backend(settings: &AccountSettings, backend: Backend) -> Self {
         Self {
-            tables: Mutex::new(Tables::default()),
+            backend,
             passwords: Passwords::new(
                 settings.password_hash_concurrency,
                 settings.password_hash_memory_kib,
@@ -210,17 +270,20 @@ impl Accounts {
                 total: settings.max_accounts.saturating_mul(2),
             },
             clock: Clock::new(),
-            deleted: Mutex::new(HashMap::new()),
         }
     }
 
-    /// Held for one table operation at a time, never across an await.
-    fn tables(&self) -> MutexGuard<'_, Tables> {
-        self.tables.lock().unwrap_or_else(PoisonError::into_inner)
+    /// "memory" or "redis": where accounts and sessions live.
+    pub fn kind(&self) -> &'static str {
+        match self.backend {
+            Backend::Local(_) => "memory",
+            Backend::Shared(_) => "redis",
+        }
     }
 
     /// The bearer of an access token (`gga_…`), from the bytes of the header value after
-    /// `Bearer `. Allocates nothing.
+    /// `Bearer `. Allocates nothing. With Redis, [`TokenRefused::Unverified`] when this
+    /// instance has not looked the token up lately: [`Self::verify`] it, then ask again.
     /// `arrived` is when the request was read: no clock is read here.
     pub fn authenticate(
         &self,
@@ -230,19 +293,53 @@ impl Accounts {
         let hash =
             token::hash_presented(Kind::Access, access_token).ok_or(TokenRefused::Unknown)?;
         let now = self.clock.ms_at(arrived);
-        self.tables().authenticate(&hash, &self.lifetimes, now)
+        match &self.backend {
+            Backend::Local(local) => local.tables().authenticate(&hash, &self.lifetimes, now),
+            Backend::Shared(shared) => shared.authenticate(&hash, now),
+        }
+    }
+
+    /// Looks an access token up in Redis, so [`Self::authenticate`] answers for it for the
+    /// cache's bound. Nothing to do in memory.
+    pub async fn verify(
+        &self,
+        access_token: &[u8],
+        arrived: tokio::time::Instant,
+    ) -> Result<(), AccountError> {
+        let (Backend::Shared(shared), Some(hash)) = (
+            &self.backend,
+            token::hash_presented(Kind::Access, access_token),
+        ) else {
+            return Ok(());
+        };
+        shared.verify(hash, self.clock.ms_at(arrived)).await
     }
 
     /// A new guest account, signed in; its device secret signs it in again.
-    pub fn create_guest(&self) -> Result<(IssuedSession, String), AccountError> {
+    pub async fn create_guest(&self) -> Result<(IssuedSession, String), AccountError> {
         let id = new_account_id()?;
         let device = token::issue(Kind::Device)?;
         let display_name = format!("guest-{}", &id[..6]);
         let now = self.clock.now_ms();
-        let account = Tables::new_account(id, display_name, None, None, Some(device.hash), now);
-        self.tables().create(account, self.max_accounts)?;
+        match &self.backend {
+            Backend::Local(local) => {
+                let account =
+                    Tables::new_account(id, display_name, None, None, Some(device.hash), now);
+                local.tables().create(account, self.max_accounts)?;
+            }
+            Backend::Shared(shared) => {
+                let account = StoredAccount {
+                    id: id.to_string(),
+                    display_name,
+                    device: Some(device.hash.to_hex()),
+                    created_ms: now,
+                    ..StoredAccount::default()
+                };
+                shared.create(account, None, now).await?;
+            }
+        }
         metrics::with_shard(|shard| shard.accounts_created[0].add(1));
-        let session = self.start_session(&id)?;
+        let session = self.start_session(&id).await?;
         Ok((session, device.text))
     }
 
@@ -255,17 +352,54 @@ impl Accounts {
         let username = Username::parse(username)?;
         let password = password::normalize(&password);
         password::check_policy(&password)?;
-        if self.tables().account_by_username(&username).is_some() {
+        if self.id_by_username(&username).await?.is_some() {
             return Err(AccountError::UsernameTaken);
         }
         let hash = self.passwords.hash(password).await?;
         let id = new_account_id()?;
         let now = self.clock.now_ms();
         let display_name = username.as_str().to_owned();
-        let account = Tables::new_account(id, display_name, Some(username), Some(hash), None, now);
-        self.tables().create(account, self.max_accounts)?;
+        match &self.backend {
+            Backend::Local(local) => {
+                let account =
+                    Tables::new_account(id, display_name, Some(username), Some(hash), None, now);
+                local.tables().create(account, self.max_accounts)?;
+            }
+            Backend::Shared(shared) => {
+                let account = StoredAccount {
+                    id: id.to_string(),
+                    display_name,
+                    username: Some(username.as_str().to_owned()),
+                    password_hash: Some(hash),
+                    created_ms: now,
+                    ..StoredAccount::default()
+                };
+                shared.create(account, Some(&username), now).await?;
+            }
+        }
         metrics::with_shard(|shard| shard.accounts_created[1].add(1));
-        self.start_session(&id)
+        self.start_session(&id).await
+    }
+
+    /// The account holding `username` and its password hash.
+    async fn id_by_username(
+        &self,
+        username: &Username,
+    ) -> Result<Option<(AccountId, Option<String>)>, AccountError> {
+        Ok(match &self.backend {
+            Backend::Local(local) => local
+                .tables()
+                .account_by_username(username)
+                .map(|account| (account.id, account.password_hash.clone())),
+            Backend::Shared(shared) => {
+                shared
+                    .account_by_username(username)
+                    .await?
+                    .and_then(|account| {
+                        Some((AccountId::from(&account.id).ok()?, account.password_hash))
+                    })
+            }
+        })
     }
 
     /// Links a username and password to a guest account, which keeps its id, stats and
@@ -279,21 +413,23 @@ impl Accounts {
         let username = Username::parse(username)?;
         let password = password::normalize(&password);
         password::check_policy(&password)?;
-        {
-            let tables = self.tables();
-            let entry = tables
-                .account(account)
-                .ok_or(AccountError::InvalidToken(TokenRefused::Unknown))?;
-            if !entry.is_guest() {
-                return Err(AccountError::AlreadyRegistered);
-            }
-            if tables.account_by_username(&username).is_some() {
-                return Err(AccountError::UsernameTaken);
-            }
+        let entry = self
+            .me(account)
+            .await?
+            .ok_or(AccountError::InvalidToken(TokenRefused::Unknown))?;
+        if !entry.guest {
+            return Err(AccountError::AlreadyRegistered);
+        }
+        if self.id_by_username(&username).await?.is_some() {
+            return Err(AccountError::UsernameTaken);
         }
         let hash = self.passwords.hash(password).await?;
-        self.tables().register(account, username, hash)?;
+        match &self.backend {
+            Backend::Local(local) => local.tables().register(account, username, hash)?,
+            Backend::Shared(shared) => shared.register(account, &username, &hash).await?,
+        }
         self.me(account)
+            .await?
             .ok_or(AccountError::InvalidToken(TokenRefused::Unknown))
     }
 
@@ -306,12 +442,11 @@ impl Accounts {
     ) -> Result<IssuedSession, AccountError> {
         let username = Username::parse(username).ok();
         let password = password::normalize(&password);
-        let (id, stored) = match username.as_ref().and_then(|name| {
-            self.tables()
-                .account_by_username(name)
-                .map(|account| (account.id, account.password_hash.clone()))
-        }) {
-            Some((id, stored)) => (Some(id), stored),
+        let (id, stored) = match &username {
+            Some(name) => match self.id_by_username(name).await? {
+                Some((id, stored)) => (Some(id), stored),
+                None => (None, None),
+            },
             None => (None, None),
         };
         let verified = self.passwords.verify(password.clone(), stored).await?;
@@ -321,38 +456,57 @@ impl Accounts {
         };
         if verified.needs_rehash {
             let hash = self.passwords.hash(password).await?;
-            self.tables().set_password_hash(&id, hash);
+            match &self.backend {
+                Backend::Local(local) => local.tables().set_password_hash(&id, hash),
+                Backend::Shared(shared) => shared.update(&id, &[("pw", &hash)]).await?,
+            }
         }
         metrics::with_shard(|shard| shard.logins[0].add(1));
-        self.start_session(&id)
+        self.start_session(&id).await
     }
 
     /// Signs a guest in with its device secret.
-    pub fn login_device(&self, device_secret: &[u8]) -> Result<IssuedSession, AccountError> {
-        let id = token::hash_presented(Kind::Device, device_secret).and_then(|hash| {
-            self.tables()
-                .account_by_device(&hash)
-                .map(|account| account.id)
-        });
+    pub async fn login_device(&self, device_secret: &[u8]) -> Result<IssuedSession, AccountError> {
+        let id = match token::hash_presented(Kind::Device, device_secret) {
+            None => None,
+            Some(hash) => match &self.backend {
+                Backend::Local(local) => local
+                    .tables()
+                    .account_by_device(&hash)
+                    .map(|account| account.id),
+                Backend::Shared(shared) => shared
+                    .account_by_device(&hash)
+                    .await?
+                    .and_then(|account| AccountId::from(&account.id).ok()),
+            },
+        };
         let Some(id) = id else {
             metrics::with_shard(|shard| shard.logins[1].add(1));
             return Err(AccountError::BadCredentials);
         };
         metrics::with_shard(|shard| shard.logins[0].add(1));
-        self.start_session(&id)
+        self.start_session(&id).await
     }
 
     /// Trades a refresh token for new tokens; a spent one revokes its session.
-    pub fn refresh(&self, refresh_token: &[u8]) -> Result<IssuedSession, AccountError> {
+    pub async fn refresh(&self, refresh_token: &[u8]) -> Result<IssuedSession, AccountError> {
         let presented = token::hash_presented(Kind::Refresh, refresh_token)
             .ok_or(AccountError::InvalidToken(TokenRefused::Unknown))?;
         let access = token::issue(Kind::Access)?;
         let refresh = token::issue(Kind::Refresh)?;
         let now = self.clock.now_ms();
-        let result = self
-            .tables()
-            .refresh(&presented, access.hash, refresh.hash, &self.lifetimes, now)
-            .map(|session| (session.account, session.id, session.expires_ms));
+        let result = match &self.backend {
+            Backend::Local(local) => local
+                .tables()
+                .refresh(&presented, access.hash, refresh.hash, &self.lifetimes, now)
+                .map(|session| (session.account, session.id, session.expires_ms))
+                .map_err(AccountError::InvalidToken),
+            Backend::Shared(shared) => {
+                shared
+                    .refresh(&presented, access.hash, refresh.hash, &self.lifetimes, now)
+                    .await
+            }
+        };
         match result {
             Ok((account, session, session_expires_ms)) => Ok(IssuedSession {
                 account,
@@ -362,123 +516,180 @@ impl Accounts {
                 expires_in: self.lifetimes.access_token / 1000,
                 session_expires_ms,
             }),
-            Err(refused) => {
-                if refused == TokenRefused::Reused {
+            Err(error) => {
+                if matches!(error, AccountError::InvalidToken(TokenRefused::Reused)) {
                     metrics::with_shard(|shard| shard.refresh_reuse.add(1));
                     tracing::warn!("a spent refresh token was presented; its session is revoked");
                 }
-                Err(AccountError::InvalidToken(refused))
+                Err(error)
             }
         }
     }
 
     /// Ends `session` if it belongs to `account`.
-    pub fn end_session(&self, account: &str, session: &str) -> Result<(), AccountError> {
+    pub async fn end_session(&self, account: &str, session: &str) -> Result<(), AccountError> {
         let id = SessionId::parse(session).ok_or(AccountError::NoSession)?;
-        let mut tables = self.tables();
-        match tables.session(&id) {
-            Some(found) if found.account.as_str() == account => {
-                tables.end_session(&id);
-                Ok(())
+        match &self.backend {
+            Backend::Local(local) => {
+                let mut tables = local.tables();
+                match tables.session(&id) {
+                    Some(found) if found.account.as_str() == account => {
+                        tables.end_session(&id);
+                        Ok(())
+                    }
+                    _ => Err(AccountError::NoSession),
+                }
             }
-            _ => Err(AccountError::NoSession),
+            Backend::Shared(shared) => shared.end_session(account, session).await,
         }
     }
 
-    pub fn me(&self, account: &str) -> Option<AccountView> {
-        self.tables().account(account).map(|entry| AccountView {
-            id: entry.id,
-            display_name: entry.display_name.clone(),
-            username: entry.username.as_ref().map(|name| name.as_str().to_owned()),
-            guest: entry.is_guest(),
-            created_ms: entry.created_ms,
-        })
+    pub async fn me(&self, account: &str) -> Result<Option<AccountView>, AccountError> {
+        match &self.backend {
+            Backend::Local(local) => Ok(local.tables().account(account).map(|entry| AccountView {
+                id: entry.id,
+                display_name: entry.display_name.clone(),
+                username: entry.username.as_ref().map(|name| name.as_str().to_owned()),
+                guest: entry.is_guest(),
+                created_ms: entry.created_ms,
+            })),
+            Backend::Shared(shared) => shared.me(account).await,
+        }
     }
 
-    pub fn set_display_name(&self, account: &str, name: String) -> Result<(), AccountError> {
-        Ok(self.tables().set_display_name(account, name)?)
+    pub async fn set_display_name(&self, account: &str, name: String) -> Result<(), AccountError> {
+        match &self.backend {
+            Backend::Local(local) => Ok(local.tables().set_display_name(account, name)?),
+            Backend::Shared(shared) => shared.update(account, &[("name", &name)]).await,
+        }
     }
 
     /// Display names of `ids`, where they are accounts.
-    pub fn display_names<'a>(&self, ids: impl Iterator<Item = &'a str>) -> Vec<Option<String>> {
-        let tables = self.tables();
-        ids.map(|id| {
-            tables
-                .account(id)
-                .map(|account| account.display_name.clone())
-        })
-        .collect()
+    pub async fn display_names(&self, ids: &[&str]) -> Result<Vec<Option<String>>, AccountError> {
+        match &self.backend {
+            Backend::Local(local) => {
+                let tables = local.tables();
+                Ok(ids
+                    .iter()
+                    .map(|id| {
+                        tables
+                            .account(id)
+                            .map(|account| account.display_name.clone())
+                    })
+                    .collect())
+            }
+            Backend::Shared(shared) => {
+                let mut names = Vec::with_capacity(ids.len());
+                for id in ids {
+                    names.push(shared.me(id).await?.map(|view| view.display_name));
+                }
+                Ok(names)
+            }
+        }
     }
 
-    pub fn sessions(&self, account: &str) -> Vec<SessionView> {
-        self.tables()
-            .sessions_of(account)
-            .into_iter()
-            .map(|session| SessionView {
-                id: session.id,
-                created_ms: session.created_ms,
-                last_seen_ms: session.last_seen_ms,
-                expires_ms: session.deadline(&self.lifetimes),
-            })
-            .collect()
+    pub async fn sessions(&self, account: &str) -> Result<Vec<SessionView>, AccountError> {
+        match &self.backend {
+            Backend::Local(local) => Ok(local
+                .tables()
+                .sessions_of(account)
+                .into_iter()
+                .map(|session| SessionView {
+                    id: session.id,
+                    created_ms: session.created_ms,
+                    last_seen_ms: session.last_seen_ms,
+                    expires_ms: session.deadline(&self.lifetimes),
+                })
+                .collect()),
+            Backend::Shared(shared) => shared.sessions(account, &self.lifetimes).await,
+        }
     }
 
-    /// Erases an account and its sessions here (the caller erases its games). Returns
-    /// whether it existed.
-    pub fn delete(&self, account: &str) -> bool {
+    /// Erases an account and its sessions (the caller erases its games). Returns whether it
+    /// existed.
+    pub async fn delete(&self, account: &str) -> Result<bool, AccountError> {
+        let now = self.clock.now_ms();
+        let local = match &self.backend {
+            Backend::Local(local) => local,
+            Backend::Shared(shared) => return shared.delete(account, &self.lifetimes, now).await,
+        };
         let (existed, tokens) = {
-            let mut tables = self.tables();
+            let mut tables = local.tables();
             let tokens = tables.access_tokens_of(account);
             (tables.delete(account), tokens)
         };
-        let now = self.clock.now_ms();
-        let mut deleted = self.deleted.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut deleted = local.deleted.lock().unwrap_or_else(PoisonError::into_inner);
         deleted.retain(|_, (until, _)| *until > now);
         let Ok(id) = AccountId::from(account) else {
-            return existed;
+            return Ok(existed);
         };
         for (hash, until) in tokens {
             if deleted.len() < MAX_TOMBSTONES {
                 deleted.insert(hash, (until, id));
             }
         }
-        existed
+        Ok(existed)
     }
 
     /// The account `access_token` belonged to, if that account was deleted within the
-    /// token's lifetime.
+    /// token's lifetime (with Redis: as far as this instance's cache knows, which
+    /// [`Self::verify`] fills).
     pub fn deleted_account(&self, access_token: &[u8]) -> Option<AccountId> {
         let hash = token::hash_presented(Kind::Access, access_token)?;
         let now = self.clock.now_ms();
-        let deleted = self.deleted.lock().unwrap_or_else(PoisonError::into_inner);
-        deleted
-            .get(&hash)
-            .filter(|(until, _)| *until > now)
-            .map(|(_, account)| *account)
+        match &self.backend {
+            Backend::Local(local) => {
+                let deleted = local.deleted.lock().unwrap_or_else(PoisonError::into_inner);
+                deleted
+                    .get(&hash)
+                    .filter(|(until, _)| *until > now)
+                    .map(|(_, account)| *account)
+            }
+            Backend::Shared(shared) => shared.deleted_account(&hash, now),
+        }
     }
 
-    /// Ends expired sessions; the caller runs it periodically.
-    pub fn sweep(&self) -> usize {
+    /// Ends expired sessions (in memory) or drops stale cache entries and counts what Redis
+    /// holds; the caller runs it periodically.
+    pub async fn sweep(&self) -> usize {
         let now = self.clock.now_ms();
-        self.tables().sweep(&self.lifetimes, now)
+        match &self.backend {
+            Backend::Local(local) => local.tables().sweep(&self.lifetimes, now),
+            Backend::Shared(shared) => shared.sweep(now).await,
+        }
     }
 
     /// Gauges: accounts and sessions held, password hashing capacity free.
     pub fn write_metrics(&self, exposition: &mut metrics::Exposition) {
-        let (accounts, sessions) = {
-            let tables = self.tables();
-            (tables.account_count(), tables.session_count())
+        let (accounts, sessions, cached) = match &self.backend {
+            Backend::Local(local) => {
+                let tables = local.tables();
+                (
+                    tables.account_count() as u64,
+                    tables.session_count() as u64,
+                    0,
+                )
+            }
+            Backend::Shared(shared) => {
+                let (accounts, sessions) = shared.census();
+                (accounts, sessions, shared.cache.len())
+            }
         };
         for (name, help, value) in [
             (
                 "guess_game_accounts",
-                "Accounts held by this instance.",
-                accounts,
+                "Accounts held (by this instance in memory; in Redis, by all, as of the latest sweep).",
+                accounts as usize,
             ),
             (
                 "guess_game_sessions_active",
                 "Sessions not ended or expired.",
-                sessions,
+                sessions as usize,
+            ),
+            (
+                "guess_game_session_cache_entries",
+                "Access tokens this instance remembers Redis's answer for (0 in memory).",
+                cached,
             ),
             (
                 "guess_game_password_hash_permits_free",
@@ -491,7 +702,7 @@ impl Accounts {
         }
     }
 
-    fn start_session(&self, account: &AccountId) -> Result<IssuedSession, AccountError> {
+    async fn start_session(&self, account: &AccountId) -> Result<IssuedSession, AccountError> {
         let access = token::issue(Kind::Access)?;
         let refresh = token::issue(Kind::Refresh)?;
         let session = SessionId::parse(&token::random_id::<12>()?)
@@ -502,10 +713,25 @@ impl Accounts {
             refresh: refresh.hash,
         };
         let now = self.clock.now_ms();
-        let expires_ms = self
-            .tables()
-            .start_session(account, tokens, &self.lifetimes, self.session_bounds, now)?
-            .expires_ms;
+        let expires_ms = match &self.backend {
+            Backend::Local(local) => {
+                local
+                    .tables()
+                    .start_session(account, tokens, &self.lifetimes, self.session_bounds, now)?
+                    .expires_ms
+            }
+            Backend::Shared(shared) => {
+                shared
+                    .start_session(
+                        account,
+                        tokens,
+                        &self.lifetimes,
+                        self.session_bounds.per_account,
+                        now,
+                    )
+                    .await?
+            }
+        };
         Ok(IssuedSession {
             account: *account,
             session,

@@ -134,6 +134,10 @@ pub enum TokenRefused {
     Expired,
     #[error("a refresh token was used twice; the session is revoked")]
     Reused,
+    /// Not known to this instance's cache of the shared (Redis) directory: to be looked up
+    /// there before the request goes on. Never reaches a client.
+    #[error("the token is not verified yet")]
+    Unverified,
 }
 
 /// The new tokens' hashes a login or a refresh stores, made by the caller.

@@ -98,6 +98,34 @@ impl TokenHash {
     }
 }
 
+impl TokenHash {
+    /// Lowercase hex: how the shared directory names a token (never the token itself).
+    pub fn to_hex(&self) -> String {
+        let mut text = String::with_capacity(64);
+        for byte in self.0 {
+            text.push(char::from(HEX[usize::from(byte >> 4)]));
+            text.push(char::from(HEX[usize::from(byte & 15)]));
+        }
+        text
+    }
+
+    /// The hash `to_hex` wrote, or None for anything else.
+    pub fn from_hex(text: &str) -> Option<TokenHash> {
+        let bytes = text.as_bytes();
+        if bytes.len() != 64 {
+            return None;
+        }
+        let digit = |c: u8| char::from(c).to_digit(16).map(|d| d as u8);
+        let mut hash = [0; 32];
+        for (index, pair) in bytes.chunks_exact(2).enumerate() {
+            hash[index] = digit(pair[0])? << 4 | digit(pair[1])?;
+        }
+        Some(TokenHash(hash))
+    }
+}
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
 /// A freshly issued secret: its text goes to the client once, its hash to the store.
 pub struct Issued {
     pub text: String,
@@ -148,8 +176,8 @@ pub fn random_id<const N: usize>() -> Result<String, RandomFailed> {
     let bytes: [u8; N] = random_bytes()?;
     let mut text = String::with_capacity(2 * N);
     for byte in bytes {
-        text.push(char::from(b"0123456789abcdef"[usize::from(byte >> 4)]));
-        text.push(char::from(b"0123456789abcdef"[usize::from(byte & 15)]));
+        text.push(char::from(HEX[usize::from(byte >> 4)]));
+        text.push(char::from(HEX[usize::from(byte & 15)]));
     }
     Ok(text)
 }
@@ -196,5 +224,23 @@ mod tests {
         assert!(!a.hash.matches(&b.hash));
         assert_eq!(format!("{a:?} {:?}", a.hash), "Issued(..) TokenHash(..)");
         assert_eq!(random_id::<12>().unwrap().len(), 24);
+    }
+
+    #[test]
+    fn a_hash_survives_hex_and_nothing_else_parses() {
+        let issued = issue(Kind::Access).unwrap();
+        let hex = issued.hash.to_hex();
+        assert_eq!(hex.len(), 64);
+        assert!(TokenHash::from_hex(&hex).unwrap().matches(&issued.hash));
+        for bad in [
+            "",
+            "00",
+            &hex[..63],
+            &format!("{hex}0"),
+            &"g".repeat(64),
+            &"é".repeat(32),
+        ] {
+            assert!(TokenHash::from_hex(bad).is_none(), "{bad}");
+        }
     }
 }

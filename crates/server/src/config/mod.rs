@@ -213,6 +213,15 @@ pub struct Accounts {
     /// Failed sign-ins per username per minute, from all addresses; past it, addresses that
     /// have not signed in as that user wait (0: no limit).
     pub logins_per_username_per_minute: u32,
+    /// With a Redis store: how long an instance trusts Redis's answer about an access token
+    /// before asking again. A session ended on another instance stops working here within
+    /// this bound (on the instance that ended it, at once).
+    #[serde(with = "humantime_serde")]
+    pub session_cache_ttl: Duration,
+    /// With a Redis store: a guest account expires this long after its latest sign-in
+    /// (registered accounts never do).
+    #[serde(with = "humantime_serde")]
+    pub guest_retention: Duration,
 }
 
 /// How the bound on requests in flight moves.
@@ -306,6 +315,8 @@ impl Default for Settings {
                 accounts_per_address_per_hour: 20,
                 logins_per_address_per_minute: 30,
                 logins_per_username_per_minute: 10,
+                session_cache_ttl: Duration::from_secs(2),
+                guest_retention: Duration::from_secs(365 * 86_400),
             },
         }
     }
@@ -367,6 +378,8 @@ impl Settings {
             password_hash_concurrency: concurrency,
             password_hash_memory_kib: accounts.password_hash_memory_kib,
             password_hash_iterations: accounts.password_hash_iterations,
+            session_cache_ttl: accounts.session_cache_ttl,
+            guest_retention: accounts.guest_retention,
         }
     }
 
@@ -506,6 +519,18 @@ impl Settings {
             return invalid(
                 "session_lifetime",
                 "must be at least access_token_lifetime and at most 3650d",
+            );
+        }
+        if accounts.session_cache_ttl > Duration::from_secs(60) {
+            return invalid(
+                "session_cache_ttl",
+                "must be at most 60s: it is how long a revoked session may still work on another instance",
+            );
+        }
+        if accounts.guest_retention < accounts.session_lifetime {
+            return invalid(
+                "guest_retention",
+                "must be at least session_lifetime: a guest must outlive its sessions",
             );
         }
         if accounts.max_accounts == 0 || accounts.max_sessions_per_account == 0 {

@@ -1,9 +1,9 @@
 //! The account resources: `/accounts/guest`, `/accounts`, `/sessions…` and `/me…`.
 //!
-//! What needs no waiting (a guest, a device sign-in, a refresh, reading or renaming the
-//! account, listing and ending sessions) is answered at once; what hashes a password or reads
-//! the store is handed back as an [`AccountJob`] and finished by [`run`]. Sign-in and account
-//! creation pass the front door's limits ([`crate::protection::front_door`]) first.
+//! A request is parsed and validated at once; its work is handed back as an [`AccountJob`]
+//! and finished by [`App::run_account_job`], since all of it may wait: on a password hash, on
+//! the store, or on Redis when accounts live there. Sign-in and account creation pass the
+//! front door's limits ([`crate::protection::front_door`]) first.
 
 use std::borrow::Cow;
 
@@ -157,13 +157,6 @@ fn require(bearer: Option<Bearer>) -> Result<Bearer, ApiError<'static>> {
     bearer.ok_or(ApiError::Accounts(AccountError::MissingToken))
 }
 
-fn answer(status: StatusCode, format: Format) -> Result<Handled, ApiError<'static>> {
-    Ok(Handled::Ready(
-        Reply::new(status, format.content_type()),
-        None,
-    ))
-}
-
 impl App {
     /// Any of the account routes; `bearer` is the request's verified access token, if any.
     pub(super) fn account_route<'a>(
@@ -172,7 +165,6 @@ impl App {
         request: &Request<'a>,
         bearer: Option<Bearer>,
         stamp: Stamp,
-        body: &mut Vec<u8>,
     ) -> Result<Handled, ApiError<'a>> {
         let address = ClientKey::Ip(self.client_address(request));
         let reads_body = matches!(*request.method, Method::POST | Method::PATCH | Method::PUT);
@@ -186,18 +178,7 @@ impl App {
         match route {
             Route::GuestAccounts => {
                 self.admit_creation(address)?;
-                let (session, device_secret) = self.accounts.create_guest()?;
-                let view = self
-                    .accounts
-                    .me(&session.account)
-                    .ok_or(AccountError::MissingToken)?;
-                let document = SignedIn {
-                    account: (&view).into(),
-                    session: (&session).into(),
-                    device_secret: Some(&device_secret),
-                };
-                wire::encode(format, &document, body);
-                answer(StatusCode::CREATED, format)
+                later(AccountJob::Guest { format })
             }
             Route::Accounts => {
                 let credentials: Credentials<'_> = wire::decode(request_format, request.body)?;
@@ -229,9 +210,10 @@ impl App {
                         self.front_door
                             .admit_device_login(address)
                             .map_err(sign_in_throttled)?;
-                        let session = self.accounts.login_device(secret.as_bytes())?;
-                        self.signed_in(&session, format, body)?;
-                        answer(StatusCode::OK, format)
+                        later(AccountJob::DeviceSignIn {
+                            secret: secret.into_owned(),
+                            format,
+                        })
                     }
                     _ => Err(HttpError::InvalidParameter {
                         name: "body",
@@ -242,15 +224,17 @@ impl App {
             }
             Route::SessionRefresh => {
                 let refresh: RefreshRequest<'_> = wire::decode(request_format, request.body)?;
-                let session = self.accounts.refresh(refresh.refresh_token.as_bytes())?;
-                wire::encode(format, &SessionDocument::from(&session), body);
-                answer(StatusCode::OK, format)
+                later(AccountJob::Refresh {
+                    token: refresh.refresh_token.into_owned(),
+                    format,
+                })
             }
             Route::CurrentSession => {
                 let bearer = require(bearer)?;
-                self.accounts
-                    .end_session(&bearer.account, &bearer.session)?;
-                answer(StatusCode::NO_CONTENT, Format::Json)
+                later(AccountJob::EndSession {
+                    bearer,
+                    session: bearer.session.as_str().to_owned(),
+                })
             }
             Route::Me if *request.method == Method::DELETE => {
                 // A retry of a deletion: the token died with the account; the games are erased
@@ -268,15 +252,16 @@ impl App {
                 let bearer = require(bearer)?;
                 let profile: Profile<'_> = wire::decode(request_format, request.body)?;
                 let name = display_name(&profile.display_name)?;
-                self.accounts.set_display_name(&bearer.account, name)?;
-                self.write_me(&bearer, format, body)?;
-                answer(StatusCode::OK, format)
+                later(AccountJob::Rename {
+                    bearer,
+                    name,
+                    format,
+                })
             }
-            Route::Me => {
-                let bearer = require(bearer)?;
-                self.write_me(&bearer, format, body)?;
-                answer(StatusCode::OK, format)
-            }
+            Route::Me => later(AccountJob::Me {
+                bearer: require(bearer)?,
+                format,
+            }),
             Route::MyCredentials => {
                 let bearer = require(bearer)?;
                 let credentials: Credentials<'_> = wire::decode(request_format, request.body)?;
@@ -291,20 +276,16 @@ impl App {
                 bearer: require(bearer)?,
                 format,
             }),
-            Route::MySessions => {
-                let bearer = require(bearer)?;
-                let sessions = self.accounts.sessions(&bearer.account);
-                let list = SessionList {
-                    sessions: session_entries(&sessions, &bearer.session),
-                };
-                wire::encode(format, &list, body);
-                answer(StatusCode::OK, format)
-            }
+            Route::MySessions => later(AccountJob::Sessions {
+                bearer: require(bearer)?,
+                format,
+            }),
             Route::MySession => {
                 let bearer = require(bearer)?;
-                self.accounts
-                    .end_session(&bearer.account, Route::session_id(request.path))?;
-                answer(StatusCode::NO_CONTENT, Format::Json)
+                later(AccountJob::EndSession {
+                    bearer,
+                    session: Route::session_id(request.path).to_owned(),
+                })
             }
             _ => Err(HttpError::NotFound.into()),
         }
@@ -317,13 +298,65 @@ impl App {
         body: &mut Vec<u8>,
     ) -> Result<Reply, ApiError<'static>> {
         match job {
+            AccountJob::Guest { format } => {
+                let (session, device_secret) = self.accounts.create_guest().await?;
+                let view = self
+                    .accounts
+                    .me(&session.account)
+                    .await?
+                    .ok_or(AccountError::MissingToken)?;
+                let document = SignedIn {
+                    account: (&view).into(),
+                    session: (&session).into(),
+                    device_secret: Some(&device_secret),
+                };
+                wire::encode(format, &document, body);
+                Ok(Reply::new(StatusCode::CREATED, format.content_type()))
+            }
+            AccountJob::DeviceSignIn { secret, format } => {
+                let session = self.accounts.login_device(secret.as_bytes()).await?;
+                self.signed_in(&session, format, body).await?;
+                Ok(Reply::new(StatusCode::OK, format.content_type()))
+            }
+            AccountJob::Refresh { token, format } => {
+                let session = self.accounts.refresh(token.as_bytes()).await?;
+                wire::encode(format, &SessionDocument::from(&session), body);
+                Ok(Reply::new(StatusCode::OK, format.content_type()))
+            }
+            AccountJob::EndSession { bearer, session } => {
+                self.accounts.end_session(&bearer.account, &session).await?;
+                Ok(Reply::new(StatusCode::NO_CONTENT, wire::JSON))
+            }
+            AccountJob::Me { bearer, format } => {
+                self.write_me(&bearer, format, body).await?;
+                Ok(Reply::new(StatusCode::OK, format.content_type()))
+            }
+            AccountJob::Rename {
+                bearer,
+                name,
+                format,
+            } => {
+                self.accounts
+                    .set_display_name(&bearer.account, name)
+                    .await?;
+                self.write_me(&bearer, format, body).await?;
+                Ok(Reply::new(StatusCode::OK, format.content_type()))
+            }
+            AccountJob::Sessions { bearer, format } => {
+                let sessions = self.accounts.sessions(&bearer.account).await?;
+                let list = SessionList {
+                    sessions: session_entries(&sessions, &bearer.session),
+                };
+                wire::encode(format, &list, body);
+                Ok(Reply::new(StatusCode::OK, format.content_type()))
+            }
             AccountJob::Register {
                 username,
                 password,
                 format,
             } => {
                 let session = self.accounts.register(&username, password).await?;
-                self.signed_in(&session, format, body)?;
+                self.signed_in(&session, format, body).await?;
                 Ok(Reply::new(StatusCode::CREATED, format.content_type()))
             }
             AccountJob::SignIn {
@@ -336,7 +369,7 @@ impl App {
                 let result = self.accounts.login_password(&username, password).await;
                 self.front_door.record_login(&key, address, result.is_ok());
                 let session = result?;
-                self.signed_in(&session, format, body)?;
+                self.signed_in(&session, format, body).await?;
                 Ok(Reply::new(StatusCode::OK, format.content_type()))
             }
             AccountJob::Upgrade {
@@ -356,6 +389,7 @@ impl App {
                 let view = self
                     .accounts
                     .me(&bearer.account)
+                    .await?
                     .ok_or(AccountError::MissingToken)?;
                 let stats = self
                     .store
@@ -368,7 +402,7 @@ impl App {
                     .await
                     .map_err(StoreRefusal::from)?
                     .unwrap_or_default();
-                let sessions = self.accounts.sessions(&bearer.account);
+                let sessions = self.accounts.sessions(&bearer.account).await?;
                 let export = Export {
                     account: (&view).into(),
                     sessions: session_entries(&sessions, &bearer.session),
@@ -384,7 +418,7 @@ impl App {
                 // The account first: its tokens die, so no play can be recorded for it while
                 // its games are erased. If the store fails, a retry with the same token erases
                 // them (the tombstone remembers the account).
-                self.accounts.delete(&bearer.account);
+                self.accounts.delete(&bearer.account).await?;
                 self.store
                     .forget_player(&bearer.account)
                     .await
@@ -401,7 +435,7 @@ impl App {
         }
     }
 
-    fn signed_in(
+    async fn signed_in(
         &self,
         session: &IssuedSession,
         format: Format,
@@ -410,6 +444,7 @@ impl App {
         let view = self
             .accounts
             .me(&session.account)
+            .await?
             .ok_or(AccountError::MissingToken)?;
         let document = SignedIn {
             account: (&view).into(),
@@ -420,7 +455,7 @@ impl App {
         Ok(())
     }
 
-    fn write_me(
+    async fn write_me(
         &self,
         bearer: &Bearer,
         format: Format,
@@ -429,6 +464,7 @@ impl App {
         let view = self
             .accounts
             .me(&bearer.account)
+            .await?
             .ok_or(AccountError::MissingToken)?;
         wire::encode(format, &AccountDocument::from(&view), body);
         Ok(())

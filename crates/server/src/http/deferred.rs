@@ -70,6 +70,9 @@ pub(super) enum Job {
     },
     IdempotentPlay(IdempotentPlay),
     Accounts(AccountJob),
+    /// A request whose access token this instance must look up in Redis first; then it is
+    /// handled from the start.
+    Identify(Box<super::OwnedRequest>),
 }
 
 pub(super) struct IdempotentPlay {
@@ -90,8 +93,37 @@ pub enum Handled {
     Deferred(Deferred),
 }
 
-/// Account work that waits: a password hash, or the store.
+/// Account work that waits: a password hash, the store, or accounts in Redis.
 pub(super) enum AccountJob {
+    Guest {
+        format: Format,
+    },
+    DeviceSignIn {
+        secret: String,
+        format: Format,
+    },
+    Refresh {
+        token: String,
+        format: Format,
+    },
+    /// Ends one of the bearer's sessions (its current one on sign-out).
+    EndSession {
+        bearer: Bearer,
+        session: String,
+    },
+    Me {
+        bearer: Bearer,
+        format: Format,
+    },
+    Rename {
+        bearer: Bearer,
+        name: String,
+        format: Format,
+    },
+    Sessions {
+        bearer: Bearer,
+        format: Format,
+    },
     Register {
         username: String,
         password: String,

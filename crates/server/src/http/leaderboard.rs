@@ -22,7 +22,11 @@ pub(super) async fn board(
         .leaderboard(window, limit)
         .await
         .map_err(StoreRefusal::from)?;
-    let names = accounts.display_names(entries.iter().map(|entry| entry.player_id.as_str()));
+    let ids: Vec<&str> = entries
+        .iter()
+        .map(|entry| entry.player_id.as_str())
+        .collect();
+    let names = accounts.display_names(&ids).await?;
     let entries = entries
         .into_iter()
         .zip(names)

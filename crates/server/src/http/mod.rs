@@ -96,6 +96,77 @@ pub struct Request<'a> {
     pub arrived: tokio::time::Instant,
 }
 
+/// A request copied out of the engine's buffers: what a request waiting for its token to be
+/// verified (accounts in Redis, a token this instance has not seen lately) keeps meanwhile.
+/// Made only on that miss, so the ordinary play allocates nothing.
+#[derive(Debug)]
+pub(crate) struct OwnedRequest {
+    method: http::Method,
+    path: String,
+    query: Option<String>,
+    /// The header values, in [`Headers`]' order.
+    headers: [Option<Vec<u8>>; 8],
+    peer: std::net::IpAddr,
+    body: Vec<u8>,
+    arrived: tokio::time::Instant,
+}
+
+impl OwnedRequest {
+    pub(crate) fn from_request(request: &Request<'_>) -> Self {
+        let h = &request.headers;
+        let own = |value: Option<&[u8]>| value.map(<[u8]>::to_vec);
+        OwnedRequest {
+            method: request.method.clone(),
+            path: request.path.to_owned(),
+            query: request.query.map(str::to_owned),
+            headers: [
+                own(h.content_type),
+                own(h.accept),
+                own(h.traceparent),
+                own(h.request_id),
+                own(h.player_id),
+                own(h.forwarded_for),
+                own(h.idempotency_key),
+                own(h.authorization),
+            ],
+            peer: request.peer,
+            body: request.body.to_vec(),
+            arrived: request.arrived,
+        }
+    }
+
+    pub(crate) fn request(&self) -> Request<'_> {
+        let [
+            content_type,
+            accept,
+            traceparent,
+            request_id,
+            player_id,
+            forwarded_for,
+            idempotency_key,
+            authorization,
+        ] = &self.headers;
+        Request {
+            method: &self.method,
+            path: &self.path,
+            query: self.query.as_deref(),
+            headers: Headers {
+                content_type: content_type.as_deref(),
+                accept: accept.as_deref(),
+                traceparent: traceparent.as_deref(),
+                request_id: request_id.as_deref(),
+                player_id: player_id.as_deref(),
+                forwarded_for: forwarded_for.as_deref(),
+                idempotency_key: idempotency_key.as_deref(),
+                authorization: authorization.as_deref(),
+            },
+            peer: self.peer,
+            body: &self.body,
+            arrived: self.arrived,
+        }
+    }
+}
+
 impl<'a> Request<'a> {
     /// A request with only a method, path, content type and body, from the loopback address:
     /// what benchmarks and tests of the handler need.

@@ -10,7 +10,7 @@ use super::deferred::{Deferred, Handled, Job};
 use super::problem::{ApiError, HttpError};
 use super::query::Query;
 use super::reply::{Reply, Stamp};
-use super::{Request, docs, health, leaderboard, play, players, wire};
+use super::{OwnedRequest, Request, docs, health, leaderboard, play, players, wire};
 use crate::accounts::{AccountError, Bearer, TokenRefused};
 use crate::api::Route;
 use crate::protection::concurrency::Permit;
@@ -38,6 +38,17 @@ impl App {
     ///
     /// Every reply carries the request's trace context and id, and is counted in the metrics.
     pub fn handle_admitted(&self, request: &Request<'_>, body: &mut Vec<u8>) -> Handled {
+        self.handle_identified(request, body, true)
+    }
+
+    /// [`Self::handle_admitted`]; `may_verify` says whether a token this instance's cache
+    /// does not know may be looked up (once per request: after the lookup it is known).
+    fn handle_identified(
+        &self,
+        request: &Request<'_>,
+        body: &mut Vec<u8>,
+        may_verify: bool,
+    ) -> Handled {
         body.clear();
         let (trace, invalid_traceparent) = TraceContext::from_header(request.headers.traceparent);
         if invalid_traceparent {
@@ -61,15 +72,25 @@ impl App {
             Some(route) => {
                 // Identity before admission, so an authenticated client is limited as its
                 // account; a bad token is still limited (by address) before it is refused.
-                let identity = self.identify(route, request);
+                let identity = match self.identify(route, request) {
+                    Err(TokenRefused::Unverified) if !may_verify => Err(TokenRefused::Unknown),
+                    identity => identity,
+                };
                 let bearer = identity.as_ref().ok().copied().flatten();
                 self.admit(route, request, bearer.as_ref())
                     .and_then(|()| self.enter(route))
                     .map_err(ApiError::from)
                     .and_then(|entered| {
                         permit = entered;
-                        identity.map_err(AccountError::InvalidToken)?;
-                        self.dispatch(route, request, bearer, stamp, body)
+                        match identity {
+                            // Limited by address like any unknown token, then looked up.
+                            Err(TokenRefused::Unverified) => Ok(Handled::Deferred(Deferred::new(
+                                Job::Identify(Box::new(OwnedRequest::from_request(request))),
+                                stamp,
+                            ))),
+                            Err(refused) => Err(AccountError::InvalidToken(refused).into()),
+                            Ok(_) => self.dispatch(route, request, bearer, stamp, body),
+                        }
                     })
             }
         };
@@ -154,7 +175,7 @@ impl App {
             | Route::MyCredentials
             | Route::MyExport
             | Route::MySessions
-            | Route::MySession => return self.account_route(route, request, bearer, stamp, body),
+            | Route::MySession => return self.account_route(route, request, bearer, stamp),
             Route::Healthz => return ready(health::healthz(body)),
             Route::Readyz if self.readiness.is_ready() => {
                 return ready(health::readyz(body, &self.store));
@@ -188,6 +209,13 @@ impl App {
     /// and its record for [`Self::request_finished`].
     pub async fn finish(&self, deferred: Deferred, body: &mut Vec<u8>) -> (Reply, Completed) {
         body.clear();
+        let Deferred { job, stamp, permit } = deferred;
+        let deferred = match job {
+            Job::Identify(request) => {
+                return Box::pin(self.finish_unverified(*request, stamp, permit, body)).await;
+            }
+            job => Deferred { job, stamp, permit },
+        };
         let result =
             match tokio::time::timeout(self.request_timeout, self.wait(deferred.job, body)).await {
                 Ok(result) => result,
@@ -203,6 +231,53 @@ impl App {
             .stamp
             .completed(&reply, body.len(), deferred.permit);
         (reply, completed)
+    }
+
+    /// Looks the request's access token up (Redis), then handles the request from the start,
+    /// now that this instance knows the token. Its place under the in-flight bound is left
+    /// before, and taken again by the second pass.
+    async fn finish_unverified(
+        &self,
+        owned: OwnedRequest,
+        stamp: Stamp,
+        permit: Option<Permit>,
+        body: &mut Vec<u8>,
+    ) -> (Reply, Completed) {
+        let request = owned.request();
+        let token = bearer_token(request.headers.authorization).unwrap_or_default();
+        let verified = tokio::time::timeout(
+            self.request_timeout,
+            self.accounts.verify(token, request.arrived),
+        )
+        .await;
+        let failed: Option<ApiError<'_>> = match verified {
+            Ok(Ok(())) => None,
+            Ok(Err(error)) => Some(error.into()),
+            Err(_) => {
+                metrics::with_shard(|shard| shard.timeouts[1].add(1));
+                Some(HttpError::HandlerTimeout.into())
+            }
+        };
+        if let Some(error) = failed {
+            let reply = error.write_reply(body);
+            let reply = stamp.seal(reply, body.len());
+            let completed = stamp.completed(&reply, body.len(), permit);
+            return (reply, completed);
+        }
+        drop(permit);
+        match self.handle_identified(&request, body, false) {
+            Handled::Ready(reply, permit) => {
+                let completed = App::completed(
+                    request.method,
+                    &reply,
+                    request.body.len(),
+                    body.len(),
+                    permit,
+                );
+                (reply, completed)
+            }
+            Handled::Deferred(deferred) => self.finish(deferred, body).await,
+        }
     }
 
     /// Runs the part of a request that waits on the store.
@@ -227,6 +302,8 @@ impl App {
             } => leaderboard::board(store, &self.accounts, window, limit, format, body).await,
             Job::IdempotentPlay(job) => play::idempotent_play(store, job, body).await,
             Job::Accounts(job) => self.run_account_job(job, body).await,
+            // Taken apart by `finish` before it waits.
+            Job::Identify(_) => Err(HttpError::NotFound.into()),
         }
     }
 

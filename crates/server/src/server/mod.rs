@@ -156,7 +156,7 @@ impl Server {
                 .with_request_timeout(settings.server.request_timeout)
                 .with_store(Arc::clone(&store))
                 .with_accounts(
-                    Arc::new(Accounts::new(&settings.account_settings())),
+                    Arc::new(Accounts::for_store(&settings.account_settings(), &store)),
                     Arc::new(FrontDoor::new(settings.front_door())),
                 )
                 .with_trusted_player_header(settings.accounts.trust_player_header),
@@ -317,13 +317,13 @@ async fn forget_idle_clients(app: Arc<App>) {
         tick.tick().await;
         // Walking every client's bucket takes a while with many clients: off this runtime,
         // which also drives the store's writer and lease.
+        let ended = app.accounts().sweep().await;
+        if ended > 0 {
+            tracing::debug!(ended, "expired sessions (or stale cached tokens) removed");
+        }
         let limits = Arc::clone(&app);
         let tracked = tokio::task::spawn_blocking(move || {
             limits.front_door().forget_idle();
-            let ended = limits.accounts().sweep();
-            if ended > 0 {
-                tracing::debug!(ended, "expired sessions removed");
-            }
             limits.rate_limits().forget_idle()
         })
         .await

@@ -13,6 +13,7 @@
 //! backoff lets a trial through.
 
 pub mod breaker;
+pub mod directory;
 pub mod game_id;
 pub mod idempotency;
 pub mod memory;
@@ -247,6 +248,30 @@ impl Store {
         match &self.backend {
             Backend::Memory(_) => "memory",
             Backend::Redis(redis) => redis.kind,
+        }
+    }
+
+    /// Whether accounts and sessions live in Redis (shared) rather than in this process.
+    pub fn shares_accounts(&self) -> bool {
+        matches!(self.backend, Backend::Redis(_))
+    }
+
+    /// Runs `call` on the accounts' keys in Redis, through the breaker, the timeout and the
+    /// `store` fault point like every other store call. Only for a Redis store: in memory,
+    /// accounts keep their own tables and never ask.
+    pub async fn directory<T, F, Fut>(&self, call: F) -> Result<T, StoreError>
+    where
+        F: FnOnce(directory::Directory) -> Fut,
+        Fut: Future<Output = Result<T, StoreError>>,
+    {
+        match &self.backend {
+            Backend::Redis(redis) => {
+                let directory = directory::Directory::new(redis.shared_connection());
+                self.guarded(call(directory)).await
+            }
+            Backend::Memory(_) => Err(StoreError::Unavailable {
+                retry_after: Duration::from_secs(1),
+            }),
         }
     }
 

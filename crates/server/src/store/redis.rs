@@ -192,7 +192,7 @@ return 0
 
 /// Either kind of connection; both multiplex, so clones share one socket per node.
 #[derive(Clone)]
-enum Connection {
+pub(super) enum Connection {
     Standalone(ConnectionManager),
     Cluster(ClusterConnection),
 }
@@ -317,6 +317,11 @@ impl RedisStore {
 
     fn connection(&self) -> Connection {
         self.connection.clone()
+    }
+
+    /// The connection, for the accounts' keys ([`super::directory`]) to share.
+    pub(super) fn shared_connection(&self) -> Connection {
+        self.connection()
     }
 
     pub async fn ping(&self) -> Result<(), StoreError> {

@@ -1,0 +1,717 @@
+//! Accounts and sessions in Redis: the directory every instance shares, so a session started
+//! on one instance is good on all of them and survives restarts.
+//!
+//! The accounts module keeps the rules (who may sign in, what a session allows); this module
+//! only knows keys and values, and holds no account types of its own (the store sits below
+//! the accounts in the module order). Token material never reaches Redis: only the lowercase
+//! hex of a token's BLAKE3 hash does.
+//!
+//! Key layout (every operation touches one key per command, or two keys of one hash slot in a
+//! script, so Redis Cluster needs nothing more):
+//! - `gg:acct:{<id>}`: hash of an account: `name`, `user` (username as typed, absent for a
+//!   guest), `pw` (Argon2id PHC string), `dev` (device secret's hash), `created`. A guest's
+//!   account expires `guest_retention` after its latest sign-in; a registered one never.
+//! - `gg:acct:{<id>}:sessions`: sorted set of the account's session ids, scored by deadline.
+//! - `gg:user:<fold>`: the account id of a username (by its case fold); `SET NX` makes
+//!   usernames unique across instances.
+//! - `gg:dev:<hash>`: the account id of a device secret.
+//! - `gg:sess:{<id>}`: hash of a session: `acct`, `created`, `seen`, `expires` (absolute end),
+//!   `access`, `refresh` (current tokens' hashes), `key` unused by Redis; it expires at the
+//!   session's deadline (idle or absolute, the earlier).
+//! - `gg:tok:<hash>`: an access token: `<session> <account> <access expiry ms>`, expiring
+//!   with the token (or the session, if sooner). One `GET` verifies a token.
+//! - `gg:{ref:<hash>}:live` / `gg:{ref:<hash>}:spent`: a refresh token before and after its
+//!   use, in one slot so one script trades one for the other atomically: of two instances
+//!   presented the same refresh token, exactly one rotates it and the other sees it spent.
+//! - `gg:gone:<hash>`: an access token whose account was deleted, until it would have
+//!   expired: a repeated `DELETE /me` is answered as the first was.
+//! - `gg:census:accounts`, `gg:census:sessions`: sorted sets of ids by expiry (guests and
+//!   sessions) or `+inf` (registered accounts), for the gauges: trimmed by every instance's
+//!   sweep, counted with `ZCARD`.
+
+use std::collections::HashMap;
+
+use redis::Script;
+
+use super::StoreError;
+use super::redis::Connection;
+
+/// Trades a live refresh token for spent, atomically. KEYS: live, spent. ARGV: none.
+/// Returns `{1, value}` when it was live, `{2, session}` when it was already spent, `{0}`
+/// when neither. The spent record lives until the session's absolute end (in the value).
+const ROTATE_SCRIPT: &str = r"
+local live = redis.call('GETDEL', KEYS[1])
+if live then
+  local session, expires = string.match(live, '^(%S+) (%d+)$')
+  if session then
+    redis.call('SET', KEYS[2], session, 'PXAT', expires)
+  end
+  return {1, live}
+end
+local spent = redis.call('GET', KEYS[2])
+if spent then return {2, spent} end
+return {0}
+";
+
+/// Sets fields of a hash only if it exists: renaming a deleted account must not bring back a
+/// partial one. KEYS: the hash. ARGV: field, value pairs. Returns 1 if set.
+const UPDATE_SCRIPT: &str = r"
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], unpack(ARGV))
+return 1
+";
+
+/// An account as Redis holds it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct StoredAccount {
+    pub id: String,
+    pub display_name: String,
+    pub username: Option<String>,
+    pub password_hash: Option<String>,
+    pub device: Option<String>,
+    pub created_ms: u64,
+}
+
+/// A session as Redis holds it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct StoredSession {
+    pub id: String,
+    pub account: String,
+    pub created_ms: u64,
+    pub last_seen_ms: u64,
+    pub expires_ms: u64,
+    pub access: String,
+    pub refresh: String,
+}
+
+/// What a presented refresh token turned out to be.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Rotation {
+    /// It was live; now it is spent. Its session.
+    Rotated {
+        session: String,
+    },
+    /// It had been spent already: whoever holds it is not the session's holder.
+    Reused {
+        session: String,
+    },
+    Unknown,
+}
+
+/// What an access token is, as one round trip tells.
+#[derive(Debug, PartialEq, Eq)]
+pub enum TokenRecord {
+    Live {
+        session: String,
+        account: String,
+        expires_ms: u64,
+    },
+    /// Its account was deleted.
+    Deleted {
+        account: String,
+    },
+    Unknown,
+}
+
+/// The tokens a new or refreshed session gets, as hashes, with their deadlines.
+#[derive(Clone, Debug)]
+pub struct SessionTokens<'a> {
+    pub session: &'a str,
+    pub account: &'a str,
+    pub access: &'a str,
+    pub access_expires_ms: u64,
+    pub refresh: &'a str,
+    /// The session's deadline (idle or absolute, the earlier).
+    pub deadline_ms: u64,
+    /// The session's absolute end.
+    pub expires_ms: u64,
+}
+
+fn account_key(id: &str) -> String {
+    format!("gg:acct:{{{id}}}")
+}
+
+fn account_sessions_key(id: &str) -> String {
+    format!("gg:acct:{{{id}}}:sessions")
+}
+
+fn username_key(fold: &str) -> String {
+    format!("gg:user:{fold}")
+}
+
+fn device_key(hash: &str) -> String {
+    format!("gg:dev:{hash}")
+}
+
+fn session_key(id: &str) -> String {
+    format!("gg:sess:{{{id}}}")
+}
+
+fn access_key(hash: &str) -> String {
+    format!("gg:tok:{hash}")
+}
+
+fn refresh_keys(hash: &str) -> (String, String) {
+    (
+        format!("gg:{{ref:{hash}}}:live"),
+        format!("gg:{{ref:{hash}}}:spent"),
+    )
+}
+
+fn gone_key(hash: &str) -> String {
+    format!("gg:gone:{hash}")
+}
+
+const ACCOUNT_CENSUS: &str = "gg:census:accounts";
+const SESSION_CENSUS: &str = "gg:census:sessions";
+
+/// The accounts' view of Redis. Cheap to clone: the connection multiplexes.
+#[derive(Clone)]
+pub struct Directory {
+    connection: Connection,
+    rotate: Script,
+    update: Script,
+}
+
+impl std::fmt::Debug for Directory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Directory").finish_non_exhaustive()
+    }
+}
+
+fn number(fields: &HashMap<String, String>, name: &str) -> u64 {
+    fields
+        .get(name)
+        .and_then(|value| value.parse().ok())
+        .unwrap_or(0)
+}
+
+impl Directory {
+    pub(super) fn new(connection: Connection) -> Self {
+        Self {
+            connection,
+            rotate: Script::new(ROTATE_SCRIPT),
+            update: Script::new(UPDATE_SCRIPT),
+        }
+    }
+
+    fn connection(&self) -> Connection {
+        self.connection.clone()
+    }
+
+    /// Claims `fold` for `account`; false when another account has it.
+    pub async fn claim_username(&self, fold: &str, account: &str) -> Result<bool, StoreError> {
+        let claimed: Option<String> = redis::cmd("SET")
+            .arg(username_key(fold))
+            .arg(account)
+            .arg("NX")
+            .query_async(&mut self.connection())
+            .await?;
+        Ok(claimed.is_some())
+    }
+
+    /// Gives `fold` up, if `account` holds it (a creation that failed after claiming it).
+    pub async fn release_username(&self, fold: &str, account: &str) -> Result<(), StoreError> {
+        let holder: Option<String> = redis::cmd("GET")
+            .arg(username_key(fold))
+            .query_async(&mut self.connection())
+            .await?;
+        if holder.as_deref() == Some(account) {
+            let () = redis::cmd("DEL")
+                .arg(username_key(fold))
+                .query_async(&mut self.connection())
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Writes a new account (its username already claimed). A guest's keys expire after
+    /// `guest_retention_ms` unless it signs in again.
+    pub async fn create_account(
+        &self,
+        account: &StoredAccount,
+        guest_retention_ms: u64,
+        now_ms: u64,
+    ) -> Result<(), StoreError> {
+        let key = account_key(&account.id);
+        let mut command = redis::cmd("HSET");
+        command
+            .arg(&key)
+            .arg("name")
+            .arg(&account.display_name)
+            .arg("created")
+            .arg(account.created_ms);
+        if let Some(username) = &account.username {
+            command.arg("user").arg(username);
+        }
+        if let Some(hash) = &account.password_hash {
+            command.arg("pw").arg(hash);
+        }
+        if let Some(device) = &account.device {
+            command.arg("dev").arg(device);
+        }
+        let () = command.query_async(&mut self.connection()).await?;
+        let guest = account.username.is_none();
+        let census_score = if guest {
+            (now_ms.saturating_add(guest_retention_ms)).to_string()
+        } else {
+            "+inf".to_owned()
+        };
+        if guest {
+            let () = redis::cmd("PEXPIRE")
+                .arg(&key)
+                .arg(guest_retention_ms)
+                .query_async(&mut self.connection())
+                .await?;
+        }
+        if let Some(device) = &account.device {
+            let () = redis::cmd("SET")
+                .arg(device_key(device))
+                .arg(&account.id)
+                .arg("PX")
+                .arg(guest_retention_ms)
+                .query_async(&mut self.connection())
+                .await?;
+        }
+        let () = redis::cmd("ZADD")
+            .arg(ACCOUNT_CENSUS)
+            .arg(census_score)
+            .arg(&account.id)
+            .query_async(&mut self.connection())
+            .await?;
+        Ok(())
+    }
+
+    pub async fn account(&self, id: &str) -> Result<Option<StoredAccount>, StoreError> {
+        let fields: HashMap<String, String> = redis::cmd("HGETALL")
+            .arg(account_key(id))
+            .query_async(&mut self.connection())
+            .await?;
+        if fields.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(StoredAccount {
+            id: id.to_owned(),
+            display_name: fields.get("name").cloned().unwrap_or_default(),
+            username: fields.get("user").cloned(),
+            password_hash: fields.get("pw").cloned(),
+            device: fields.get("dev").cloned(),
+            created_ms: number(&fields, "created"),
+        }))
+    }
+
+    /// The account holding a username (by its fold) or a device secret (by its hash).
+    pub async fn account_by_username(
+        &self,
+        fold: &str,
+    ) -> Result<Option<StoredAccount>, StoreError> {
+        self.account_by_index(username_key(fold)).await
+    }
+
+    pub async fn account_by_device(&self, hash: &str) -> Result<Option<StoredAccount>, StoreError> {
+        self.account_by_index(device_key(hash)).await
+    }
+
+    async fn account_by_index(&self, key: String) -> Result<Option<StoredAccount>, StoreError> {
+        let id: Option<String> = redis::cmd("GET")
+            .arg(key)
+            .query_async(&mut self.connection())
+            .await?;
+        match id {
+            Some(id) => self.account(&id).await,
+            None => Ok(None),
+        }
+    }
+
+    /// Gives a guest a username and password: it stops expiring and its device secret
+    /// retires (a password now guards the account). False if the account is gone.
+    pub async fn register(
+        &self,
+        account: &StoredAccount,
+        username: &str,
+        password_hash: &str,
+    ) -> Result<bool, StoreError> {
+        let key = account_key(&account.id);
+        let updated: i64 = self
+            .update
+            .key(&key)
+            .arg("user")
+            .arg(username)
+            .arg("pw")
+            .arg(password_hash)
+            .invoke_async(&mut self.connection())
+            .await?;
+        if updated == 0 {
+            return Ok(false);
+        }
+        let () = redis::cmd("PERSIST")
+            .arg(&key)
+            .query_async(&mut self.connection())
+            .await?;
+        if let Some(device) = &account.device {
+            let () = redis::cmd("HDEL")
+                .arg(&key)
+                .arg("dev")
+                .query_async(&mut self.connection())
+                .await?;
+            let () = redis::cmd("DEL")
+                .arg(device_key(device))
+                .query_async(&mut self.connection())
+                .await?;
+        }
+        let () = redis::cmd("ZADD")
+            .arg(ACCOUNT_CENSUS)
+            .arg("+inf")
+            .arg(&account.id)
+            .query_async(&mut self.connection())
+            .await?;
+        Ok(true)
+    }
+
+    /// Sets fields of an existing account; false if it is gone.
+    pub async fn update_account(
+        &self,
+        id: &str,
+        fields: &[(&str, &str)],
+    ) -> Result<bool, StoreError> {
+        let mut invocation = self.update.key(account_key(id));
+        for (name, value) in fields {
+            invocation.arg(*name).arg(*value);
+        }
+        let updated: i64 = invocation.invoke_async(&mut self.connection()).await?;
+        Ok(updated == 1)
+    }
+
+    /// Keeps a guest (and its device secret) another `retention_ms` from now.
+    pub async fn keep_guest(
+        &self,
+        account: &StoredAccount,
+        retention_ms: u64,
+        now_ms: u64,
+    ) -> Result<(), StoreError> {
+        if account.username.is_some() {
+            return Ok(());
+        }
+        let () = redis::cmd("PEXPIRE")
+            .arg(account_key(&account.id))
+            .arg(retention_ms)
+            .query_async(&mut self.connection())
+            .await?;
+        if let Some(device) = &account.device {
+            let () = redis::cmd("PEXPIRE")
+                .arg(device_key(device))
+                .arg(retention_ms)
+                .query_async(&mut self.connection())
+                .await?;
+        }
+        let () = redis::cmd("ZADD")
+            .arg(ACCOUNT_CENSUS)
+            .arg(now_ms.saturating_add(retention_ms))
+            .arg(&account.id)
+            .query_async(&mut self.connection())
+            .await?;
+        Ok(())
+    }
+
+    /// Files a session's tokens: the session hash, its access and refresh tokens, its place
+    /// in the account's list. Returns the ids of the account's sessions beyond
+    /// `max_per_account` (those nearest their end), for the caller to end.
+    pub async fn start_session(
+        &self,
+        tokens: &SessionTokens<'_>,
+        now_ms: u64,
+        max_per_account: usize,
+    ) -> Result<Vec<String>, StoreError> {
+        let () = redis::cmd("HSET")
+            .arg(session_key(tokens.session))
+            .arg("acct")
+            .arg(tokens.account)
+            .arg("created")
+            .arg(now_ms)
+            .arg("seen")
+            .arg(now_ms)
+            .arg("expires")
+            .arg(tokens.expires_ms)
+            .arg("access")
+            .arg(tokens.access)
+            .arg("refresh")
+            .arg(tokens.refresh)
+            .query_async(&mut self.connection())
+            .await?;
+        self.file_tokens(tokens).await?;
+        let sessions = account_sessions_key(tokens.account);
+        // Sessions that ended on their own leave the account's list here.
+        let () = redis::cmd("ZREMRANGEBYSCORE")
+            .arg(&sessions)
+            .arg("-inf")
+            .arg(now_ms)
+            .query_async(&mut self.connection())
+            .await?;
+        let count: usize = redis::cmd("ZCARD")
+            .arg(&sessions)
+            .query_async(&mut self.connection())
+            .await?;
+        if count <= max_per_account.max(1) {
+            return Ok(Vec::new());
+        }
+        let extra = count - max_per_account.max(1);
+        let oldest: Vec<String> = redis::cmd("ZRANGE")
+            .arg(&sessions)
+            .arg(0)
+            .arg(extra)
+            .query_async(&mut self.connection())
+            .await?;
+        Ok(oldest
+            .into_iter()
+            .filter(|id| id != tokens.session)
+            .take(extra)
+            .collect())
+    }
+
+    /// Writes a session's current tokens and deadline (a start or a refresh).
+    async fn file_tokens(&self, tokens: &SessionTokens<'_>) -> Result<(), StoreError> {
+        let () = redis::cmd("PEXPIREAT")
+            .arg(session_key(tokens.session))
+            .arg(tokens.deadline_ms)
+            .query_async(&mut self.connection())
+            .await?;
+        let () = redis::cmd("SET")
+            .arg(access_key(tokens.access))
+            .arg(format!(
+                "{} {} {}",
+                tokens.session, tokens.account, tokens.access_expires_ms
+            ))
+            .arg("PXAT")
+            .arg(tokens.access_expires_ms.min(tokens.deadline_ms))
+            .query_async(&mut self.connection())
+            .await?;
+        let (live, _) = refresh_keys(tokens.refresh);
+        let () = redis::cmd("SET")
+            .arg(live)
+            .arg(format!("{} {}", tokens.session, tokens.expires_ms))
+            .arg("PXAT")
+            .arg(tokens.deadline_ms)
+            .query_async(&mut self.connection())
+            .await?;
+        for (key, member) in [
+            (account_sessions_key(tokens.account), tokens.session),
+            (SESSION_CENSUS.to_owned(), tokens.session),
+        ] {
+            let () = redis::cmd("ZADD")
+                .arg(key)
+                .arg(tokens.deadline_ms)
+                .arg(member)
+                .query_async(&mut self.connection())
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// One round trip: what an access token (by hash) is. Two `GET`s sent together over the
+    /// multiplexed connection (not a pipeline: on a cluster the keys sit in different slots).
+    pub async fn token(&self, access: &str) -> Result<TokenRecord, StoreError> {
+        let (mut first, mut second) = (self.connection(), self.connection());
+        let (live_key, gone_key) = (access_key(access), gone_key(access));
+        let mut live_command = redis::cmd("GET");
+        live_command.arg(&live_key);
+        let mut gone_command = redis::cmd("GET");
+        gone_command.arg(&gone_key);
+        let (live, gone) = futures_util::future::join(
+            live_command.query_async::<Option<String>>(&mut first),
+            gone_command.query_async::<Option<String>>(&mut second),
+        )
+        .await;
+        let (live, gone) = (live?, gone?);
+        if let Some(live) = live {
+            let mut parts = live.split(' ');
+            if let (Some(session), Some(account), Some(expires)) =
+                (parts.next(), parts.next(), parts.next())
+            {
+                return Ok(TokenRecord::Live {
+                    session: session.to_owned(),
+                    account: account.to_owned(),
+                    expires_ms: expires.parse().unwrap_or(0),
+                });
+            }
+        }
+        Ok(match gone {
+            Some(account) => TokenRecord::Deleted { account },
+            None => TokenRecord::Unknown,
+        })
+    }
+
+    /// Spends a refresh token (by hash), atomically across instances.
+    pub async fn spend_refresh(&self, refresh: &str) -> Result<Rotation, StoreError> {
+        let (live, spent) = refresh_keys(refresh);
+        let reply: Vec<redis::Value> = self
+            .rotate
+            .key(live)
+            .key(spent)
+            .invoke_async(&mut self.connection())
+            .await?;
+        let text = |value: Option<&redis::Value>| match value {
+            Some(redis::Value::BulkString(bytes)) => String::from_utf8_lossy(bytes).into_owned(),
+            Some(redis::Value::SimpleString(text)) => text.clone(),
+            _ => String::new(),
+        };
+        let session_of = |value: String| value.split(' ').next().unwrap_or_default().to_owned();
+        Ok(match reply.first() {
+            Some(redis::Value::Int(1)) => Rotation::Rotated {
+                session: session_of(text(reply.get(1))),
+            },
+            Some(redis::Value::Int(2)) => Rotation::Reused {
+                session: session_of(text(reply.get(1))),
+            },
+            _ => Rotation::Unknown,
+        })
+    }
+
+    /// Moves a session to new tokens after its refresh token was spent: the old access token
+    /// stops working at once.
+    pub async fn rotate(
+        &self,
+        old_access: &str,
+        tokens: &SessionTokens<'_>,
+        now_ms: u64,
+    ) -> Result<(), StoreError> {
+        let () = redis::cmd("DEL")
+            .arg(access_key(old_access))
+            .query_async(&mut self.connection())
+            .await?;
+        let () = redis::cmd("HSET")
+            .arg(session_key(tokens.session))
+            .arg("access")
+            .arg(tokens.access)
+            .arg("refresh")
+            .arg(tokens.refresh)
+            .arg("seen")
+            .arg(now_ms)
+            .query_async(&mut self.connection())
+            .await?;
+        self.file_tokens(tokens).await
+    }
+
+    pub async fn session(&self, id: &str) -> Result<Option<StoredSession>, StoreError> {
+        let fields: HashMap<String, String> = redis::cmd("HGETALL")
+            .arg(session_key(id))
+            .query_async(&mut self.connection())
+            .await?;
+        if fields.is_empty() {
+            return Ok(None);
+        }
+        let text = |name: &str| fields.get(name).cloned().unwrap_or_default();
+        Ok(Some(StoredSession {
+            id: id.to_owned(),
+            account: text("acct"),
+            created_ms: number(&fields, "created"),
+            last_seen_ms: number(&fields, "seen"),
+            expires_ms: number(&fields, "expires"),
+            access: text("access"),
+            refresh: text("refresh"),
+        }))
+    }
+
+    /// An account's sessions that have not ended.
+    pub async fn sessions_of(&self, account: &str) -> Result<Vec<StoredSession>, StoreError> {
+        let ids: Vec<String> = redis::cmd("ZRANGE")
+            .arg(account_sessions_key(account))
+            .arg(0)
+            .arg(-1)
+            .query_async(&mut self.connection())
+            .await?;
+        let mut sessions = Vec::with_capacity(ids.len());
+        for id in ids {
+            if let Some(session) = self.session(&id).await? {
+                sessions.push(session);
+            }
+        }
+        Ok(sessions)
+    }
+
+    /// Ends a session: its tokens stop working. Returns it, if it existed.
+    pub async fn end_session(&self, id: &str) -> Result<Option<StoredSession>, StoreError> {
+        let Some(session) = self.session(id).await? else {
+            return Ok(None);
+        };
+        let (live, _) = refresh_keys(&session.refresh);
+        for key in [session_key(id), access_key(&session.access), live] {
+            let () = redis::cmd("DEL")
+                .arg(key)
+                .query_async(&mut self.connection())
+                .await?;
+        }
+        for key in [
+            account_sessions_key(&session.account),
+            SESSION_CENSUS.to_owned(),
+        ] {
+            let () = redis::cmd("ZREM")
+                .arg(key)
+                .arg(id)
+                .query_async(&mut self.connection())
+                .await?;
+        }
+        Ok(Some(session))
+    }
+
+    /// Remembers that `access` (by hash) belonged to `account`, deleted, until `until_ms`.
+    pub async fn bury_token(
+        &self,
+        access: &str,
+        account: &str,
+        until_ms: u64,
+    ) -> Result<(), StoreError> {
+        let () = redis::cmd("SET")
+            .arg(gone_key(access))
+            .arg(account)
+            .arg("PXAT")
+            .arg(until_ms.max(1))
+            .query_async(&mut self.connection())
+            .await?;
+        Ok(())
+    }
+
+    /// Erases an account's own keys (its sessions are ended by the caller first).
+    pub async fn delete_account(
+        &self,
+        account: &StoredAccount,
+        username_fold: Option<&str>,
+    ) -> Result<(), StoreError> {
+        if let Some(fold) = username_fold {
+            self.release_username(fold, &account.id).await?;
+        }
+        let mut keys = vec![account_key(&account.id), account_sessions_key(&account.id)];
+        if let Some(device) = &account.device {
+            keys.push(device_key(device));
+        }
+        for key in keys {
+            let () = redis::cmd("DEL")
+                .arg(key)
+                .query_async(&mut self.connection())
+                .await?;
+        }
+        let () = redis::cmd("ZREM")
+            .arg(ACCOUNT_CENSUS)
+            .arg(&account.id)
+            .query_async(&mut self.connection())
+            .await?;
+        Ok(())
+    }
+
+    /// Trims the census of what has expired and counts what is left: (accounts, sessions).
+    pub async fn census(&self, now_ms: u64) -> Result<(u64, u64), StoreError> {
+        let mut counts = [0; 2];
+        for (count, key) in counts.iter_mut().zip([ACCOUNT_CENSUS, SESSION_CENSUS]) {
+            let () = redis::cmd("ZREMRANGEBYSCORE")
+                .arg(key)
+                .arg("-inf")
+                .arg(now_ms)
+                .query_async(&mut self.connection())
+                .await?;
+            *count = redis::cmd("ZCARD")
+                .arg(key)
+                .query_async(&mut self.connection())
+                .await?;
+        }
+        Ok((counts[0], counts[1]))
+    }
+}
