@@ -4,13 +4,28 @@
 //! Judging is a lookup in a 3x3 table indexed by the two choices, so there is exactly one place
 //! where the rules live and no chain of conditions to get subtly wrong. The computer's move
 //! comes from [`random`], which owns the only contact with the operating system's random source.
+//!
+//! Real-time play builds on that: [`mod@matches`] is the state machine of a match between two
+//! seats, driven by commands and recorded as an append-only log of events; [`fairness`] holds
+//! the commitments that let a player check the server did not change a move after seeing
+//! theirs; [`bots`] are the computer opponents and [`rating`] the Glicko-2 ratings. Time and
+//! randomness are inputs everywhere, so all of it is deterministic and testable without a clock.
 
+pub mod bots;
+pub mod fairness;
+pub mod matches;
 pub mod random;
+pub mod rating;
 
 use std::fmt;
 
+use serde::{Deserialize, Serialize};
+
 /// One of the three moves a player can make.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+///
+/// Serialized by its lowercase name, the same word the API accepts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 #[repr(u8)]
 pub enum Choice {
     Rock = 0,
@@ -24,6 +39,28 @@ pub enum Winner {
     Player,
     Computer,
     Tie,
+}
+
+/// One of the two sides of a match. Shared by [`mod@matches`], which seats players, and
+/// [`fairness`], which binds a commitment to the seat that made it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Seat {
+    A,
+    B,
+}
+
+impl Seat {
+    /// Both seats, A first: the order used wherever seats are listed.
+    pub const BOTH: [Seat; 2] = [Seat::A, Seat::B];
+
+    /// The seat across the table.
+    pub const fn other(self) -> Seat {
+        match self {
+            Seat::A => Seat::B,
+            Seat::B => Seat::A,
+        }
+    }
 }
 
 /// The judged result of one round.
@@ -76,6 +113,11 @@ impl Choice {
     /// The choice at `index` in [`Choice::ALL`]; `index` must be below 3.
     pub(crate) const fn from_index(index: u8) -> Choice {
         Choice::ALL[index as usize]
+    }
+
+    /// The choice that beats this one: paper for rock, scissors for paper, rock for scissors.
+    pub const fn beaten_by(self) -> Choice {
+        Choice::from_index((self as u8 + 1) % 3)
     }
 }
 
@@ -184,6 +226,13 @@ mod tests {
                     "{player}: {winners:?}"
                 );
             }
+        }
+    }
+
+    #[test]
+    fn beaten_by_names_the_choice_that_defeats_it() {
+        for choice in Choice::ALL {
+            assert_eq!(defeats(choice.beaten_by()), choice, "{choice}");
         }
     }
 
