@@ -99,12 +99,39 @@ pub struct Session {
     filed_deadline: u64,
 }
 
+impl Access {
+    fn of(session: &Session) -> Self {
+        Access {
+            bearer: Bearer {
+                account: session.account,
+                session: session.id,
+                account_key: session.account_key,
+            },
+            access_expires_ms: session.access_expires_ms,
+            expires_ms: session.expires_ms,
+            last_seen_ms: session.last_seen_ms,
+        }
+    }
+}
+
 impl Session {
     /// When the session ends if it is not used again.
     pub fn deadline(&self, lifetimes: &Lifetimes) -> u64 {
         self.expires_ms
             .min(self.last_seen_ms.saturating_add(lifetimes.session_idle))
     }
+}
+
+/// An access token's entry: a copy of what its session says about it, and the session's
+/// latest use, which only this entry tracks between a session's refreshes (the session's
+/// `last_seen_ms` is brought up to date from it wherever it is read).
+#[derive(Clone, Copy, Debug)]
+struct Access {
+    bearer: Bearer,
+    access_expires_ms: u64,
+    /// The session's absolute end.
+    expires_ms: u64,
+    last_seen_ms: u64,
 }
 
 /// How many sessions may be held: per account, and in all.
@@ -171,7 +198,9 @@ pub struct Tables {
     by_username: HashMap<String, AccountId, Hasher>,
     by_device: HashMap<TokenHash, AccountId, Hasher>,
     sessions: HashMap<SessionId, Session, Hasher>,
-    by_access: HashMap<TokenHash, SessionId, Hasher>,
+    /// Everything checking an access token needs, so an authenticated request costs one
+    /// lookup: the session's own record is not touched on that path.
+    by_access: HashMap<TokenHash, Access, Hasher>,
     by_refresh: HashMap<TokenHash, SessionId, Hasher>,
     used_refresh: HashMap<TokenHash, SessionId, Hasher>,
     deadlines: BTreeSet<(u64, SessionId)>,
@@ -343,7 +372,7 @@ impl Tables {
             used_refresh: VecDeque::new(),
             filed_deadline: 0,
         };
-        self.by_access.insert(tokens.access, tokens.session);
+        self.by_access.insert(tokens.access, Access::of(&session));
         self.by_refresh.insert(tokens.refresh, tokens.session);
         self.file(session, lifetimes);
         // Many accounts each holding their most sessions could outgrow memory: past the total
@@ -358,25 +387,33 @@ impl Tables {
         Ok(&self.sessions[&tokens.session])
     }
 
-    /// The bearer of an access token, marking its session used. Never allocates.
+    /// The bearer of an access token, marking its session used. One map lookup; never
+    /// allocates.
     pub fn authenticate(
         &mut self,
         access: &TokenHash,
         lifetimes: &Lifetimes,
         now: u64,
     ) -> Result<Bearer, TokenRefused> {
-        let id = *self.by_access.get(access).ok_or(TokenRefused::Unknown)?;
         // The lookup compared the hashes in constant time (`TokenHash`'s equality).
-        let session = self.sessions.get_mut(&id).ok_or(TokenRefused::Unknown)?;
-        if now >= session.access_expires_ms || now >= session.deadline(lifetimes) {
+        let entry = self.by_access.get_mut(access).ok_or(TokenRefused::Unknown)?;
+        let deadline = entry
+            .expires_ms
+            .min(entry.last_seen_ms.saturating_add(lifetimes.session_idle));
+        if now >= entry.access_expires_ms || now >= deadline {
             return Err(TokenRefused::Expired);
         }
-        session.last_seen_ms = now;
-        Ok(Bearer {
-            account: session.account,
-            session: session.id,
-            account_key: session.account_key,
-        })
+        entry.last_seen_ms = now;
+        Ok(entry.bearer)
+    }
+
+    /// Brings a session's `last_seen_ms` up to date from its access token's entry.
+    fn catch_up(&mut self, id: &SessionId) {
+        if let Some(session) = self.sessions.get_mut(id)
+            && let Some(entry) = self.by_access.get(&session.access)
+        {
+            session.last_seen_ms = session.last_seen_ms.max(entry.last_seen_ms);
+        }
     }
 
     /// Trades a refresh token for new tokens. A spent refresh token ends its session: whoever
@@ -394,6 +431,7 @@ impl Tables {
             return Err(TokenRefused::Reused);
         }
         let id = *self.by_refresh.get(refresh).ok_or(TokenRefused::Unknown)?;
+        self.catch_up(&id);
         let session = self.sessions.get_mut(&id).ok_or(TokenRefused::Unknown)?;
         if now >= session.deadline(lifetimes) {
             return Err(TokenRefused::Expired);
@@ -407,9 +445,10 @@ impl Tables {
             .then(|| session.used_refresh.pop_front())
             .flatten();
         let account = session.account;
+        let entry = Access::of(session);
         self.by_access.remove(&old_access);
         self.by_refresh.remove(&old_refresh);
-        self.by_access.insert(new_access, id);
+        self.by_access.insert(new_access, entry);
         self.by_refresh.insert(new_refresh, id);
         self.used_refresh.insert(old_refresh, id);
         if let Some(forgotten) = forgotten {
@@ -435,13 +474,20 @@ impl Tables {
         true
     }
 
-    /// An account's sessions, most recently used last.
-    pub fn sessions_of(&self, account: &str) -> Vec<&Session> {
+    /// An account's sessions, most recently used last, each with its latest use.
+    pub fn sessions_of(&self, account: &str) -> Vec<Session> {
         self.accounts.get(account).map_or_else(Vec::new, |entry| {
             entry
                 .sessions
                 .iter()
                 .filter_map(|id| self.sessions.get(id))
+                .map(|session| {
+                    let mut session = session.clone();
+                    if let Some(entry) = self.by_access.get(&session.access) {
+                        session.last_seen_ms = session.last_seen_ms.max(entry.last_seen_ms);
+                    }
+                    session
+                })
                 .collect()
         })
     }
@@ -467,6 +513,7 @@ impl Tables {
                 break;
             }
             self.deadlines.pop_first();
+            self.catch_up(&id);
             let Some(session) = self.sessions.get_mut(&id) else {
                 continue;
             };
@@ -505,7 +552,10 @@ impl Tables {
     #[cfg(test)]
     pub fn check_consistent(&self) {
         for (id, session) in &self.sessions {
-            assert_eq!(self.by_access.get(&session.access), Some(id));
+            let access = &self.by_access[&session.access];
+            assert_eq!(access.bearer.session, *id);
+            assert_eq!(access.bearer.account, session.account);
+            assert_eq!(access.access_expires_ms, session.access_expires_ms);
             assert_eq!(self.by_refresh.get(&session.refresh), Some(id));
             assert!(self.deadlines.contains(&(session.filed_deadline, *id)));
             assert!(self.accounts[&session.account].sessions.contains(id));
