@@ -396,7 +396,10 @@ impl Tables {
         now: u64,
     ) -> Result<Bearer, TokenRefused> {
         // The lookup compared the hashes in constant time (`TokenHash`'s equality).
-        let entry = self.by_access.get_mut(access).ok_or(TokenRefused::Unknown)?;
+        let entry = self
+            .by_access
+            .get_mut(access)
+            .ok_or(TokenRefused::Unknown)?;
         let deadline = entry
             .expires_ms
             .min(entry.last_seen_ms.saturating_add(lifetimes.session_idle));
