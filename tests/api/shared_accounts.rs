@@ -252,3 +252,85 @@ async fn accounts_work_on_a_redis_cluster() {
     a.shutdown().await.unwrap();
     b.shutdown().await.unwrap();
 }
+
+/// Two instances presented one refresh token at the same moment (a thief and its owner): at
+/// most one rotates, the other sees reuse and ends the session, and whatever tokens the
+/// rotation handed out stop working too, however the two interleave.
+#[tokio::test]
+async fn a_refresh_racing_its_reuse_on_another_instance_leaves_no_working_token() {
+    let redis = RedisServer::start();
+    let url = redis.url();
+    let ttl = Duration::from_millis(200);
+    let a = instance(&url, ttl).await;
+    let b = instance(&url, ttl).await;
+    for _ in 0..8 {
+        let (_, _, refresh, _) = guest(&a).await;
+        let body = json!({"refresh_token": refresh});
+        let ((first, first_body), (second, second_body)) = tokio::join!(
+            post(&a, "/sessions/refresh", None, body.clone()),
+            post(&b, "/sessions/refresh", None, body.clone())
+        );
+        // At most one rotates; the other is reuse, which ends the session, and a rotation
+        // that had not finished when it ended is refused too.
+        assert!(
+            first != StatusCode::OK || second != StatusCode::OK,
+            "{first_body} {second_body}"
+        );
+        for (status, body) in [(first, &first_body), (second, &second_body)] {
+            assert!(
+                status == StatusCode::OK || status == StatusCode::UNAUTHORIZED,
+                "{status} {body}"
+            );
+        }
+        let winner = [(first, &first_body), (second, &second_body)]
+            .into_iter()
+            .find(|(status, _)| *status == StatusCode::OK);
+        let Some((_, winner)) = winner else {
+            continue;
+        };
+        let access = winner["access_token"].as_str().unwrap().to_owned();
+        tokio::time::sleep(ttl + Duration::from_millis(100)).await;
+        for app in [&a, &b] {
+            assert_eq!(
+                play_as(app, Some(&access), &[]).await,
+                StatusCode::UNAUTHORIZED
+            );
+        }
+    }
+    a.shutdown().await.unwrap();
+    b.shutdown().await.unwrap();
+}
+
+/// A client refreshing in a loop cannot fill Redis: each spent refresh token is remembered
+/// for at most 16 access-token lifetimes, not the session's 30 days.
+#[tokio::test]
+async fn spent_refresh_tokens_are_kept_for_a_bounded_time() {
+    let redis = RedisServer::start();
+    let url = redis.url();
+    let app = spawn_app_with(move |settings| {
+        settings.accounts.trust_player_header = false;
+        settings.accounts.access_token_lifetime = Duration::from_secs(60);
+        settings.store.url = url;
+    })
+    .await;
+    let (_, _, mut refresh, _) = guest(&app).await;
+    for _ in 0..5 {
+        let (status, rotated) = post(
+            &app,
+            "/sessions/refresh",
+            None,
+            json!({"refresh_token": refresh}),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{rotated}");
+        refresh = rotated["refresh_token"].as_str().unwrap().to_owned();
+    }
+    let keys = redis.cli(&["--scan", "--pattern", "gg:{ref:*}:spent"]);
+    let spent: Vec<&str> = keys.lines().filter(|line| !line.is_empty()).collect();
+    assert_eq!(spent.len(), 5, "{keys}");
+    for key in spent {
+        let ttl: u64 = redis.cli(&["pttl", key]).trim().parse().unwrap();
+        assert!(ttl > 0 && ttl <= 16 * 60_000, "{key}: {ttl} ms");
+    }
+    app.shutdown().await.unwrap();
+}

@@ -22,8 +22,12 @@ use super::username::Username;
 use super::{AccountError, AccountView, SessionView};
 use crate::store::Store;
 use crate::store::directory::{
-    Directory, Rotation, SessionTokens, StoredAccount, StoredSession, TokenRecord,
+    Directory, Registration, Rotation, SessionTokens, StoredAccount, StoredSession, TokenRecord,
 };
+
+/// Spent refresh tokens are remembered this many access-token lifetimes at most (then a
+/// reuse reads as an unknown token): the memory backend remembers the last 16 per session.
+const SPENT_KEPT_LIFETIMES: u64 = 16;
 
 pub(super) struct Shared {
     store: Arc<Store>,
@@ -140,8 +144,16 @@ impl Shared {
         name: &Username,
     ) -> Result<Option<StoredAccount>, AccountError> {
         let fold = name.key();
-        self.call(|directory| async move { directory.account_by_username(fold).await })
-            .await
+        let found = self
+            .call(|directory| async move { directory.account_by_username(fold).await })
+            .await?;
+        // The index is only believed where the account agrees it has that name.
+        Ok(found.filter(|account| {
+            account
+                .username
+                .as_ref()
+                .is_some_and(|stored| Username::from_stored(stored.clone()).key() == fold)
+        }))
     }
 
     pub(super) async fn account_by_device(
@@ -149,8 +161,14 @@ impl Shared {
         hash: &TokenHash,
     ) -> Result<Option<StoredAccount>, AccountError> {
         let hex = hash.to_hex();
-        self.call(|directory| async move { directory.account_by_device(&hex).await })
-            .await
+        let found = self
+            .call(|directory| {
+                let hex = &hex;
+                async move { directory.account_by_device(hex).await }
+            })
+            .await?;
+        // A device index left behind by a failed upgrade signs no one in.
+        Ok(found.filter(|account| account.device.as_deref() == Some(hex.as_str())))
     }
 
     /// Writes a new account; a username is claimed first, so two instances registering
@@ -211,22 +229,20 @@ impl Shared {
         }
         let name = username.as_str();
         let registered = self
-            .call(|directory| {
-                let account = &account;
-                async move { directory.register(account, name, password_hash).await }
-            })
+            .call(|directory| async move { directory.register(id, name, password_hash).await })
             .await;
-        if !matches!(registered, Ok(true)) {
-            let _ = self
-                .call(|directory| async move { directory.release_username(fold, id).await })
-                .await;
-            registered?;
-            return Err(AccountError::InvalidToken(TokenRefused::Unknown));
-        }
-        if account.display_name.starts_with("guest-") {
-            self.update(id, &[("name", name)]).await?;
-        }
-        Ok(())
+        let refused = match registered {
+            Ok(Registration::Registered) => return Ok(()),
+            Ok(Registration::NoAccount) => AccountError::InvalidToken(TokenRefused::Unknown),
+            Ok(Registration::AlreadyRegistered) => AccountError::AlreadyRegistered,
+            // Whether the script ran is unknown: the name stays claimed rather than risk
+            // handing out a name the account may now hold.
+            Err(error) => return Err(error),
+        };
+        let _ = self
+            .call(|directory| async move { directory.release_username(fold, id).await })
+            .await;
+        Err(refused)
     }
 
     /// Sets fields of an existing account.
@@ -285,6 +301,12 @@ impl Shared {
         for session in extra {
             self.end(&session).await?;
         }
+        // An account deleted while this session was being filed: its deletion may not have
+        // seen the session, so it ends here.
+        if self.account(account).await?.is_none() {
+            self.end(tokens.session.as_str()).await?;
+            return Err(AccountError::InvalidToken(TokenRefused::Unknown));
+        }
         Ok(expires_ms)
     }
 
@@ -298,8 +320,10 @@ impl Shared {
         now: u64,
     ) -> Result<(AccountId, SessionId, u64), AccountError> {
         let hex = presented.to_hex();
+        let spent_until =
+            now.saturating_add(lifetimes.access_token.saturating_mul(SPENT_KEPT_LIFETIMES));
         let rotation = self
-            .call(|directory| async move { directory.spend_refresh(&hex).await })
+            .call(|directory| async move { directory.spend_refresh(&hex, spent_until).await })
             .await?;
         let session = match rotation {
             Rotation::Rotated { session } => session,
@@ -335,29 +359,37 @@ impl Shared {
             expires_ms: stored.expires_ms,
         };
         let old_access = stored.access.as_str();
-        self.call(|directory| {
-            let filed = &filed;
-            async move { directory.rotate(old_access, filed, now).await }
-        })
-        .await?;
+        let rotated = self
+            .call(|directory| {
+                let filed = &filed;
+                async move { directory.rotate(old_access, filed, now).await }
+            })
+            .await?;
         if let Some(old) = TokenHash::from_hex(old_access) {
             self.cache.evict(&old);
+        }
+        if !rotated {
+            return Err(unknown());
+        }
+        if self.account(&stored.account).await?.is_none() {
+            self.end(&stored.id).await?;
+            return Err(unknown());
         }
         Ok((account, id, stored.expires_ms))
     }
 
     /// Ends a session everywhere; here at once, elsewhere within the cache's bound.
-    pub(super) async fn end(&self, session: &str) -> Result<Option<StoredSession>, AccountError> {
+    pub(super) async fn end(&self, session: &str) -> Result<bool, AccountError> {
         let ended = self
             .call(|directory| async move { directory.end_session(session).await })
             .await?;
         if let Some(hash) = ended
             .as_ref()
-            .and_then(|ended| TokenHash::from_hex(&ended.access))
+            .and_then(|(_, access)| TokenHash::from_hex(access))
         {
             self.cache.evict(&hash);
         }
-        Ok(ended)
+        Ok(ended.is_some())
     }
 
     /// Ends `session` if it is `account`'s.
@@ -416,12 +448,13 @@ impl Shared {
             .await?;
         let until = now.saturating_add(lifetimes.access_token);
         for session in &sessions {
-            self.end(&session.id).await?;
+            // The tombstone first: if ending fails, a retry still knows the token.
             let access = session.access.as_str();
             self.call(
                 |directory| async move { directory.bury_token(access, account, until).await },
             )
             .await?;
+            self.end(&session.id).await?;
             if let (Some(hash), Ok(id)) = (TokenHash::from_hex(access), AccountId::from(account)) {
                 self.cache.put(hash, Cached::Deleted(id), now, until);
             }

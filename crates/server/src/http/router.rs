@@ -72,22 +72,33 @@ impl App {
             Some(route) => {
                 // Identity before admission, so an authenticated client is limited as its
                 // account; a bad token is still limited (by address) before it is refused.
-                let identity = match self.identify(route, request) {
-                    Err(TokenRefused::Unverified) if !may_verify => Err(TokenRefused::Unknown),
-                    identity => identity,
-                };
+                let identity = self.identify(route, request);
                 let bearer = identity.as_ref().ok().copied().flatten();
-                self.admit(route, request, bearer.as_ref())
+                // The second pass after a lookup was admitted by the first.
+                let admitted = if may_verify {
+                    self.admit(route, request, bearer.as_ref())
+                } else {
+                    Ok(())
+                };
+                admitted
                     .and_then(|()| self.enter(route))
                     .map_err(ApiError::from)
                     .and_then(|entered| {
                         permit = entered;
                         match identity {
                             // Limited by address like any unknown token, then looked up.
-                            Err(TokenRefused::Unverified) => Ok(Handled::Deferred(Deferred::new(
-                                Job::Identify(Box::new(OwnedRequest::from_request(request))),
-                                stamp,
-                            ))),
+                            Err(TokenRefused::Unverified) if may_verify => {
+                                Ok(Handled::Deferred(Deferred::new(
+                                    Job::Identify(Box::new(OwnedRequest::from_request(request))),
+                                    stamp,
+                                )))
+                            }
+                            // Looked up, and already forgotten (a cache flooded past its
+                            // bound): the token may be good, so a retry, not a 401.
+                            Err(TokenRefused::Unverified) => Err(AccountError::Unavailable(
+                                "the token could not be verified now".to_owned(),
+                            )
+                            .into()),
                             Err(refused) => Err(AccountError::InvalidToken(refused).into()),
                             Ok(_) => self.dispatch(route, request, bearer, stamp, body),
                         }
@@ -234,8 +245,9 @@ impl App {
     }
 
     /// Looks the request's access token up (Redis), then handles the request from the start,
-    /// now that this instance knows the token. Its place under the in-flight bound is left
-    /// before, and taken again by the second pass.
+    /// now that this instance knows the token. Its place under the in-flight bound is held
+    /// through the lookup, then left, and taken again by the second pass (which is not rate
+    /// limited again).
     async fn finish_unverified(
         &self,
         owned: OwnedRequest,

@@ -36,15 +36,19 @@ use redis::Script;
 use super::StoreError;
 use super::redis::Connection;
 
-/// Trades a live refresh token for spent, atomically. KEYS: live, spent. ARGV: none.
-/// Returns `{1, value}` when it was live, `{2, session}` when it was already spent, `{0}`
-/// when neither. The spent record lives until the session's absolute end (in the value).
+/// Trades a live refresh token for spent, atomically. KEYS: live, spent. ARGV: the latest
+/// time the spent record may be kept (Unix ms). Returns `{1, value}` when it was live,
+/// `{2, session}` when it was already spent, `{0}` when neither. The spent record lives until
+/// the session's absolute end (in the value) or ARGV[1], the earlier: a client refreshing in a
+/// loop leaves as many spent records as fit in that window, not one per refresh for 30 days
+/// (the memory backend keeps the last 16 per session).
 const ROTATE_SCRIPT: &str = r"
 local live = redis.call('GETDEL', KEYS[1])
 if live then
   local session, expires = string.match(live, '^(%S+) (%d+)$')
   if session then
-    redis.call('SET', KEYS[2], session, 'PXAT', expires)
+    local until_ms = math.min(tonumber(expires), tonumber(ARGV[1]))
+    redis.call('SET', KEYS[2], session, 'PXAT', until_ms)
   end
   return {1, live}
 end
@@ -53,12 +57,38 @@ if spent then return {2, spent} end
 return {0}
 ";
 
-/// Sets fields of a hash only if it exists: renaming a deleted account must not bring back a
-/// partial one. KEYS: the hash. ARGV: field, value pairs. Returns 1 if set.
+/// Sets fields of a hash only if it exists and is not being ended: renaming a deleted account
+/// must not bring back a partial one, nor a refresh racing a sign-out a session. KEYS: the
+/// hash. ARGV: field, value pairs. Returns 1 if set.
 const UPDATE_SCRIPT: &str = r"
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+if redis.call('HEXISTS', KEYS[1], 'ended') == 1 then return 0 end
 redis.call('HSET', KEYS[1], unpack(ARGV))
 return 1
+";
+
+/// Marks a session ended and returns its fields, atomically: a refresh that has not yet
+/// written its new tokens will see the mark and stop. KEYS: the session. Returns
+/// `{account, access, refresh}`, or nil when there is no session.
+const END_SCRIPT: &str = r"
+if redis.call('EXISTS', KEYS[1]) == 0 then return nil end
+redis.call('HSET', KEYS[1], 'ended', '1')
+return redis.call('HMGET', KEYS[1], 'acct', 'access', 'refresh')
+";
+
+/// Gives a guest a username and password in one step. KEYS: the account. ARGV: username,
+/// password hash, the display name to take if the current one is a guest's. Returns the
+/// retired device hash (or ''), 0 if there is no account, -1 if it already has a username.
+const REGISTER_SCRIPT: &str = r"
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+if redis.call('HEXISTS', KEYS[1], 'user') == 1 then return -1 end
+redis.call('HSET', KEYS[1], 'user', ARGV[1], 'pw', ARGV[2])
+local name = redis.call('HGET', KEYS[1], 'name') or ''
+if string.sub(name, 1, 6) == 'guest-' then redis.call('HSET', KEYS[1], 'name', ARGV[3]) end
+redis.call('PERSIST', KEYS[1])
+local device = redis.call('HGET', KEYS[1], 'dev') or ''
+redis.call('HDEL', KEYS[1], 'dev')
+return device
 ";
 
 /// An account as Redis holds it.
@@ -82,6 +112,14 @@ pub struct StoredSession {
     pub expires_ms: u64,
     pub access: String,
     pub refresh: String,
+}
+
+/// What registering a guest did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Registration {
+    Registered,
+    NoAccount,
+    AlreadyRegistered,
 }
 
 /// What a presented refresh token turned out to be.
@@ -171,6 +209,8 @@ pub struct Directory {
     connection: Connection,
     rotate: Script,
     update: Script,
+    end: Script,
+    register: Script,
 }
 
 impl std::fmt::Debug for Directory {
@@ -192,6 +232,8 @@ impl Directory {
             connection,
             rotate: Script::new(ROTATE_SCRIPT),
             update: Script::new(UPDATE_SCRIPT),
+            end: Script::new(END_SCRIPT),
+            register: Script::new(REGISTER_SCRIPT),
         }
     }
 
@@ -323,49 +365,43 @@ impl Directory {
         }
     }
 
-    /// Gives a guest a username and password: it stops expiring and its device secret
-    /// retires (a password now guards the account). False if the account is gone.
+    /// Gives a guest a username and password (its username already claimed): it stops
+    /// expiring and its device secret retires (a password now guards the account), in one
+    /// script. Ok(false) if the account is gone, Err(()) inside Ok if it already has one.
     pub async fn register(
         &self,
-        account: &StoredAccount,
+        id: &str,
         username: &str,
         password_hash: &str,
-    ) -> Result<bool, StoreError> {
-        let key = account_key(&account.id);
-        let updated: i64 = self
-            .update
-            .key(&key)
-            .arg("user")
+    ) -> Result<Registration, StoreError> {
+        let reply: redis::Value = self
+            .register
+            .key(account_key(id))
             .arg(username)
-            .arg("pw")
             .arg(password_hash)
+            .arg(username)
             .invoke_async(&mut self.connection())
             .await?;
-        if updated == 0 {
-            return Ok(false);
-        }
-        let () = redis::cmd("PERSIST")
-            .arg(&key)
-            .query_async(&mut self.connection())
-            .await?;
-        if let Some(device) = &account.device {
-            let () = redis::cmd("HDEL")
-                .arg(&key)
-                .arg("dev")
-                .query_async(&mut self.connection())
-                .await?;
+        let device = match reply {
+            redis::Value::Int(0) => return Ok(Registration::NoAccount),
+            redis::Value::Int(_) => return Ok(Registration::AlreadyRegistered),
+            redis::Value::BulkString(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+            redis::Value::SimpleString(text) => text,
+            _ => String::new(),
+        };
+        if !device.is_empty() {
             let () = redis::cmd("DEL")
-                .arg(device_key(device))
+                .arg(device_key(&device))
                 .query_async(&mut self.connection())
                 .await?;
         }
         let () = redis::cmd("ZADD")
             .arg(ACCOUNT_CENSUS)
             .arg("+inf")
-            .arg(&account.id)
+            .arg(id)
             .query_async(&mut self.connection())
             .await?;
-        Ok(true)
+        Ok(Registration::Registered)
     }
 
     /// Sets fields of an existing account; false if it is gone.
@@ -440,6 +476,12 @@ impl Directory {
             .await?;
         self.file_tokens(tokens).await?;
         let sessions = account_sessions_key(tokens.account);
+        // The list outlives every session in it: none ends after this new one's absolute end.
+        let () = redis::cmd("PEXPIREAT")
+            .arg(&sessions)
+            .arg(tokens.expires_ms)
+            .query_async(&mut self.connection())
+            .await?;
         // Sessions that ended on their own leave the account's list here.
         let () = redis::cmd("ZREMRANGEBYSCORE")
             .arg(&sessions)
@@ -541,12 +583,17 @@ impl Directory {
     }
 
     /// Spends a refresh token (by hash), atomically across instances.
-    pub async fn spend_refresh(&self, refresh: &str) -> Result<Rotation, StoreError> {
+    pub async fn spend_refresh(
+        &self,
+        refresh: &str,
+        spent_until_ms: u64,
+    ) -> Result<Rotation, StoreError> {
         let (live, spent) = refresh_keys(refresh);
         let reply: Vec<redis::Value> = self
             .rotate
             .key(live)
             .key(spent)
+            .arg(spent_until_ms.max(1))
             .invoke_async(&mut self.connection())
             .await?;
         let text = |value: Option<&redis::Value>| match value {
@@ -568,27 +615,54 @@ impl Directory {
 
     /// Moves a session to new tokens after its refresh token was spent: the old access token
     /// stops working at once.
+    /// Returns false when the session ended meanwhile (a sign-out or a reuse detected on
+    /// another instance): then no new token is left working.
     pub async fn rotate(
         &self,
         old_access: &str,
         tokens: &SessionTokens<'_>,
         now_ms: u64,
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         let () = redis::cmd("DEL")
             .arg(access_key(old_access))
             .query_async(&mut self.connection())
             .await?;
-        let () = redis::cmd("HSET")
-            .arg(session_key(tokens.session))
+        let now = now_ms.to_string();
+        let session = session_key(tokens.session);
+        let updated: i64 = self
+            .update
+            .key(&session)
             .arg("access")
             .arg(tokens.access)
             .arg("refresh")
             .arg(tokens.refresh)
             .arg("seen")
-            .arg(now_ms)
+            .arg(&now)
+            .invoke_async(&mut self.connection())
+            .await?;
+        if updated == 0 {
+            return Ok(false);
+        }
+        self.file_tokens(tokens).await?;
+        // An end that marked the session after the update above has deleted the tokens it
+        // read, perhaps before they were filed: look again, and take them back if so.
+        let (current, ended): (Option<String>, Option<String>) = redis::cmd("HMGET")
+            .arg(&session)
+            .arg("access")
+            .arg("ended")
             .query_async(&mut self.connection())
             .await?;
-        self.file_tokens(tokens).await
+        if current.as_deref() == Some(tokens.access) && ended.is_none() {
+            return Ok(true);
+        }
+        let (live, _) = refresh_keys(tokens.refresh);
+        for key in [access_key(tokens.access), live] {
+            let () = redis::cmd("DEL")
+                .arg(key)
+                .query_async(&mut self.connection())
+                .await?;
+        }
+        Ok(false)
     }
 
     pub async fn session(&self, id: &str) -> Result<Option<StoredSession>, StoreError> {
@@ -596,7 +670,7 @@ impl Directory {
             .arg(session_key(id))
             .query_async(&mut self.connection())
             .await?;
-        if fields.is_empty() {
+        if fields.is_empty() || fields.contains_key("ended") {
             return Ok(None);
         }
         let text = |name: &str| fields.get(name).cloned().unwrap_or_default();
@@ -628,29 +702,37 @@ impl Directory {
         Ok(sessions)
     }
 
-    /// Ends a session: its tokens stop working. Returns it, if it existed.
-    pub async fn end_session(&self, id: &str) -> Result<Option<StoredSession>, StoreError> {
-        let Some(session) = self.session(id).await? else {
+    /// Ends a session: its tokens stop working. Returns (account, access hash) if it
+    /// existed. The session is marked ended first (atomically with reading its tokens), its
+    /// tokens go next and its record last, so a failure half-way leaves a record a retry can
+    /// finish, never a working token without one.
+    pub async fn end_session(&self, id: &str) -> Result<Option<(String, String)>, StoreError> {
+        let key = session_key(id);
+        let fields: Option<Vec<Option<String>>> = self
+            .end
+            .key(&key)
+            .invoke_async(&mut self.connection())
+            .await?;
+        let Some(fields) = fields else {
             return Ok(None);
         };
-        let (live, _) = refresh_keys(&session.refresh);
-        for key in [session_key(id), access_key(&session.access), live] {
+        let field = |index: usize| fields.get(index).cloned().flatten().unwrap_or_default();
+        let (account, access, refresh) = (field(0), field(1), field(2));
+        let (live, _) = refresh_keys(&refresh);
+        for key in [access_key(&access), live, key] {
             let () = redis::cmd("DEL")
                 .arg(key)
                 .query_async(&mut self.connection())
                 .await?;
         }
-        for key in [
-            account_sessions_key(&session.account),
-            SESSION_CENSUS.to_owned(),
-        ] {
+        for key in [account_sessions_key(&account), SESSION_CENSUS.to_owned()] {
             let () = redis::cmd("ZREM")
                 .arg(key)
                 .arg(id)
                 .query_async(&mut self.connection())
                 .await?;
         }
-        Ok(Some(session))
+        Ok(Some((account, access)))
     }
 
     /// Remembers that `access` (by hash) belonged to `account`, deleted, until `until_ms`.
