@@ -168,6 +168,8 @@ async fn instances_racing_for_one_username_give_it_to_exactly_one_account() {
     let mut statuses = [first, second];
     statuses.sort();
     assert_eq!(statuses, [StatusCode::CREATED, StatusCode::CONFLICT]);
+    // The winner's claim is permanent; a claim only lapses when no account came to hold it.
+    assert_eq!(redis.cli(&["pttl", "gg:user:racer"]).trim(), "-1");
     a.shutdown().await.unwrap();
     b.shutdown().await.unwrap();
 }

@@ -578,12 +578,12 @@ impl Accounts {
                     })
                     .collect())
             }
+            // Sent together over the multiplexed connection, not one after another.
             Backend::Shared(shared) => {
-                let mut names = Vec::with_capacity(ids.len());
-                for id in ids {
-                    names.push(shared.me(id).await?.map(|view| view.display_name));
-                }
-                Ok(names)
+                futures_util::future::try_join_all(ids.iter().map(|id| async move {
+                    Ok::<_, AccountError>(shared.me(id).await?.map(|view| view.display_name))
+                }))
+                .await
             }
         }
     }

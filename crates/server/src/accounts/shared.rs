@@ -195,9 +195,13 @@ impl Shared {
                 async move { directory.create_account(account, retention, now).await }
             })
             .await;
-        if written.is_err()
-            && let Some(name) = username
-        {
+        if let (Ok(()), Some(name)) = (&written, username) {
+            let fold = name.key();
+            return self
+                .call(|directory| async move { directory.keep_username(fold).await })
+                .await;
+        }
+        if let Some(name) = username {
             let (fold, id) = (name.key(), account.id.as_str());
             let _ = self
                 .call(|directory| async move { directory.release_username(fold, id).await })
@@ -232,7 +236,11 @@ impl Shared {
             .call(|directory| async move { directory.register(id, name, password_hash).await })
             .await;
         let refused = match registered {
-            Ok(Registration::Registered) => return Ok(()),
+            Ok(Registration::Registered) => {
+                return self
+                    .call(|directory| async move { directory.keep_username(fold).await })
+                    .await;
+            }
             Ok(Registration::NoAccount) => AccountError::InvalidToken(TokenRefused::Unknown),
             Ok(Registration::AlreadyRegistered) => AccountError::AlreadyRegistered,
             // Whether the script ran is unknown: the name stays claimed rather than risk

@@ -300,22 +300,13 @@ impl App {
         match job {
             AccountJob::Guest { format } => {
                 let (session, device_secret) = self.accounts.create_guest().await?;
-                let view = self
-                    .accounts
-                    .me(&session.account)
-                    .await?
-                    .ok_or(AccountError::MissingToken)?;
-                let document = SignedIn {
-                    account: (&view).into(),
-                    session: (&session).into(),
-                    device_secret: Some(&device_secret),
-                };
-                wire::encode(format, &document, body);
+                self.signed_in(&session, Some(&device_secret), format, body)
+                    .await?;
                 Ok(Reply::new(StatusCode::CREATED, format.content_type()))
             }
             AccountJob::DeviceSignIn { secret, format } => {
                 let session = self.accounts.login_device(secret.as_bytes()).await?;
-                self.signed_in(&session, format, body).await?;
+                self.signed_in(&session, None, format, body).await?;
                 Ok(Reply::new(StatusCode::OK, format.content_type()))
             }
             AccountJob::Refresh { token, format } => {
@@ -356,7 +347,7 @@ impl App {
                 format,
             } => {
                 let session = self.accounts.register(&username, password).await?;
-                self.signed_in(&session, format, body).await?;
+                self.signed_in(&session, None, format, body).await?;
                 Ok(Reply::new(StatusCode::CREATED, format.content_type()))
             }
             AccountJob::SignIn {
@@ -369,7 +360,7 @@ impl App {
                 let result = self.accounts.login_password(&username, password).await;
                 self.front_door.record_login(&key, address, result.is_ok());
                 let session = result?;
-                self.signed_in(&session, format, body).await?;
+                self.signed_in(&session, None, format, body).await?;
                 Ok(Reply::new(StatusCode::OK, format.content_type()))
             }
             AccountJob::Upgrade {
@@ -435,9 +426,11 @@ impl App {
         }
     }
 
+    /// The account and its new session; `device_secret` only for a guest just created.
     async fn signed_in(
         &self,
         session: &IssuedSession,
+        device_secret: Option<&str>,
         format: Format,
         body: &mut Vec<u8>,
     ) -> Result<(), ApiError<'static>> {
@@ -449,7 +442,7 @@ impl App {
         let document = SignedIn {
             account: (&view).into(),
             session: session.into(),
-            device_secret: None,
+            device_secret,
         };
         wire::encode(format, &document, body);
         Ok(())

@@ -200,6 +200,9 @@ fn gone_key(hash: &str) -> String {
     format!("gg:gone:{hash}")
 }
 
+/// How long a username claim lasts before the account holding it is written.
+const CLAIM_LEASE_MS: u64 = 60_000;
+
 const ACCOUNT_CENSUS: &str = "gg:census:accounts";
 const SESSION_CENSUS: &str = "gg:census:sessions";
 
@@ -241,15 +244,32 @@ impl Directory {
         self.connection.clone()
     }
 
-    /// Claims `fold` for `account`; false when another account has it.
+    /// Runs a command whose reply says nothing the caller needs.
+    async fn exec(&self, command: &redis::Cmd) -> Result<(), StoreError> {
+        let () = command.query_async(&mut self.connection()).await?;
+        Ok(())
+    }
+
+    /// Claims `fold` for `account` for [`CLAIM_LEASE_MS`]; false when another account has
+    /// it. The claim lapses by itself unless [`Self::keep_username`] makes it permanent once
+    /// the account holds the name, so a creation abandoned half-way (a failure, or its future
+    /// dropped) does not keep the name from everyone for good.
     pub async fn claim_username(&self, fold: &str, account: &str) -> Result<bool, StoreError> {
         let claimed: Option<String> = redis::cmd("SET")
             .arg(username_key(fold))
             .arg(account)
             .arg("NX")
+            .arg("PX")
+            .arg(CLAIM_LEASE_MS)
             .query_async(&mut self.connection())
             .await?;
         Ok(claimed.is_some())
+    }
+
+    /// Makes a claim permanent: the account now holds the name.
+    pub async fn keep_username(&self, fold: &str) -> Result<(), StoreError> {
+        self.exec(redis::cmd("PERSIST").arg(username_key(fold)))
+            .await
     }
 
     /// Gives `fold` up, if `account` holds it (a creation that failed after claiming it).
@@ -259,10 +279,7 @@ impl Directory {
             .query_async(&mut self.connection())
             .await?;
         if holder.as_deref() == Some(account) {
-            let () = redis::cmd("DEL")
-                .arg(username_key(fold))
-                .query_async(&mut self.connection())
-                .await?;
+            self.exec(redis::cmd("DEL").arg(username_key(fold))).await?;
         }
         Ok(())
     }
@@ -292,7 +309,7 @@ impl Directory {
         if let Some(device) = &account.device {
             command.arg("dev").arg(device);
         }
-        let () = command.query_async(&mut self.connection()).await?;
+        self.exec(&command).await?;
         let guest = account.username.is_none();
         let census_score = if guest {
             (now_ms.saturating_add(guest_retention_ms)).to_string()
@@ -300,27 +317,26 @@ impl Directory {
             "+inf".to_owned()
         };
         if guest {
-            let () = redis::cmd("PEXPIRE")
-                .arg(&key)
-                .arg(guest_retention_ms)
-                .query_async(&mut self.connection())
+            self.exec(redis::cmd("PEXPIRE").arg(&key).arg(guest_retention_ms))
                 .await?;
         }
         if let Some(device) = &account.device {
-            let () = redis::cmd("SET")
-                .arg(device_key(device))
-                .arg(&account.id)
-                .arg("PX")
-                .arg(guest_retention_ms)
-                .query_async(&mut self.connection())
-                .await?;
-        }
-        let () = redis::cmd("ZADD")
-            .arg(ACCOUNT_CENSUS)
-            .arg(census_score)
-            .arg(&account.id)
-            .query_async(&mut self.connection())
+            self.exec(
+                redis::cmd("SET")
+                    .arg(device_key(device))
+                    .arg(&account.id)
+                    .arg("PX")
+                    .arg(guest_retention_ms),
+            )
             .await?;
+        }
+        self.exec(
+            redis::cmd("ZADD")
+                .arg(ACCOUNT_CENSUS)
+                .arg(census_score)
+                .arg(&account.id),
+        )
+        .await?;
         Ok(())
     }
 
@@ -390,16 +406,10 @@ impl Directory {
             _ => String::new(),
         };
         if !device.is_empty() {
-            let () = redis::cmd("DEL")
-                .arg(device_key(&device))
-                .query_async(&mut self.connection())
+            self.exec(redis::cmd("DEL").arg(device_key(&device)))
                 .await?;
         }
-        let () = redis::cmd("ZADD")
-            .arg(ACCOUNT_CENSUS)
-            .arg("+inf")
-            .arg(id)
-            .query_async(&mut self.connection())
+        self.exec(redis::cmd("ZADD").arg(ACCOUNT_CENSUS).arg("+inf").arg(id))
             .await?;
         Ok(Registration::Registered)
     }
@@ -428,24 +438,27 @@ impl Directory {
         if account.username.is_some() {
             return Ok(());
         }
-        let () = redis::cmd("PEXPIRE")
-            .arg(account_key(&account.id))
-            .arg(retention_ms)
-            .query_async(&mut self.connection())
-            .await?;
+        self.exec(
+            redis::cmd("PEXPIRE")
+                .arg(account_key(&account.id))
+                .arg(retention_ms),
+        )
+        .await?;
         if let Some(device) = &account.device {
-            let () = redis::cmd("PEXPIRE")
-                .arg(device_key(device))
-                .arg(retention_ms)
-                .query_async(&mut self.connection())
-                .await?;
-        }
-        let () = redis::cmd("ZADD")
-            .arg(ACCOUNT_CENSUS)
-            .arg(now_ms.saturating_add(retention_ms))
-            .arg(&account.id)
-            .query_async(&mut self.connection())
+            self.exec(
+                redis::cmd("PEXPIRE")
+                    .arg(device_key(device))
+                    .arg(retention_ms),
+            )
             .await?;
+        }
+        self.exec(
+            redis::cmd("ZADD")
+                .arg(ACCOUNT_CENSUS)
+                .arg(now_ms.saturating_add(retention_ms))
+                .arg(&account.id),
+        )
+        .await?;
         Ok(())
     }
 
@@ -458,37 +471,40 @@ impl Directory {
         now_ms: u64,
         max_per_account: usize,
     ) -> Result<Vec<String>, StoreError> {
-        let () = redis::cmd("HSET")
-            .arg(session_key(tokens.session))
-            .arg("acct")
-            .arg(tokens.account)
-            .arg("created")
-            .arg(now_ms)
-            .arg("seen")
-            .arg(now_ms)
-            .arg("expires")
-            .arg(tokens.expires_ms)
-            .arg("access")
-            .arg(tokens.access)
-            .arg("refresh")
-            .arg(tokens.refresh)
-            .query_async(&mut self.connection())
-            .await?;
+        self.exec(
+            redis::cmd("HSET")
+                .arg(session_key(tokens.session))
+                .arg("acct")
+                .arg(tokens.account)
+                .arg("created")
+                .arg(now_ms)
+                .arg("seen")
+                .arg(now_ms)
+                .arg("expires")
+                .arg(tokens.expires_ms)
+                .arg("access")
+                .arg(tokens.access)
+                .arg("refresh")
+                .arg(tokens.refresh),
+        )
+        .await?;
         self.file_tokens(tokens).await?;
         let sessions = account_sessions_key(tokens.account);
         // The list outlives every session in it: none ends after this new one's absolute end.
-        let () = redis::cmd("PEXPIREAT")
-            .arg(&sessions)
-            .arg(tokens.expires_ms)
-            .query_async(&mut self.connection())
-            .await?;
+        self.exec(
+            redis::cmd("PEXPIREAT")
+                .arg(&sessions)
+                .arg(tokens.expires_ms),
+        )
+        .await?;
         // Sessions that ended on their own leave the account's list here.
-        let () = redis::cmd("ZREMRANGEBYSCORE")
-            .arg(&sessions)
-            .arg("-inf")
-            .arg(now_ms)
-            .query_async(&mut self.connection())
-            .await?;
+        self.exec(
+            redis::cmd("ZREMRANGEBYSCORE")
+                .arg(&sessions)
+                .arg("-inf")
+                .arg(now_ms),
+        )
+        .await?;
         let count: usize = redis::cmd("ZCARD")
             .arg(&sessions)
             .query_async(&mut self.connection())
@@ -512,39 +528,43 @@ impl Directory {
 
     /// Writes a session's current tokens and deadline (a start or a refresh).
     async fn file_tokens(&self, tokens: &SessionTokens<'_>) -> Result<(), StoreError> {
-        let () = redis::cmd("PEXPIREAT")
-            .arg(session_key(tokens.session))
-            .arg(tokens.deadline_ms)
-            .query_async(&mut self.connection())
-            .await?;
-        let () = redis::cmd("SET")
-            .arg(access_key(tokens.access))
-            .arg(format!(
-                "{} {} {}",
-                tokens.session, tokens.account, tokens.access_expires_ms
-            ))
-            .arg("PXAT")
-            .arg(tokens.access_expires_ms.min(tokens.deadline_ms))
-            .query_async(&mut self.connection())
-            .await?;
+        self.exec(
+            redis::cmd("PEXPIREAT")
+                .arg(session_key(tokens.session))
+                .arg(tokens.deadline_ms),
+        )
+        .await?;
+        self.exec(
+            redis::cmd("SET")
+                .arg(access_key(tokens.access))
+                .arg(format!(
+                    "{} {} {}",
+                    tokens.session, tokens.account, tokens.access_expires_ms
+                ))
+                .arg("PXAT")
+                .arg(tokens.access_expires_ms.min(tokens.deadline_ms)),
+        )
+        .await?;
         let (live, _) = refresh_keys(tokens.refresh);
-        let () = redis::cmd("SET")
-            .arg(live)
-            .arg(format!("{} {}", tokens.session, tokens.expires_ms))
-            .arg("PXAT")
-            .arg(tokens.deadline_ms)
-            .query_async(&mut self.connection())
-            .await?;
+        self.exec(
+            redis::cmd("SET")
+                .arg(live)
+                .arg(format!("{} {}", tokens.session, tokens.expires_ms))
+                .arg("PXAT")
+                .arg(tokens.deadline_ms),
+        )
+        .await?;
         for (key, member) in [
             (account_sessions_key(tokens.account), tokens.session),
             (SESSION_CENSUS.to_owned(), tokens.session),
         ] {
-            let () = redis::cmd("ZADD")
-                .arg(key)
-                .arg(tokens.deadline_ms)
-                .arg(member)
-                .query_async(&mut self.connection())
-                .await?;
+            self.exec(
+                redis::cmd("ZADD")
+                    .arg(key)
+                    .arg(tokens.deadline_ms)
+                    .arg(member),
+            )
+            .await?;
         }
         Ok(())
     }
@@ -623,9 +643,7 @@ impl Directory {
         tokens: &SessionTokens<'_>,
         now_ms: u64,
     ) -> Result<bool, StoreError> {
-        let () = redis::cmd("DEL")
-            .arg(access_key(old_access))
-            .query_async(&mut self.connection())
+        self.exec(redis::cmd("DEL").arg(access_key(old_access)))
             .await?;
         let now = now_ms.to_string();
         let session = session_key(tokens.session);
@@ -657,10 +675,7 @@ impl Directory {
         }
         let (live, _) = refresh_keys(tokens.refresh);
         for key in [access_key(tokens.access), live] {
-            let () = redis::cmd("DEL")
-                .arg(key)
-                .query_async(&mut self.connection())
-                .await?;
+            self.exec(redis::cmd("DEL").arg(key)).await?;
         }
         Ok(false)
     }
@@ -720,17 +735,10 @@ impl Directory {
         let (account, access, refresh) = (field(0), field(1), field(2));
         let (live, _) = refresh_keys(&refresh);
         for key in [access_key(&access), live, key] {
-            let () = redis::cmd("DEL")
-                .arg(key)
-                .query_async(&mut self.connection())
-                .await?;
+            self.exec(redis::cmd("DEL").arg(key)).await?;
         }
         for key in [account_sessions_key(&account), SESSION_CENSUS.to_owned()] {
-            let () = redis::cmd("ZREM")
-                .arg(key)
-                .arg(id)
-                .query_async(&mut self.connection())
-                .await?;
+            self.exec(redis::cmd("ZREM").arg(key).arg(id)).await?;
         }
         Ok(Some((account, access)))
     }
@@ -742,13 +750,14 @@ impl Directory {
         account: &str,
         until_ms: u64,
     ) -> Result<(), StoreError> {
-        let () = redis::cmd("SET")
-            .arg(gone_key(access))
-            .arg(account)
-            .arg("PXAT")
-            .arg(until_ms.max(1))
-            .query_async(&mut self.connection())
-            .await?;
+        self.exec(
+            redis::cmd("SET")
+                .arg(gone_key(access))
+                .arg(account)
+                .arg("PXAT")
+                .arg(until_ms.max(1)),
+        )
+        .await?;
         Ok(())
     }
 
@@ -766,15 +775,9 @@ impl Directory {
             keys.push(device_key(device));
         }
         for key in keys {
-            let () = redis::cmd("DEL")
-                .arg(key)
-                .query_async(&mut self.connection())
-                .await?;
+            self.exec(redis::cmd("DEL").arg(key)).await?;
         }
-        let () = redis::cmd("ZREM")
-            .arg(ACCOUNT_CENSUS)
-            .arg(&account.id)
-            .query_async(&mut self.connection())
+        self.exec(redis::cmd("ZREM").arg(ACCOUNT_CENSUS).arg(&account.id))
             .await?;
         Ok(())
     }
@@ -783,12 +786,13 @@ impl Directory {
     pub async fn census(&self, now_ms: u64) -> Result<(u64, u64), StoreError> {
         let mut counts = [0; 2];
         for (count, key) in counts.iter_mut().zip([ACCOUNT_CENSUS, SESSION_CENSUS]) {
-            let () = redis::cmd("ZREMRANGEBYSCORE")
-                .arg(key)
-                .arg("-inf")
-                .arg(now_ms)
-                .query_async(&mut self.connection())
-                .await?;
+            self.exec(
+                redis::cmd("ZREMRANGEBYSCORE")
+                    .arg(key)
+                    .arg("-inf")
+                    .arg(now_ms),
+            )
+            .await?;
             *count = redis::cmd("ZCARD")
                 .arg(key)
                 .query_async(&mut self.connection())
