@@ -10,6 +10,7 @@ mod loadtest;
 mod observability;
 mod play;
 mod protection;
+mod realtime;
 mod redis;
 mod shared_accounts;
 mod shutdown;

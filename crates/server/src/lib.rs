@@ -17,6 +17,7 @@ pub use client;
 pub use game;
 pub mod http;
 pub mod protection;
+pub mod realtime;
 pub mod server;
 pub mod store;
 pub mod telemetry;

@@ -31,6 +31,8 @@ use crate::telemetry::process;
 pub struct AdminState {
     /// Accounts and sessions, for their gauges.
     pub accounts: Arc<crate::accounts::Accounts>,
+    /// Real-time play, for its connections, queue and match figures.
+    pub realtime: Arc<crate::realtime::Realtime>,
     /// Duplicates of the public listening sockets, for their accept-queue figures.
     pub public_listeners: Vec<std::net::TcpListener>,
     /// The runtime flags `/admin/flags` reads and changes.
@@ -256,6 +258,7 @@ pub fn scrape(state: &AdminState, format: Format) -> String {
     );
     state.store.write_metrics(&mut exposition);
     state.accounts.write_metrics(&mut exposition);
+    state.realtime.write_metrics(&mut exposition);
     process::write_runtime_metrics(&mut exposition);
     process::write_process_metrics(&mut exposition);
     process::write_allocator_metrics(&mut exposition);

@@ -25,10 +25,15 @@ pub enum Route {
     MyExport,
     MySessions,
     MySession,
+    Realtime,
+    RealtimeTickets,
+    Match,
+    MyMatches,
+    AsyncApi,
 }
 
 impl Route {
-    pub const ALL: [Route; 18] = [
+    pub const ALL: [Route; 23] = [
         Route::Play,
         Route::Healthz,
         Route::Readyz,
@@ -47,6 +52,11 @@ impl Route {
         Route::MyExport,
         Route::MySessions,
         Route::MySession,
+        Route::Realtime,
+        Route::RealtimeTickets,
+        Route::Match,
+        Route::MyMatches,
+        Route::AsyncApi,
     ];
 
     /// The path as written in the OpenAPI document.
@@ -70,6 +80,11 @@ impl Route {
             Route::MyExport => "/me/export",
             Route::MySessions => "/me/sessions",
             Route::MySession => "/me/sessions/{id}",
+            Route::Realtime => "/ws",
+            Route::RealtimeTickets => "/realtime/tickets",
+            Route::Match => "/matches/{id}",
+            Route::MyMatches => "/me/matches",
+            Route::AsyncApi => "/asyncapi.json",
         }
     }
 
@@ -80,7 +95,8 @@ impl Route {
             | Route::GuestAccounts
             | Route::Accounts
             | Route::Sessions
-            | Route::SessionRefresh => &[Method::POST],
+            | Route::SessionRefresh
+            | Route::RealtimeTickets => &[Method::POST],
             Route::CurrentSession | Route::MySession => &[Method::DELETE],
             Route::Me => &[Method::GET, Method::PATCH, Method::DELETE],
             Route::MyCredentials => &[Method::PUT],
@@ -95,7 +111,8 @@ impl Route {
             | Route::GuestAccounts
             | Route::Accounts
             | Route::Sessions
-            | Route::SessionRefresh => "POST",
+            | Route::SessionRefresh
+            | Route::RealtimeTickets => "POST",
             Route::CurrentSession | Route::MySession => "DELETE",
             Route::Me => "GET, HEAD, PATCH, DELETE",
             Route::MyCredentials => "PUT",
@@ -114,11 +131,16 @@ impl Route {
                 | Route::MyExport
                 | Route::MySessions
                 | Route::MySession
+                | Route::RealtimeTickets
+                | Route::MyMatches
         )
     }
 
     /// The route serving `path` (without query string), if any.
     pub fn recognize(path: &str) -> Option<Route> {
+        if let Some(id) = path.strip_prefix("/matches/") {
+            return (!id.is_empty() && !id.contains('/')).then_some(Route::Match);
+        }
         if let Some(id) = path.strip_prefix("/me/sessions/") {
             return (!id.contains('/')).then_some(Route::MySession);
         }
@@ -146,6 +168,11 @@ impl Route {
     /// The `{id}` of `/me/sessions/{id}`.
     pub fn session_id(path: &str) -> &str {
         path.strip_prefix("/me/sessions/").unwrap_or("")
+    }
+
+    /// The `{id}` of `/matches/{id}`.
+    pub fn match_id(path: &str) -> &str {
+        path.strip_prefix("/matches/").unwrap_or("")
     }
 
     /// The `{id}` of a player route's path.

@@ -39,6 +39,8 @@ pub struct Settings {
     pub admin: Admin,
     #[serde(flatten)]
     pub accounts: Accounts,
+    #[serde(flatten)]
+    pub realtime: Realtime,
 }
 
 /// The public listener, its connections and the time limits on each request.
@@ -224,6 +226,47 @@ pub struct Accounts {
     pub guest_retention: Duration,
 }
 
+/// Real-time play over WebSocket (`GET /ws`): matches, matchmaking, reconnects, chat, bots.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Realtime {
+    /// How long a round waits for moves; every round-opening event says when it closes.
+    #[serde(with = "humantime_serde")]
+    pub round_timeout: Duration,
+    /// How long a matchmaking ticket waits before it ends (`queue_expired`).
+    #[serde(with = "humantime_serde")]
+    pub queue_ticket_lifetime: Duration,
+    /// With `opponent: "any"`, how long to look for a person before a bot takes the seat
+    /// (a client may ask for less).
+    #[serde(with = "humantime_serde")]
+    pub bot_after: Duration,
+    /// How long a dropped player's match (or ticket) waits for `resume`; then it is forfeited.
+    #[serde(with = "humantime_serde")]
+    pub resume_grace: Duration,
+    /// How long a new connection has to send `hello` (or `resume`).
+    #[serde(with = "humantime_serde")]
+    pub hello_timeout: Duration,
+    /// How often the server pings a connection.
+    #[serde(with = "humantime_serde")]
+    pub heartbeat_interval: Duration,
+    /// A connection with no pong for this long is closed.
+    #[serde(with = "humantime_serde")]
+    pub heartbeat_timeout: Duration,
+    /// Messages queued for a connection before it is closed as a slow consumer (1013).
+    pub ws_outbox_capacity: usize,
+    /// Chat lines a connection may send at once; the bucket refills over `chat_window`.
+    pub chat_burst: u32,
+    #[serde(with = "humantime_serde")]
+    pub chat_window: Duration,
+    /// Most tickets waiting at once; more are refused (`queue_full`).
+    pub max_queue: usize,
+    /// Finished matches whose transcripts (`GET /matches/{id}`) this instance keeps.
+    pub matches_kept: usize,
+    /// The A/B experiment choosing the bot an account meets: its name (assignment is by the
+    /// name and the account id, so renaming reshuffles) and its arms as `strategy:weight`.
+    pub bot_experiment: String,
+    pub bot_arms: String,
+}
+
 /// How the bound on requests in flight moves.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -318,6 +361,25 @@ impl Default for Settings {
                 session_cache_ttl: Duration::from_secs(2),
                 guest_retention: Duration::from_secs(365 * 86_400),
             },
+            realtime: {
+                let d = crate::realtime::RealtimeSettings::default();
+                Realtime {
+                    round_timeout: d.round_timeout,
+                    queue_ticket_lifetime: d.queue_ticket_lifetime,
+                    bot_after: d.bot_after,
+                    resume_grace: d.resume_grace,
+                    hello_timeout: d.hello_timeout,
+                    heartbeat_interval: d.heartbeat_interval,
+                    heartbeat_timeout: d.heartbeat_timeout,
+                    ws_outbox_capacity: d.outbox_capacity,
+                    chat_burst: d.chat_burst,
+                    chat_window: d.chat_window,
+                    max_queue: d.max_queue,
+                    matches_kept: d.matches_kept,
+                    bot_experiment: d.bot_experiment,
+                    bot_arms: d.bot_arms,
+                }
+            },
         }
     }
 }
@@ -380,6 +442,28 @@ impl Settings {
             password_hash_iterations: accounts.password_hash_iterations,
             session_cache_ttl: accounts.session_cache_ttl,
             guest_retention: accounts.guest_retention,
+        }
+    }
+
+    /// Real-time play as these settings describe it.
+    pub fn realtime_settings(&self) -> crate::realtime::RealtimeSettings {
+        let r = &self.realtime;
+        crate::realtime::RealtimeSettings {
+            round_timeout: r.round_timeout,
+            queue_ticket_lifetime: r.queue_ticket_lifetime,
+            bot_after: r.bot_after,
+            resume_grace: r.resume_grace,
+            hello_timeout: r.hello_timeout,
+            heartbeat_interval: r.heartbeat_interval,
+            heartbeat_timeout: r.heartbeat_timeout,
+            write_timeout: self.server.write_timeout,
+            outbox_capacity: r.ws_outbox_capacity,
+            chat_burst: r.chat_burst,
+            chat_window: r.chat_window,
+            max_queue: r.max_queue,
+            matches_kept: r.matches_kept,
+            bot_experiment: r.bot_experiment.clone(),
+            bot_arms: r.bot_arms.clone(),
         }
     }
 
@@ -460,6 +544,7 @@ impl Settings {
             telemetry: figment.extract().map_err(Box::new)?,
             admin: figment.extract().map_err(Box::new)?,
             accounts: figment.extract().map_err(Box::new)?,
+            realtime: figment.extract().map_err(Box::new)?,
         };
         settings.validate()?;
         Ok(settings)
@@ -551,6 +636,53 @@ impl Settings {
             .contains(&accounts.password_hash_iterations)
         {
             return invalid("password_hash_iterations", "must be between 2 and 100");
+        }
+        let realtime = &self.realtime;
+        for (setting, value) in [
+            ("round_timeout", realtime.round_timeout),
+            ("queue_ticket_lifetime", realtime.queue_ticket_lifetime),
+            ("resume_grace", realtime.resume_grace),
+            ("hello_timeout", realtime.hello_timeout),
+            ("heartbeat_interval", realtime.heartbeat_interval),
+            ("heartbeat_timeout", realtime.heartbeat_timeout),
+            ("chat_window", realtime.chat_window),
+        ] {
+            if value < Duration::from_millis(10) || value > Duration::from_secs(3600) {
+                return invalid(setting, "must be between 10ms and 1h");
+            }
+        }
+        if realtime.bot_after >= realtime.queue_ticket_lifetime {
+            return invalid("bot_after", "must be shorter than queue_ticket_lifetime");
+        }
+        if realtime.heartbeat_timeout <= realtime.heartbeat_interval {
+            return invalid(
+                "heartbeat_timeout",
+                "must be longer than heartbeat_interval",
+            );
+        }
+        if realtime.ws_outbox_capacity < 8 || realtime.ws_outbox_capacity > 65_536 {
+            return invalid("ws_outbox_capacity", "must be between 8 and 65536");
+        }
+        if realtime.chat_burst == 0 || realtime.max_queue == 0 || realtime.matches_kept == 0 {
+            return invalid(
+                "chat_burst",
+                "chat_burst, max_queue and matches_kept must be at least 1",
+            );
+        }
+        let name_ok = !realtime.bot_experiment.is_empty()
+            && realtime.bot_experiment.len() <= 64
+            && realtime
+                .bot_experiment
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+        if !name_ok {
+            return invalid(
+                "bot_experiment",
+                "must be 1 to 64 of A-Z, a-z, 0-9, '-', '_', '.'",
+            );
+        }
+        if let Err(error) = crate::realtime::Realtime::new(self.realtime_settings()) {
+            return invalid("bot_arms", &error.to_string());
         }
         if accounts.password_hash_concurrency > 1024 {
             return invalid("password_hash_concurrency", "must be at most 1024");

@@ -12,6 +12,7 @@ use crate::protection::concurrency::{ConcurrencyLimit, Mode};
 use crate::protection::faults::Faults;
 use crate::protection::front_door::FrontDoor;
 use crate::protection::rate_limit::{RateLimitSettings, RateLimits};
+use crate::realtime::{Realtime, RealtimeSettings};
 use crate::store::Store;
 use crate::telemetry::observe::Observability;
 
@@ -30,6 +31,8 @@ pub struct App {
     pub(super) front_door: Arc<FrontDoor>,
     /// `X-Player-Id` and a play's `player_id` name the player (a gateway authenticated it).
     pub(super) trust_player_header: bool,
+    /// Real-time play: the WebSocket hub, tickets, transcripts.
+    pub(super) realtime: Arc<Realtime>,
 }
 
 impl std::fmt::Debug for App {
@@ -87,7 +90,20 @@ impl App {
                 crate::config::Settings::default().front_door(),
             )),
             trust_player_header: false,
+            realtime: Arc::new(
+                Realtime::new(RealtimeSettings::default()).expect("the default bot arms are valid"),
+            ),
         }
+    }
+
+    /// Real-time play with these settings.
+    pub fn with_realtime(mut self, realtime: Arc<Realtime>) -> Self {
+        self.realtime = realtime;
+        self
+    }
+
+    pub fn realtime(&self) -> &Arc<Realtime> {
+        &self.realtime
     }
 
     /// Accounts and sessions, and the front door's limits on them.

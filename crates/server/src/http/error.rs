@@ -39,6 +39,12 @@ pub enum HttpError<'a> {
     InvalidPlayerId,
     #[error("invalid Idempotency-Key: use 1 to 255 visible ASCII characters")]
     InvalidIdempotencyKey,
+    #[error("{0}")]
+    WebSocket(crate::realtime::HandshakeError),
+    #[error("WebSocket upgrades are served by the native engine only (engine = \"native\")")]
+    WebSocketUnsupported,
+    #[error("no match with this id is running or kept")]
+    MatchNotFound,
 }
 
 /// A body that is not valid JSON or MessagePack for the expected shape.

@@ -18,6 +18,7 @@ mod play;
 mod players;
 pub mod problem;
 mod query;
+mod realtime;
 mod reply;
 mod router;
 pub mod wire;
@@ -28,6 +29,7 @@ pub use deferred::{Deferred, Handled};
 pub use health::Readiness;
 pub use players::is_valid_player_id;
 pub use problem::{AdminError, ApiError, BodyError, EngineError, HttpError, StoreRefusal};
+pub use realtime::{ASYNCAPI, PendingUpgrade, UpgradeAnswer};
 pub use reply::{HeaderValue, Reply};
 
 /// The request header fields the handlers read, borrowed from the engine's buffers. Engines

@@ -139,6 +139,20 @@ impl ApiError<'_> {
                 HttpError::InvalidPlayerId => {
                     kind!(BAD_REQUEST, "invalid_player_id", "Invalid player id")
                 }
+                HttpError::WebSocket(crate::realtime::HandshakeError::NotAnUpgrade) => kind!(
+                    UPGRADE_REQUIRED,
+                    "upgrade_required",
+                    "WebSocket upgrade required"
+                ),
+                HttpError::WebSocket(_) => {
+                    kind!(BAD_REQUEST, "invalid_upgrade", "Invalid WebSocket upgrade")
+                }
+                HttpError::WebSocketUnsupported => kind!(
+                    NOT_IMPLEMENTED,
+                    "websocket_unsupported",
+                    "WebSocket not served by this engine"
+                ),
+                HttpError::MatchNotFound => kind!(NOT_FOUND, "match_not_found", "Match not found"),
                 HttpError::InvalidIdempotencyKey => kind!(
                     BAD_REQUEST,
                     "invalid_idempotency_key",
@@ -270,6 +284,12 @@ impl ApiError<'_> {
         match self {
             ApiError::Http(HttpError::MethodNotAllowed { allow }) => {
                 reply.with_header("allow", HeaderValue::Static(allow))
+            }
+            ApiError::Http(HttpError::WebSocket(crate::realtime::HandshakeError::NotAnUpgrade)) => {
+                reply.with_header("upgrade", HeaderValue::Static("websocket"))
+            }
+            ApiError::Http(HttpError::WebSocket(crate::realtime::HandshakeError::Version)) => {
+                reply.with_header("sec-websocket-version", HeaderValue::Static("13"))
             }
             ApiError::Http(
                 HttpError::ShuttingDown

@@ -10,7 +10,7 @@ use super::deferred::{Deferred, Handled, Job};
 use super::problem::{ApiError, HttpError};
 use super::query::Query;
 use super::reply::{Reply, Stamp};
-use super::{OwnedRequest, Request, docs, health, leaderboard, play, players, wire};
+use super::{OwnedRequest, Request, docs, health, leaderboard, play, players, realtime, wire};
 use crate::accounts::{AccountError, Bearer, TokenRefused};
 use crate::api::Route;
 use crate::protection::concurrency::Permit;
@@ -193,6 +193,12 @@ impl App {
             }
             Route::Readyz => return Err(HttpError::ShuttingDown.into()),
             Route::OpenApi => return ready(docs::openapi(body)),
+            Route::AsyncApi => return ready(realtime::asyncapi(body)),
+            // The native engine switches protocols before routing; hyper does not carry it.
+            Route::Realtime => return Err(HttpError::WebSocketUnsupported.into()),
+            Route::RealtimeTickets => return ready(self.realtime_ticket(request, bearer, body)?),
+            Route::Match => return ready(self.match_transcript(request, body)?),
+            Route::MyMatches => return ready(self.my_matches(request, bearer, body)?),
             Route::PlayerStats => Job::Stats {
                 player: player()?,
                 format,

@@ -159,7 +159,15 @@ impl Server {
                     Arc::new(Accounts::for_store(&settings.account_settings(), &store)),
                     Arc::new(FrontDoor::new(settings.front_door())),
                 )
-                .with_trusted_player_header(settings.accounts.trust_player_header),
+                .with_trusted_player_header(settings.accounts.trust_player_header)
+                .with_realtime(Arc::new(
+                    crate::realtime::Realtime::new(settings.realtime_settings()).map_err(
+                        |error| ServeError::Telemetry {
+                            what: "real-time play",
+                            reason: error.to_string(),
+                        },
+                    )?,
+                )),
             ),
             store,
             faults,
@@ -237,6 +245,7 @@ impl Server {
             concurrency: Arc::clone(self.app.concurrency()),
             store: Arc::clone(&self.store),
             accounts: Arc::clone(self.app.accounts()),
+            realtime: Arc::clone(self.app.realtime()),
         });
         let reloader = self.reload.map(|reload| {
             let flags = Arc::clone(self.app.observability().flags());
@@ -251,6 +260,7 @@ impl Server {
         drop(self.listeners);
         let admin = tokio::spawn(admin::serve(self.admin_listener, admin_state, stop.clone()));
         let forgetter = tokio::spawn(forget_idle_clients(Arc::clone(&self.app)));
+        let realtime_timers = tokio::spawn(Arc::clone(self.app.realtime()).drive_timers());
         let writer_stop = CancellationToken::new();
         let writer = tokio::spawn({
             let store = Arc::clone(&self.store);
@@ -279,6 +289,10 @@ impl Server {
             }
         }
         self.readiness.set_not_ready();
+        // Matches get most of the drain to finish; what still runs then ends as no contest and
+        // its players' connections close (1001) before the workers stop waiting for them.
+        let drain = self.connection.drain_timeout;
+        self.app.realtime().drain(drain.mul_f64(0.8));
         stop.cancel();
         while let Some((index, result)) = finished_rx.recv().await {
             if let Err(source) = result {
@@ -288,6 +302,7 @@ impl Server {
         }
         let _ = admin.await;
         forgetter.abort();
+        realtime_timers.abort();
         // Every connection is closed: no more results can arrive. Flush what is queued.
         writer_stop.cancel();
         let _ = writer.await;

@@ -6,7 +6,7 @@ use tokio::time::Instant;
 
 use super::parse::{self, Framing, HeadError};
 use super::{chunked, response};
-use crate::http::{ApiError, App, Deferred, EngineError, Handled, Request};
+use crate::http::{ApiError, App, Deferred, EngineError, Handled, PendingUpgrade, Request};
 use crate::telemetry::completed::Completed;
 use crate::telemetry::metrics;
 
@@ -42,6 +42,9 @@ pub struct Progress {
     /// A request whose answer waits on the store: finish it with [`Buffers::finish`] before
     /// writing the output. It is the last request served (`close` applies to it).
     pub pending: Option<Deferred>,
+    /// A `GET /ws`, the last request served: decide it with [`Buffers::upgrade`], which may
+    /// switch the connection to WebSocket.
+    pub upgrade: Option<Box<PendingUpgrade>>,
 }
 
 impl Buffers {
@@ -88,6 +91,7 @@ impl Buffers {
             wants_continue: false,
             delay: std::time::Duration::ZERO,
             pending: None,
+            upgrade: None,
         };
         let max_body = app.max_body_bytes();
         while progress.consumed < self.input.len() && self.output.len() < OUTPUT_HIGH_WATER {
@@ -159,6 +163,18 @@ impl Buffers {
                 body,
                 arrived: now,
             };
+            if head.path == "/ws" {
+                // A WebSocket upgrade waits (its token may need a lookup) and may end HTTP on
+                // this connection, so it is the last request served here.
+                progress.upgrade = Some(Box::new(PendingUpgrade::new(
+                    &request,
+                    &rest[..head.length],
+                )));
+                progress.consumed += head.length + body_length;
+                progress.close = close;
+                start_next_body(&mut self.chunked, &mut self.decoded);
+                break;
+            }
             let (reply, permit) = match app.handle_admitted(&request, &mut self.body) {
                 Handled::Ready(reply, permit) => (reply, permit),
                 Handled::Deferred(deferred) => {
@@ -217,6 +233,35 @@ impl Buffers {
             &response::current_date(Instant::now()),
         );
         self.completed.push(completed);
+    }
+
+    /// Decides a WebSocket upgrade: appends the `101 Switching Protocols` head and returns
+    /// whom the connection is now for, or appends the refusal (a problem document).
+    pub async fn upgrade(
+        &mut self,
+        app: &App,
+        pending: Box<PendingUpgrade>,
+        close: bool,
+    ) -> Option<Box<crate::realtime::Session>> {
+        let answer = app.upgrade(*pending, &mut self.body).await;
+        self.completed.push(answer.completed);
+        match answer.switch {
+            Some((head, session)) => {
+                self.output.extend_from_slice(&head);
+                Some(Box::new(session))
+            }
+            None => {
+                response::write_response(
+                    &mut self.output,
+                    &answer.reply,
+                    &self.body,
+                    false,
+                    close,
+                    &response::current_date(Instant::now()),
+                );
+                None
+            }
+        }
     }
 
     /// Appends an error answer that closes the connection.

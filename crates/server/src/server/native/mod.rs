@@ -158,6 +158,8 @@ enum Served {
     Idle,
     /// The connection is to be closed (an error, `Connection: close`, a drain, a timeout).
     Close,
+    /// The connection switched to WebSocket, for this session.
+    Upgrade(Box<crate::realtime::Session>),
 }
 
 /// Counts a request in `guess_game_http_requests_in_flight` while its answer waits (on the
@@ -217,6 +219,15 @@ impl Connection {
             self.continue_sent = false;
             match self.serve(&mut buffers, timer.as_mut(), now).await? {
                 Served::Idle => {}
+                Served::Upgrade(session) => {
+                    // Frames the client sent right behind its upgrade request.
+                    let leftover = buffers.input.to_vec();
+                    drop(buffers);
+                    let realtime = std::sync::Arc::clone(self.app.realtime());
+                    // Boxed: a WebSocket connection's task is its own, large, state.
+                    Box::pin(realtime.serve(self.stream, leftover, *session)).await;
+                    return Ok(());
+                }
                 Served::Close => {
                     // Boxed, like the store call: it holds a timer of its own and runs once.
                     Box::pin(linger::lingering_close(
@@ -296,6 +307,7 @@ impl Connection {
                 wants_continue,
                 delay,
                 pending,
+                upgrade,
             } = buffers.serve(&self.app, now);
             if consumed > 0 {
                 buffers.input.drain(..consumed);
@@ -312,6 +324,11 @@ impl Connection {
                 // stays small for the idle connections that make up most of them.
                 Box::pin(buffers.finish(&self.app, pending, close)).await;
             }
+            let mut switched = None;
+            if let Some(upgrade) = upgrade {
+                let _waiting = Waiting::start();
+                switched = Box::pin(buffers.upgrade(&self.app, upgrade, close)).await;
+            }
             if !delay.is_zero() {
                 let _waiting = Waiting::start();
                 let until = Instant::now() + delay;
@@ -327,6 +344,9 @@ impl Connection {
                 }
                 self.flush(&mut buffers.output, timer.as_mut(), answered)
                     .await?;
+            }
+            if let Some(session) = switched {
+                return Ok(Served::Upgrade(session));
             }
             if close {
                 return Ok(Served::Close);

@@ -1,0 +1,1 @@
+//! Tests of the hub under paused time: added with the integration.
