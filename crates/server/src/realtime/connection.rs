@@ -481,3 +481,7 @@ impl Connection {
         why
     }
 }
+
+#[cfg(test)]
+#[path = "connection_tests.rs"]
+mod tests;
