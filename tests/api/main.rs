@@ -4,6 +4,7 @@ mod accounts;
 mod cli;
 mod conformance;
 mod errors;
+mod fairness;
 mod health;
 mod helpers;
 mod loadtest;

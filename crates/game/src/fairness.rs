@@ -114,6 +114,51 @@ pub fn fair_move(server_seed: &[u8; 32], client_seed: &str, nonce: u64) -> Choic
     }
 }
 
+/// A server seed ready to draw many moves: HMAC's key schedule (two SHA-256 blocks) is done
+/// once here instead of on every play, and the message is fed without formatting it into a
+/// heap string. Draws exactly what [`fair_move`] draws (tested).
+#[derive(Clone)]
+pub struct SeedKey {
+    mac: Hmac<Sha256>,
+    seed: [u8; 32],
+}
+
+impl SeedKey {
+    pub fn new(server_seed: &[u8; 32]) -> SeedKey {
+        SeedKey {
+            mac: <Hmac<Sha256> as Mac>::new_from_slice(server_seed)
+                .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length")),
+            seed: *server_seed,
+        }
+    }
+
+    /// [`fair_move`] for this seed.
+    pub fn fair_move(&self, client_seed: &str, nonce: u64) -> Choice {
+        let mut mac = self.mac.clone();
+        mac.update(client_seed.as_bytes());
+        mac.update(b":");
+        let mut digits = [0u8; 20];
+        mac.update(decimal(nonce, &mut digits));
+        let digest: [u8; 32] = mac.finalize().into_bytes().into();
+        // A digest with no accepted byte (2^-256) takes the general path.
+        choice_from_digest(&digest).unwrap_or_else(|| fair_move(&self.seed, client_seed, nonce))
+    }
+}
+
+/// `value` in decimal ASCII, written into the end of `buffer`.
+fn decimal(mut value: u64, buffer: &mut [u8; 20]) -> &[u8] {
+    let mut start = buffer.len();
+    loop {
+        start -= 1;
+        buffer[start] = b'0' + (value % 10) as u8;
+        value /= 10;
+        if value == 0 {
+            break;
+        }
+    }
+    &buffer[start..]
+}
+
 /// SHA-256 of the server seed: published before play so the seed revealed afterwards can be
 /// checked to be the one that was used all along.
 pub fn seed_commitment(server_seed: &[u8; 32]) -> [u8; 32] {
@@ -312,6 +357,16 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn a_seed_key_draws_what_fair_move_draws(
+            seed in any::<[u8; 32]>(),
+            client_seed in "[ -~]{0,64}",
+            nonce in any::<u64>(),
+        ) {
+            let key = SeedKey::new(&seed);
+            prop_assert_eq!(key.fair_move(&client_seed, nonce), fair_move(&seed, &client_seed, nonce));
+        }
+
         #[test]
         fn a_commitment_opens_only_to_its_own_move(
             match_id in ".{0,12}", round in any::<u32>(), seat in any_seat(),

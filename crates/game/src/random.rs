@@ -102,6 +102,11 @@ thread_local! {
     static SAMPLER: RefCell<TritSampler<OsBytes>> = RefCell::new(TritSampler::new(OsBytes));
 }
 
+/// Fills `buffer` from the OS's secure random source (seeds, salts).
+pub fn fill(buffer: &mut [u8]) -> Result<(), RandomUnavailable> {
+    getrandom::fill(buffer).map_err(RandomUnavailable)
+}
+
 /// Draws the computer's move from the OS secure random source.
 pub fn computer_choice() -> Result<Choice, RandomUnavailable> {
     SAMPLER.with(|sampler| {

@@ -18,6 +18,7 @@
 //! ([`Accounts::verify`], one round trip) off the play's path and asks again.
 
 pub mod cache;
+pub mod fairness;
 pub mod password;
 mod shared;
 pub mod tables;

@@ -30,10 +30,12 @@ pub enum Route {
     Match,
     MyMatches,
     AsyncApi,
+    MyFairness,
+    MyFairnessRotation,
 }
 
 impl Route {
-    pub const ALL: [Route; 23] = [
+    pub const ALL: [Route; 25] = [
         Route::Play,
         Route::Healthz,
         Route::Readyz,
@@ -57,6 +59,8 @@ impl Route {
         Route::Match,
         Route::MyMatches,
         Route::AsyncApi,
+        Route::MyFairness,
+        Route::MyFairnessRotation,
     ];
 
     /// The path as written in the OpenAPI document.
@@ -85,6 +89,8 @@ impl Route {
             Route::Match => "/matches/{id}",
             Route::MyMatches => "/me/matches",
             Route::AsyncApi => "/asyncapi.json",
+            Route::MyFairness => "/me/fairness",
+            Route::MyFairnessRotation => "/me/fairness/rotation",
         }
     }
 
@@ -96,10 +102,12 @@ impl Route {
             | Route::Accounts
             | Route::Sessions
             | Route::SessionRefresh
-            | Route::RealtimeTickets => &[Method::POST],
+            | Route::RealtimeTickets
+            | Route::MyFairnessRotation => &[Method::POST],
             Route::CurrentSession | Route::MySession => &[Method::DELETE],
             Route::Me => &[Method::GET, Method::PATCH, Method::DELETE],
             Route::MyCredentials => &[Method::PUT],
+            Route::MyFairness => &[Method::GET, Method::PUT],
             _ => &[Method::GET],
         }
     }
@@ -112,10 +120,14 @@ impl Route {
             | Route::Accounts
             | Route::Sessions
             | Route::SessionRefresh
-            | Route::RealtimeTickets => "POST",
+            | Route::RealtimeTickets
+            | Route::MyFairnessRotation => "POST",
             Route::CurrentSession | Route::MySession => "DELETE",
             Route::Me => "GET, HEAD, PATCH, DELETE",
             Route::MyCredentials => "PUT",
+            Route::MyFairness => "GET, HEAD, PUT",
+            // An upgrade is a GET; a HEAD cannot switch protocols.
+            Route::Realtime => "GET",
             _ => "GET, HEAD",
         }
     }
@@ -133,6 +145,8 @@ impl Route {
                 | Route::MySession
                 | Route::RealtimeTickets
                 | Route::MyMatches
+                | Route::MyFairness
+                | Route::MyFairnessRotation
         )
     }
 
@@ -181,6 +195,9 @@ impl Route {
     }
 
     pub fn accepts(self, method: &Method) -> bool {
+        if self == Route::Realtime {
+            return *method == Method::GET;
+        }
         let methods = self.methods();
         methods.contains(method) || (*method == Method::HEAD && methods.contains(&Method::GET))
     }

@@ -410,6 +410,7 @@ impl App {
                 // its games are erased. If the store fails, a retry with the same token erases
                 // them (the tombstone remembers the account).
                 self.accounts.delete(&bearer.account).await?;
+                self.fairness.forget(&bearer.account);
                 self.store
                     .forget_player(&bearer.account)
                     .await

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use super::health::Readiness;
 use crate::accounts::Accounts;
+use crate::accounts::fairness::FairPlay;
 use crate::protection::client_address::ClientAddresses;
 use crate::protection::concurrency::{ConcurrencyLimit, Mode};
 use crate::protection::faults::Faults;
@@ -33,6 +34,8 @@ pub struct App {
     pub(super) trust_player_header: bool,
     /// Real-time play: the WebSocket hub, tickets, transcripts.
     pub(super) realtime: Arc<Realtime>,
+    /// Accounts' server seeds for provably fair plays against the computer.
+    pub(super) fairness: Arc<FairPlay>,
 }
 
 impl std::fmt::Debug for App {
@@ -90,6 +93,7 @@ impl App {
                 crate::config::Settings::default().front_door(),
             )),
             trust_player_header: false,
+            fairness: Arc::new(FairPlay::default()),
             realtime: Arc::new(
                 Realtime::new(RealtimeSettings::default()).expect("the default bot arms are valid"),
             ),

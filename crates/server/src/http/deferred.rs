@@ -80,6 +80,8 @@ pub(super) struct IdempotentPlay {
     pub(super) key: String,
     pub(super) fingerprint: Fingerprint,
     pub(super) player: Option<PlayerId>,
+    /// The bearer's account: its play is drawn provably fair.
+    pub(super) account: Option<crate::accounts::AccountId>,
     pub(super) choice: Choice,
     pub(super) format: wire::Format,
 }

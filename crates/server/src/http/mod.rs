@@ -12,6 +12,7 @@ mod app;
 mod deferred;
 pub mod docs;
 mod error;
+mod fairness;
 mod health;
 mod leaderboard;
 mod play;

@@ -13,6 +13,7 @@ use super::problem::{ApiError, HttpError, StoreRefusal};
 use super::reply::{HeaderValue, Reply, Stamp};
 use super::wire::{self, PlayRequest, PlayResponse};
 use crate::accounts::Bearer;
+use crate::accounts::fairness::FairPlay;
 use crate::game::{self, Choice, GameError, random};
 use crate::protection::faults::Point;
 use crate::store::Store;
@@ -80,13 +81,22 @@ impl App {
                 key: scope,
                 fingerprint: idempotency::fingerprint(request.body),
                 player,
+                account: bearer.map(|bearer| bearer.account),
                 choice,
                 format: response_format,
             });
             return Ok(Handled::Deferred(Deferred::new(job, stamp)));
         }
         let decoded = steps.then(tokio::time::Instant::now);
-        let record = play_round(&self.store, choice, player, response_format, body)?;
+        let fair = match bearer {
+            Some(bearer) => Some(
+                self.fairness
+                    .draw(&bearer.account)
+                    .map_err(GameError::from)?,
+            ),
+            None => None,
+        };
+        let record = play_round(&self.store, choice, fair, player, response_format, body)?;
         let judged = steps.then(tokio::time::Instant::now);
         if let Some(record) = record {
             self.store.record(record);
@@ -136,21 +146,28 @@ fn player_of<'a>(
 }
 
 /// Plays one round and writes its answer into `body`; returns the record to store when
-/// the player is named.
+/// the player is named. `fair` is an account's provably fair draw (the move and its nonce);
+/// without one the computer's move comes from the OS random source.
 pub(super) fn play_round(
     store: &Store,
     choice: Choice,
+    fair: Option<(Choice, u64)>,
     player: Option<PlayerId>,
     format: wire::Format,
     body: &mut Vec<u8>,
 ) -> Result<Option<GameRecord>, ApiError<'static>> {
-    let computer = random::computer_choice().map_err(GameError::from)?;
+    let computer = match fair {
+        Some((computer, _)) => computer,
+        None => random::computer_choice().map_err(GameError::from)?,
+    };
     let outcome = game::judge(choice, computer);
     let game_id = store
         .game_ids()
         .next()
         .ok_or(StoreRefusal::GameIdUnavailable)?;
-    wire::encode_play(format, &PlayResponse::new(game_id.0, outcome), body);
+    let mut response = PlayResponse::new(game_id.0, outcome);
+    response.nonce = fair.map(|(_, nonce)| nonce);
+    wire::encode_play(format, &response, body);
     metrics::with_shard(|shard| shard.rounds[choice as usize][computer as usize].add(1));
     tracing::debug!(player = %outcome.player, computer = %outcome.computer, winner = outcome.winner.name(), "round played");
     Ok(player.map(|player| GameRecord {
@@ -165,6 +182,7 @@ pub(super) fn play_round(
 /// A play under an `Idempotency-Key`: runs once, replays after.
 pub(super) async fn idempotent_play(
     store: &Store,
+    fairness: &FairPlay,
     play: IdempotentPlay,
     body: &mut Vec<u8>,
 ) -> Result<Reply, ApiError<'static>> {
@@ -184,7 +202,18 @@ pub(super) async fn idempotent_play(
         }
         Begin::Started => {}
     }
-    let record = match play_round(store, play.choice, play.player, play.format, body) {
+    // Drawn only once the key is this play's, so a replay does not spend a nonce.
+    let fair = match &play.account {
+        Some(account) => match fairness.draw(account) {
+            Ok(draw) => Some(draw),
+            Err(error) => {
+                store.abort(&play.key).await;
+                return Err(GameError::from(error).into());
+            }
+        },
+        None => None,
+    };
+    let record = match play_round(store, play.choice, fair, play.player, play.format, body) {
         Ok(record) => record,
         Err(error) => {
             store.abort(&play.key).await;

@@ -225,3 +225,6 @@ pub(super) fn asyncapi(body: &mut Vec<u8>) -> Reply {
     body.extend_from_slice(ASYNCAPI.as_bytes());
     Reply::new(StatusCode::OK, wire::JSON)
 }
+
+#[cfg(test)]
+mod asyncapi_tests;

@@ -199,6 +199,9 @@ impl App {
             Route::RealtimeTickets => return ready(self.realtime_ticket(request, bearer, body)?),
             Route::Match => return ready(self.match_transcript(request, body)?),
             Route::MyMatches => return ready(self.my_matches(request, bearer, body)?),
+            Route::MyFairness | Route::MyFairnessRotation => {
+                return ready(self.fairness_route(route, request, bearer, body)?);
+            }
             Route::PlayerStats => Job::Stats {
                 player: player()?,
                 format,
@@ -318,7 +321,9 @@ impl App {
                 limit,
                 format,
             } => leaderboard::board(store, &self.accounts, window, limit, format, body).await,
-            Job::IdempotentPlay(job) => play::idempotent_play(store, job, body).await,
+            Job::IdempotentPlay(job) => {
+                play::idempotent_play(store, &self.fairness, job, body).await
+            }
             Job::Accounts(job) => self.run_account_job(job, body).await,
             // Taken apart by `finish` before it waits.
             Job::Identify(_) => Err(HttpError::NotFound.into()),

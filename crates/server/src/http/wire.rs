@@ -145,6 +145,9 @@ pub struct PlayResponse {
     pub computer_choice: &'static str,
     pub winner: &'static str,
     pub reason: &'static str,
+    /// For an account's play: the nonce the computer's move was drawn with (`GET /me/fairness`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nonce: Option<u64>,
 }
 
 fn decimal_string<S: serde::Serializer>(value: &u64, serializer: S) -> Result<S::Ok, S::Error> {
@@ -159,6 +162,7 @@ impl PlayResponse {
             computer_choice: outcome.computer.name(),
             winner: outcome.winner.name(),
             reason: outcome.reason,
+            nonce: None,
         }
     }
 }
@@ -261,7 +265,12 @@ pub fn encode_play(format: Format, response: &PlayResponse, out: &mut Vec<u8>) {
                 out.extend_from_slice(prefix);
                 out.extend_from_slice(value.as_bytes());
             }
-            out.extend_from_slice(br#""}"#);
+            out.push(b'"');
+            if let Some(nonce) = response.nonce {
+                out.extend_from_slice(br#","nonce":"#);
+                out.extend_from_slice(itoa::Buffer::new().format(nonce).as_bytes());
+            }
+            out.push(b'}');
         }
     }
 }
@@ -378,6 +387,7 @@ mod tests {
             computer_choice: "paper",
             winner: "computer",
             reason: "paper beats rock",
+            nonce: Some(3),
         };
         let mut json = Vec::new();
         encode(Format::Json, &response, &mut json);
@@ -393,9 +403,13 @@ mod tests {
     #[test]
     fn the_hand_written_json_matches_serde_json_for_every_outcome() {
         use crate::game::{Choice, judge};
-        for player in Choice::ALL {
+        for (player, nonce) in Choice::ALL
+            .into_iter()
+            .flat_map(|c| [(c, None), (c, Some(u64::MAX))])
+        {
             for computer in Choice::ALL {
-                let response = PlayResponse::new(u64::MAX, judge(player, computer));
+                let mut response = PlayResponse::new(u64::MAX, judge(player, computer));
+                response.nonce = nonce;
                 for text in [
                     response.player_choice,
                     response.computer_choice,

@@ -174,8 +174,10 @@ impl Connection {
                         return self.close(order, Closed::HelloTimeout).await;
                     }
                     if now >= self.last_pong + settings.heartbeat_timeout {
-                        // The peer is gone or stuck: no closing handshake to wait for.
-                        return Closed::Heartbeat;
+                        // The peer is gone or stuck: the close frame goes out in case it is
+                        // only slow, and the closing handshake waits at most a second.
+                        let order = CloseOrder { code: close::HEARTBEAT_TIMEOUT, reason: "no pong in time" };
+                        return self.close(order, Closed::Heartbeat).await;
                     }
                     if write_stuck_since.is_some_and(|since| now >= since + settings.write_timeout) {
                         return Closed::SlowConsumer;

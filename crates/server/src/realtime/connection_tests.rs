@@ -90,10 +90,15 @@ async fn a_silent_peer_is_pinged_every_20_s_and_dropped_after_45_s_without_a_pon
     assert!(String::from_utf8(welcome).unwrap().contains("welcome"));
     let started = Instant::now();
     let mut pings = Vec::new();
-    while let Some((opcode, _)) = frame(&mut client).await {
-        assert_eq!(opcode, 0x9, "only pings before the drop");
+    let close = loop {
+        let (opcode, payload) = frame(&mut client).await.expect("a close frame at the end");
+        if opcode == 0x8 {
+            break u16::from_be_bytes([payload[0], payload[1]]);
+        }
+        assert_eq!(opcode, 0x9, "only pings before the close");
         pings.push(started.elapsed());
-    }
+    };
+    assert_eq!(close, protocol::close::HEARTBEAT_TIMEOUT);
     let dropped = started.elapsed();
     assert_eq!(pings.len(), 2, "{pings:?}");
     assert!(pings[0] >= Duration::from_secs(20) && pings[0] < Duration::from_secs(21));

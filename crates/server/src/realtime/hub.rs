@@ -316,6 +316,9 @@ impl Hub {
             server_time_ms: now,
             rating,
         });
+        if let Some(deadline_ms) = state.draining {
+            caller.link.outbox.push(ServerMessage::Draining { deadline_ms });
+        }
         // A hello from an account already playing (a new device, a reload without the resume
         // token) picks its match or ticket up from the start.
         let Some(player) = state.players.get(&caller.account) else {
@@ -392,15 +395,19 @@ impl Hub {
             (None, None) => (None, None),
         };
         let after = last_seq.map_or(0, |seq| seq + 1);
+        let mut complete = true;
         let (events, match_id, seat) = match &target {
             Some((room_id, seat)) => {
                 let log: Vec<game::matches::Event> = match state.rooms.get(room_id) {
                     Some(room) => room.log.clone(),
-                    None => state
-                        .records
-                        .transcript(room_id)
-                        .map(|finished| finished.events.clone())
-                        .unwrap_or_default(),
+                    None => match state.records.transcript(room_id) {
+                        Some(finished) => finished.events.clone(),
+                        None => {
+                            // Ended, and its transcript already forgotten (`matches_kept`).
+                            complete = false;
+                            Vec::new()
+                        }
+                    },
                 };
                 let missed: Vec<_> = public(&log)
                     .into_iter()
@@ -410,14 +417,14 @@ impl Hub {
             }
             None => (Vec::new(), None, None),
         };
-        self.metrics.resumes(0);
+        self.metrics.resumes(if complete { 0 } else { 1 });
         caller.link.outbox.push(ServerMessage::Resumed {
             id,
             resume_token: token,
             match_id: match_id.clone(),
             seat,
             replayed: events.len() as u64,
-            complete: true,
+            complete,
             queued,
             server_time_ms: now,
         });
@@ -439,7 +446,7 @@ impl Hub {
     /// window, and returns a fresh resume token.
     fn attach(&self, state: &mut State, caller: &Caller, now: u64) -> String {
         let token = random_id();
-        let grace_limit = self.settings.chat_burst;
+        let chat_burst = self.settings.chat_burst;
         let player = state
             .players
             .entry(caller.account)
@@ -451,7 +458,7 @@ impl Hub {
                 room: None,
                 unseen: None,
                 grace_at: None,
-                chat: chat::Limiter::new(grace_limit, now),
+                chat: chat::Limiter::new(chat_burst, now),
             });
         // Back from a drop: the opponent hears of it before this connection is the player's,
         // so the notice reaches this player only through the replay that follows.
@@ -563,8 +570,8 @@ impl Hub {
             expires_ms: now + lifetime,
             bot_at_ms: (opponent == Opponent::Any).then_some(now + bot_after),
         };
-        send(queued_message(id, &ticket));
         if opponent == Opponent::Bot {
+            send(queued_message(id, &ticket));
             self.start_bot_match(state, ticket, false, now);
             return;
         }
@@ -577,6 +584,7 @@ impl Hub {
                 ));
             }
             Ok(outcome) => {
+                send(queued_message(id, &ticket));
                 if let Some(player) = state.players.get_mut(&caller.account) {
                     player.ticket = Some(ticket.id.clone());
                 }
