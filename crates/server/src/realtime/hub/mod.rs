@@ -1,0 +1,645 @@
+//! The players, the queue and the running matches of this instance, behind one lock.
+//!
+//! Connections call in synchronously (a message in, messages out through outboxes); one timer
+//! task fires round deadlines, grace windows and the matchmaker's sweeps. Every operation is
+//! short and never awaits under the lock; sending is a push onto an outbox.
+//!
+//! A match's state changes only through `game::matches::Match::apply`, and every event it
+//! returns is appended to the room's log before it is sent, so the log is the truth that
+//! `resume` replays and `GET /matches/{id}` returns.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use game::Seat;
+use game::fairness::{Commitment, Salt};
+use game::matches::{Command, Match, PerSeat, public};
+use protocol::{ClientMessage, OpponentKind, OpponentView, ServerMessage, codes};
+use tokio::sync::Notify;
+
+mod queue;
+mod rooms;
+mod timers;
+
+use super::chat;
+use super::experiment::Experiment;
+use super::matchmaker::{LocalMatchmaker, Matchmaker, Outcome, Ticket, Windows};
+use super::metrics::Metrics;
+use super::outbox::{CloseOrder, Outbox};
+use super::records::{Change, Finished, Records, SeatSummary, SideResult};
+use super::{Clock, RealtimeSettings};
+use crate::accounts::AccountId;
+
+/// One connection, as the hub knows it.
+#[derive(Clone, Debug)]
+pub struct Link {
+    pub id: u64,
+    pub outbox: Arc<Outbox>,
+}
+
+/// Who a connection is: fixed at the upgrade.
+#[derive(Clone, Debug)]
+pub struct Caller {
+    pub account: AccountId,
+    pub name: String,
+    pub link: Link,
+}
+
+/// What the connection must do after a message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum After {
+    Continue,
+    /// The connection is now greeted (`hello` or `resume` accepted).
+    Greeted,
+    Close(CloseOrder),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Timer {
+    Room(String),
+    Grace(AccountId),
+    Queue,
+    DrainEnd,
+}
+
+struct Player {
+    name: String,
+    link: Option<Link>,
+    resume_token: String,
+    ticket: Option<String>,
+    room: Option<(String, Seat)>,
+    /// A match that ended while the player was away: replayed on `hello` or `resume`.
+    unseen: Option<Unseen>,
+    grace_at: Option<u64>,
+    chat: chat::Limiter,
+}
+
+struct Unseen {
+    match_id: String,
+    seat: Seat,
+    /// The `matched` message, for a `hello` that replays the match from its start.
+    matched: ServerMessage,
+    result: ServerMessage,
+}
+
+enum Occupant {
+    Human(AccountId),
+    Bot {
+        arm: usize,
+        bot: Box<dyn game::bots::Bot + Send>,
+    },
+}
+
+struct Room {
+    game: Match,
+    log: Vec<game::matches::Event>,
+    seats: PerSeat<Occupant>,
+    names: PerSeat<String>,
+    ratings: PerSeat<f64>,
+    deadline: Option<u64>,
+    /// The bot's move this round, for it to learn from the reveal.
+    bot_moves: PerSeat<Option<game::Choice>>,
+    fallback: bool,
+}
+
+struct State {
+    players: HashMap<AccountId, Player>,
+    resume_tokens: HashMap<String, AccountId>,
+    matchmaker: Box<dyn Matchmaker>,
+    tickets: HashMap<String, Ticket>,
+    rooms: HashMap<String, Room>,
+    records: Records,
+    timers: BTreeSet<(u64, Timer)>,
+    queue_timer: Option<u64>,
+    draining: Option<u64>,
+}
+
+pub struct Hub {
+    state: Mutex<State>,
+    /// Wakes the timer task when a timer was set.
+    timer_set: Notify,
+    settings: RealtimeSettings,
+    clock: Clock,
+    experiment: Experiment,
+    pub(super) metrics: Metrics,
+}
+
+/// A random 128-bit id as 32 hex digits.
+fn random_id() -> String {
+    let mut bytes = [0u8; 16];
+    fill_random(&mut bytes);
+    game::fairness::to_hex(&bytes)
+}
+
+fn fill_random(bytes: &mut [u8]) {
+    // The OS source failing is the machine failing; a zeroed salt is still refused nowhere, so
+    // log it loudly rather than panic a connection.
+    if let Err(error) = getrandom::fill(bytes) {
+        tracing::error!(%error, "the OS random source failed");
+    }
+}
+
+fn error(id: Option<u64>, code: &str, message: impl Into<String>) -> ServerMessage {
+    ServerMessage::Error {
+        id,
+        code: code.to_owned(),
+        message: message.into(),
+    }
+}
+
+impl Hub {
+    pub fn new(settings: RealtimeSettings, clock: Clock, experiment: Experiment) -> Hub {
+        let matchmaker = LocalMatchmaker::new(Windows::default(), settings.max_queue);
+        let kept = settings.matches_kept;
+        Hub {
+            state: Mutex::new(State {
+                players: HashMap::new(),
+                resume_tokens: HashMap::new(),
+                matchmaker: Box::new(matchmaker),
+                tickets: HashMap::new(),
+                rooms: HashMap::new(),
+                records: Records::new(kept),
+                timers: BTreeSet::new(),
+                queue_timer: None,
+                draining: None,
+            }),
+            timer_set: Notify::new(),
+            settings,
+            clock,
+            experiment,
+            metrics: Metrics::default(),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub fn now_ms(&self) -> u64 {
+        self.clock.now_ms()
+    }
+
+    pub fn settings(&self) -> &RealtimeSettings {
+        &self.settings
+    }
+
+    pub fn experiment(&self) -> &Experiment {
+        &self.experiment
+    }
+
+    /// One message from a connection. `greeted` says whether `hello`/`resume` was accepted.
+    pub fn handle(&self, caller: &Caller, greeted: bool, message: ClientMessage) -> After {
+        let now = self.now_ms();
+        let id = message.id();
+        let mut state = self.lock();
+        let state = &mut *state;
+        let send = |message| {
+            caller.link.outbox.push(message);
+        };
+        match message {
+            ClientMessage::Hello { .. } | ClientMessage::Resume { .. } if greeted => {
+                send(error(id, codes::ALREADY_GREETED, "already greeted"));
+                After::Continue
+            }
+            ClientMessage::Hello { id } => {
+                self.hello(state, caller, id, now);
+                After::Greeted
+            }
+            ClientMessage::Resume {
+                id,
+                token,
+                last_seq,
+            } => self.resume(state, caller, id, &token, last_seq, now),
+            _ if !greeted => {
+                send(error(id, codes::HELLO_FIRST, "send hello first"));
+                After::Continue
+            }
+            ClientMessage::Ping { id } => {
+                send(ServerMessage::Pong {
+                    id,
+                    server_time_ms: now,
+                });
+                After::Continue
+            }
+            ClientMessage::Queue {
+                id,
+                mode,
+                opponent,
+                bot_after_ms,
+                moves,
+            } => {
+                self.queue(state, caller, id, mode, opponent, bot_after_ms, moves, now);
+                After::Continue
+            }
+            ClientMessage::Cancel { id } => {
+                let ticket = state
+                    .players
+                    .get_mut(&caller.account)
+                    .and_then(|player| player.ticket.take());
+                match ticket {
+                    Some(ticket) => {
+                        state.matchmaker.cancel(&ticket);
+                        state.tickets.remove(&ticket);
+                        send(ServerMessage::Cancelled { id, ticket });
+                    }
+                    None => send(error(id, codes::NOT_QUEUED, "no ticket is waiting")),
+                }
+                After::Continue
+            }
+            ClientMessage::Move { id, round, choice } => {
+                self.seat_command(state, caller, id, now, |seat| Command::Lock {
+                    seat,
+                    round,
+                    choice,
+                })
+            }
+            ClientMessage::Commit {
+                id,
+                round,
+                commitment,
+            } => match Commitment::from_hex(&commitment) {
+                Ok(commitment) => {
+                    self.seat_command(state, caller, id, now, |seat| Command::Commit {
+                        seat,
+                        round,
+                        commitment,
+                    })
+                }
+                Err(_) => {
+                    send(error(
+                        id,
+                        codes::INVALID_COMMITMENT,
+                        "commitment must be 64 hex digits",
+                    ));
+                    After::Continue
+                }
+            },
+            ClientMessage::Reveal {
+                id,
+                round,
+                choice,
+                salt,
+            } => match Salt::from_hex(&salt) {
+                Ok(salt) => self.seat_command(state, caller, id, now, |seat| Command::Reveal {
+                    seat,
+                    round,
+                    choice,
+                    salt,
+                }),
+                Err(_) => {
+                    send(error(
+                        id,
+                        codes::INVALID_COMMITMENT,
+                        "salt must be 64 hex digits",
+                    ));
+                    After::Continue
+                }
+            },
+            ClientMessage::Leave { id } => {
+                self.seat_command(state, caller, id, now, |seat| Command::Leave { seat })
+            }
+            ClientMessage::Chat { id, text } => self.chat(state, caller, id, &text, now),
+        }
+    }
+
+    fn hello(&self, state: &mut State, caller: &Caller, id: Option<u64>, now: u64) {
+        let token = self.attach(state, caller, now);
+        let rating = state.records.rating(&caller.account).rating;
+        caller.link.outbox.push(ServerMessage::Welcome {
+            id,
+            account: caller.account.to_string(),
+            name: Some(caller.name.clone()),
+            resume_token: token,
+            grace_ms: self.settings.resume_grace_ms(),
+            heartbeat_ms: self.settings.heartbeat_interval.as_millis() as u64,
+            heartbeat_timeout_ms: self.settings.heartbeat_timeout.as_millis() as u64,
+            server_time_ms: now,
+            rating,
+        });
+        if let Some(deadline_ms) = state.draining {
+            caller
+                .link
+                .outbox
+                .push(ServerMessage::Draining { deadline_ms });
+        }
+        // A hello from an account already playing (a new device, a reload without the resume
+        // token) picks its match or ticket up from the start.
+        let Some(player) = state.players.get(&caller.account) else {
+            return;
+        };
+        if let Some((room_id, seat)) = player.room.clone()
+            && let Some(room) = state.rooms.get(&room_id)
+        {
+            let timeout = self.settings.round_timeout_ms();
+            caller
+                .link
+                .outbox
+                .push(matched_message(&room_id, room, seat, "", timeout));
+            for event in room.log.iter().filter(|e| e.kind.is_public()) {
+                caller.link.outbox.push(ServerMessage::Event {
+                    match_id: room_id.clone(),
+                    event: event.clone(),
+                });
+            }
+        } else if let Some(ticket) = player.ticket.as_ref().and_then(|t| state.tickets.get(t)) {
+            caller.link.outbox.push(queued_message(None, ticket));
+        } else if let Some(unseen) = state
+            .players
+            .get_mut(&caller.account)
+            .and_then(|player| player.unseen.take())
+        {
+            caller.link.outbox.push(unseen.matched);
+            let events = state
+                .records
+                .transcript(&unseen.match_id)
+                .map(|finished| finished.events.clone())
+                .unwrap_or_default();
+            for event in events {
+                caller.link.outbox.push(ServerMessage::Event {
+                    match_id: unseen.match_id.clone(),
+                    event,
+                });
+            }
+            caller.link.outbox.push(unseen.result);
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn resume(
+        &self,
+        state: &mut State,
+        caller: &Caller,
+        id: Option<u64>,
+        token: &str,
+        last_seq: Option<u64>,
+        now: u64,
+    ) -> After {
+        let known = state.resume_tokens.get(token) == Some(&caller.account)
+            && state.players.contains_key(&caller.account);
+        if !known {
+            self.metrics.resumes(2);
+            caller.link.outbox.push(error(
+                id,
+                codes::RESUME_UNKNOWN,
+                "the resume token is unknown or expired: send hello",
+            ));
+            return After::Continue;
+        }
+        state.resume_tokens.remove(token);
+        let token = self.attach(state, caller, now);
+        let Some(player) = state.players.get_mut(&caller.account) else {
+            return After::Continue;
+        };
+        let queued = player.ticket.is_some();
+        // The live match, or the one that ended while the player was away.
+        let (target, unseen) = match (&player.room, player.unseen.take()) {
+            (Some(room), _) => (Some(room.clone()), None),
+            (None, Some(ended)) => (Some((ended.match_id.clone(), ended.seat)), Some(ended)),
+            (None, None) => (None, None),
+        };
+        let after = last_seq.map_or(0, |seq| seq + 1);
+        let mut complete = true;
+        let (events, match_id, seat) = match &target {
+            Some((room_id, seat)) => {
+                let log: Vec<game::matches::Event> = match state.rooms.get(room_id) {
+                    Some(room) => room.log.clone(),
+                    None => match state.records.transcript(room_id) {
+                        Some(finished) => finished.events.clone(),
+                        None => {
+                            // Ended, and its transcript already forgotten (`matches_kept`).
+                            complete = false;
+                            Vec::new()
+                        }
+                    },
+                };
+                let missed: Vec<_> = public(&log)
+                    .into_iter()
+                    .filter(|event| event.seq >= after || last_seq.is_none())
+                    .collect();
+                (missed, Some(room_id.clone()), Some(*seat))
+            }
+            None => (Vec::new(), None, None),
+        };
+        self.metrics.resumes(if complete { 0 } else { 1 });
+        caller.link.outbox.push(ServerMessage::Resumed {
+            id,
+            resume_token: token,
+            match_id: match_id.clone(),
+            seat,
+            replayed: events.len() as u64,
+            complete,
+            queued,
+            server_time_ms: now,
+        });
+        if let Some(match_id) = match_id {
+            for event in events {
+                caller.link.outbox.push(ServerMessage::Event {
+                    match_id: match_id.clone(),
+                    event,
+                });
+            }
+        }
+        if let Some(unseen) = unseen {
+            caller.link.outbox.push(unseen.result);
+        }
+        After::Greeted
+    }
+
+    /// Makes `caller` the account's connection (closing an older one), ends a pending grace
+    /// window, and returns a fresh resume token.
+    fn attach(&self, state: &mut State, caller: &Caller, now: u64) -> String {
+        let token = random_id();
+        let chat_burst = self.settings.chat_burst;
+        let player = state
+            .players
+            .entry(caller.account)
+            .or_insert_with(|| Player {
+                name: caller.name.clone(),
+                link: None,
+                resume_token: String::new(),
+                ticket: None,
+                room: None,
+                unseen: None,
+                grace_at: None,
+                chat: chat::Limiter::new(chat_burst, now),
+            });
+        // Back from a drop: the opponent hears of it before this connection is the player's,
+        // so the notice reaches this player only through the replay that follows.
+        if player.link.is_none()
+            && let Some((room_id, seat)) = player.room.clone()
+        {
+            let _ = self.run(state, &room_id, Command::Reconnect { seat }, now);
+        }
+        let Some(player) = state.players.get_mut(&caller.account) else {
+            return token;
+        };
+        if let Some(old) = player.link.replace(caller.link.clone())
+            && old.id != caller.link.id
+        {
+            self.metrics.takeovers();
+            old.outbox.close(CloseOrder {
+                code: protocol::close::REPLACED,
+                reason: "another connection of this account took over",
+            });
+        }
+        let old_token = std::mem::replace(&mut player.resume_token, token.clone());
+        state.resume_tokens.remove(&old_token);
+        state.resume_tokens.insert(token.clone(), caller.account);
+        if let Some(at) = player.grace_at.take() {
+            state.timers.remove(&(at, Timer::Grace(caller.account)));
+        }
+        token
+    }
+
+    /// The connection `link` of `account` ended.
+    pub fn detach(&self, account: &AccountId, link: u64) {
+        let now = self.now_ms();
+        let mut state = self.lock();
+        let state = &mut *state;
+        let Some(player) = state.players.get_mut(account) else {
+            return;
+        };
+        if player.link.as_ref().is_none_or(|l| l.id != link) {
+            // Taken over: the newer connection is the player now.
+            return;
+        }
+        player.link = None;
+        let at = now + self.settings.resume_grace_ms();
+        player.grace_at = Some(at);
+        let room = player.room.clone();
+        state.timers.insert((at, Timer::Grace(*account)));
+        self.timer_set.notify_one();
+        if let Some((room_id, seat)) = room {
+            let _ = self.run(state, &room_id, Command::Disconnect { seat }, now);
+        }
+    }
+
+    fn chat(
+        &self,
+        state: &mut State,
+        caller: &Caller,
+        id: Option<u64>,
+        text: &str,
+        now: u64,
+    ) -> After {
+        let send = |message| {
+            caller.link.outbox.push(message);
+        };
+        let Some(player) = state.players.get_mut(&caller.account) else {
+            return After::Continue;
+        };
+        let Some((room_id, seat)) = player.room.clone() else {
+            send(error(id, codes::NOT_IN_MATCH, "chat is in a match"));
+            return After::Continue;
+        };
+        let line = match chat::clean(text) {
+            Ok(line) => line,
+            Err(chat::LineError::Empty) => {
+                self.metrics.chat_refused(0);
+                send(error(id, codes::CHAT_INVALID, "the line is empty"));
+                return After::Continue;
+            }
+            Err(chat::LineError::TooLong) => {
+                self.metrics.chat_refused(0);
+                send(error(
+                    id,
+                    codes::CHAT_INVALID,
+                    format!("at most {} characters", protocol::MAX_CHAT_CHARS),
+                ));
+                return After::Continue;
+            }
+        };
+        let window = self.settings.chat_window.as_millis() as u64;
+        match player.chat.check(self.settings.chat_burst, window, now) {
+            chat::Verdict::Send => {}
+            chat::Verdict::Warn => {
+                self.metrics.chat_refused(1);
+                send(ServerMessage::Warning {
+                    code: codes::CHAT_RATE_LIMITED.to_owned(),
+                    message: format!(
+                        "at most {} lines per {} s; flooding again closes the connection",
+                        self.settings.chat_burst,
+                        window / 1000
+                    ),
+                });
+                send(error(id, codes::CHAT_RATE_LIMITED, "slow down"));
+                return After::Continue;
+            }
+            chat::Verdict::Close => {
+                self.metrics.chat_refused(2);
+                return After::Close(CloseOrder {
+                    code: protocol::close::POLICY,
+                    reason: "chat flooding",
+                });
+            }
+        }
+        let Some(room) = state.rooms.get(&room_id) else {
+            return After::Continue;
+        };
+        let mark = caller.link.outbox.len();
+        let message = ServerMessage::Chat {
+            match_id: room_id.clone(),
+            from: seat,
+            name: room.names[seat].clone(),
+            text: line,
+            at_ms: now,
+        };
+        for other in Seat::BOTH {
+            if let Occupant::Human(account) = &room.seats[other] {
+                self.send_to(state, account, message.clone());
+            }
+        }
+        caller.link.outbox.insert(mark, ServerMessage::Ack { id });
+        After::Continue
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Census {
+    pub idle: usize,
+    pub queued: usize,
+    pub in_match: usize,
+    /// Disconnected, within their grace window.
+    pub away: usize,
+    pub queue_depth: [usize; 3],
+    pub matches_running: usize,
+    pub transcripts_kept: usize,
+}
+
+fn queued_message(id: Option<u64>, ticket: &Ticket) -> ServerMessage {
+    ServerMessage::Queued {
+        id,
+        ticket: ticket.id.clone(),
+        mode: ticket.mode,
+        opponent: ticket.opponent,
+        expires_at_ms: ticket.expires_ms,
+        bot_at_ms: ticket.bot_at_ms,
+    }
+}
+
+fn matched_message(
+    match_id: &str,
+    room: &Room,
+    seat: Seat,
+    ticket: &str,
+    round_timeout_ms: u64,
+) -> ServerMessage {
+    let other = seat.other();
+    let kind = match room.seats[other] {
+        Occupant::Human(_) => OpponentKind::Human,
+        Occupant::Bot { .. } => OpponentKind::Bot,
+    };
+    ServerMessage::Matched {
+        ticket: ticket.to_owned(),
+        match_id: match_id.to_owned(),
+        seat,
+        mode: room.game.config().mode,
+        opponent: OpponentView {
+            kind,
+            name: room.names[other].clone(),
+            rating: (kind == OpponentKind::Human).then_some(room.ratings[other]),
+        },
+        bot_fallback: room.fallback,
+        round_timeout_ms,
+    }
+}
