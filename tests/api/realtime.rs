@@ -593,3 +593,25 @@ async fn raw_close_code(stream: &mut TcpStream) -> u16 {
     assert_eq!(frame[0], 0x88, "a close frame");
     u16::from_be_bytes([frame[2], frame[3]])
 }
+
+#[tokio::test]
+async fn a_drain_tells_players_ends_their_match_as_no_contest_and_closes_1001() {
+    let mut app = spawn_app_with(|settings| {
+        settings.accounts.trust_player_header = false;
+        settings.accounts.accounts_per_address_per_hour = 0;
+        settings.server.drain_timeout = Duration::from_secs(1);
+    })
+    .await;
+    let (mut a, mut b, _) = matched_pair(&app, "best_of_5").await;
+    app.begin_shutdown();
+    for player in [&mut a, &mut b] {
+        let draining = player.until(|m| m["type"] == "draining").await;
+        assert!(draining["deadline_ms"].as_u64().is_some());
+    }
+    let result = a.until(|m| m["type"] == "match_result").await;
+    assert_eq!(result["result"], "no_contest");
+    assert_eq!(result["rated"], false);
+    assert_eq!(a.closed().await, 1001);
+    assert_eq!(b.closed().await, 1001);
+    app.shutdown().await.expect("a clean stop");
+}

@@ -8,7 +8,6 @@ use game::matches::{EndReason, MatchOutcome, Mode};
 use protocol::{ClientMessage, ServerMessage};
 
 use super::experiment::Experiment;
-use super::hub::Census;
 use crate::telemetry::metrics::{Exposition, Kind};
 
 /// Seconds from queueing to a match (or the ticket's end).
@@ -25,6 +24,19 @@ const END_REASONS: [&str; 6] = [
 
 fn bump(counter: &AtomicU64) {
     counter.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Figures read from the hub's state at scrape time.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Census {
+    pub idle: usize,
+    pub queued: usize,
+    pub in_match: usize,
+    /// Disconnected, within their grace window.
+    pub away: usize,
+    pub queue_depth: [usize; 3],
+    pub matches_running: usize,
+    pub transcripts_kept: usize,
 }
 
 #[derive(Default)]

@@ -24,7 +24,7 @@ mod timers;
 use super::chat;
 use super::experiment::Experiment;
 use super::matchmaker::{LocalMatchmaker, Matchmaker, Outcome, Ticket, Windows};
-use super::metrics::Metrics;
+use super::metrics::{Census, Metrics};
 use super::outbox::{CloseOrder, Outbox};
 use super::records::{Change, Finished, Records, SeatSummary, SideResult};
 use super::{Clock, RealtimeSettings};
@@ -594,17 +594,6 @@ impl Hub {
     }
 }
 
-#[derive(Clone, Copy, Debug, Default)]
-pub struct Census {
-    pub idle: usize,
-    pub queued: usize,
-    pub in_match: usize,
-    /// Disconnected, within their grace window.
-    pub away: usize,
-    pub queue_depth: [usize; 3],
-    pub matches_running: usize,
-    pub transcripts_kept: usize,
-}
 
 fn queued_message(id: Option<u64>, ticket: &Ticket) -> ServerMessage {
     ServerMessage::Queued {
