@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use clap::Parser;
 mod cli;
 
-use cli::{Cli, Command, ServeArgs, run_account, run_play};
+use cli::{Cli, Command, ServeArgs, run_account, run_play, run_pvp, run_verify};
 use guess_game::config::Settings;
 use guess_game::server::{Server, shutdown};
 use guess_game::telemetry;
@@ -20,6 +20,14 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve(args),
         Command::Play(args) => match runtime() {
             Ok(runtime) => runtime.block_on(run_play(args)),
+            Err(error) => fail(&error),
+        },
+        Command::Pvp(args) => match runtime() {
+            Ok(runtime) => runtime.block_on(run_pvp(*args)),
+            Err(error) => fail(&error),
+        },
+        Command::Verify(args) => match runtime() {
+            Ok(runtime) => runtime.block_on(run_verify(args)),
             Err(error) => fail(&error),
         },
         Command::Account(args) => match runtime() {

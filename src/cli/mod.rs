@@ -1,4 +1,5 @@
-//! The command line: `serve` (the default), `play`, `account`, `loadtest`, and their flags.
+//! The command line: `serve` (the default), `play`, `pvp`, `verify`, `account`, `loadtest`,
+//! and their flags.
 //!
 //! Flags of `serve` mirror the settings in [`guess_game::config::Settings`] one to one; only the
 //! flags actually given are passed on, so they override the file and the environment without
@@ -6,6 +7,8 @@
 
 mod account;
 mod play;
+mod pvp;
+mod verify;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -15,6 +18,8 @@ use serde::Serialize;
 
 pub use account::{AccountArgs, run_account};
 pub use play::{PlayArgs, run_play};
+pub use pvp::{PvpArgs, run_pvp};
+pub use verify::{VerifyArgs, run_verify};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -37,6 +42,10 @@ pub enum Command {
     Serve(Box<ServeArgs>),
     /// Play one round against a running server (as the signed-in account, if any).
     Play(PlayArgs),
+    /// Play a match in real time against a person or a bot, in the terminal or scripted.
+    Pvp(Box<PvpArgs>),
+    /// Check a match's transcript: every commitment opened, every round and score recounted.
+    Verify(VerifyArgs),
     /// Create, sign in to and manage an account on a running server.
     Account(AccountArgs),
     /// Load a running server and report throughput, goodput, errors and latency percentiles.

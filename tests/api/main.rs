@@ -2,6 +2,7 @@
 
 mod accounts;
 mod cli;
+mod cli_realtime;
 mod conformance;
 mod errors;
 mod fairness;

@@ -172,7 +172,8 @@ async fn drive(index: usize, shared: Rc<Shared>) {
         };
         if plan.scenario.needs_account() && !writer.has_token() {
             // Not measured: the account is the connection's setup, like its handshake.
-            let guest = super::scenario::guest_request(&plan.host, &plan.target);
+            let base = plan.target.strip_suffix("/play").unwrap_or_default();
+            let guest = super::scenario::guest_request(&plan.host, base);
             let created = with_deadline(
                 timer.as_mut(),
                 now + plan.timeout,

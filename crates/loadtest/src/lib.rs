@@ -5,6 +5,9 @@
 //! reports, an SVG plot and a before/after comparison. One thread drives every connection, so
 //! pinning the tester to a core (`taskset -c 1`) gives a fair comparison with wrk.
 //!
+//! WebSocket scenarios (`ws-idle`, `ws-play`, `ws-echo`) are subcommands with their own flags;
+//! `ws/mod.rs` describes them.
+//!
 //! Exit codes: 0 the run completed; 1 the run failed (target unresolvable, no request
 //! answered, failure rate above `--fail-on-error-rate`, or a report could not be written);
 //! 2 invalid arguments.
@@ -15,6 +18,7 @@ mod plot;
 mod report;
 mod scenario;
 mod stats;
+mod ws;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -26,6 +30,7 @@ pub use self::driver::{Pacing, Plan};
 pub use self::report::{Report, StepReport, compare};
 pub use self::scenario::Scenario;
 use self::stats::Recorder;
+pub use self::ws::WsReport;
 use client::ServerUrl;
 
 const EXIT_RUN_FAILED: u8 = 1;
@@ -48,6 +53,15 @@ pub struct LoadtestArgs {
 pub enum LoadtestCommand {
     /// Print a before/after table of two reports written with --json.
     Compare { before: PathBuf, after: PathBuf },
+    /// Hold N authenticated, greeted WebSocket connections idle; report the server's resident
+    /// memory per connection.
+    WsIdle(ws::IdleArgs),
+    /// N players queueing and playing matches over WebSocket at a steady move rate; report
+    /// matches/s, move-to-result latency, event ordering and errors.
+    WsPlay(ws::PlayArgs),
+    /// ws-play's move frames at the same pace to a WebSocket echo server (bench/ws-crates), as
+    /// the yardstick for CPU per move.
+    WsEcho(ws::EchoArgs),
 }
 
 #[derive(Debug, Args)]
@@ -77,7 +91,7 @@ pub struct RunArgs {
     #[arg(long, value_name = "REQ/S", requires = "steps")]
     pub capacity: Option<f64>,
     /// Goodput counts 2xx answers within this latency; a number is milliseconds
-    #[arg(long, default_value = "100ms", value_parser = parse_slo)]
+    #[arg(long, default_value = "100ms", value_parser = parse_millis_or_duration)]
     pub slo: Duration,
     /// What to send
     #[arg(long, value_enum, default_value = "play")]
@@ -99,7 +113,8 @@ pub struct RunArgs {
     pub fail_on_error_rate: Option<f64>,
 }
 
-fn parse_slo(text: &str) -> Result<Duration, String> {
+/// A duration: a bare number is milliseconds (`50`), anything else humantime (`1s`, `250ms`).
+fn parse_millis_or_duration(text: &str) -> Result<Duration, String> {
     match text.parse::<f64>() {
         Ok(millis) if millis > 0.0 && millis.is_finite() => {
             Ok(Duration::from_secs_f64(millis / 1000.0))
@@ -111,8 +126,12 @@ fn parse_slo(text: &str) -> Result<Duration, String> {
 
 /// Runs `guess-game loadtest` and returns its exit code.
 pub async fn run(args: LoadtestArgs) -> ExitCode {
-    if let Some(LoadtestCommand::Compare { before, after }) = args.command {
-        return run_compare(&before, &after);
+    match args.command {
+        Some(LoadtestCommand::Compare { before, after }) => return run_compare(&before, &after),
+        Some(LoadtestCommand::WsIdle(args)) => return ws::run_idle(args).await,
+        Some(LoadtestCommand::WsPlay(args)) => return ws::run_play(args).await,
+        Some(LoadtestCommand::WsEcho(args)) => return ws::run_echo(args).await,
+        None => {}
     }
     let args = args.run;
     if let Err(message) = validate(&args) {

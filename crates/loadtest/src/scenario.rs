@@ -41,9 +41,9 @@ impl Scenario {
     }
 }
 
-/// The request that creates a guest account, for `target`'s server.
-pub fn guest_request(host: &str, target: &str) -> Vec<u8> {
-    let base = target.strip_suffix("/play").unwrap_or_default();
+/// The request that creates a guest account on the server whose routes are under `base` (a
+/// path prefix, usually empty).
+pub fn guest_request(host: &str, base: &str) -> Vec<u8> {
     format!("POST {base}/accounts/guest HTTP/1.1\r\nHost: {host}\r\nContent-Length: 0\r\n\r\n")
         .into_bytes()
 }
@@ -242,7 +242,7 @@ mod tests {
             "{text}"
         );
         assert!(!text.contains("player_id"), "{text}");
-        let guest = String::from_utf8(guest_request("h", "/api/play")).unwrap();
+        let guest = String::from_utf8(guest_request("h", "/api")).unwrap();
         assert!(guest.starts_with("POST /api/accounts/guest HTTP/1.1\r\n"));
         let answer = b"HTTP/1.1 201 Created\r\nContent-Length: 40\r\n\r\n{\"session\":{\"access_token\":\"gga_x\"}}";
         assert_eq!(access_token(answer).as_deref(), Some("gga_x"));

@@ -9,9 +9,9 @@ use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
 /// Latencies are recorded in microseconds, from 1 µs to 60 s, to three significant digits.
-const HIGHEST_MICROS: u64 = 60_000_000;
+pub(crate) const HIGHEST_MICROS: u64 = 60_000_000;
 
-fn new_histogram(significant_digits: u8) -> Histogram<u64> {
+pub(crate) fn new_histogram(significant_digits: u8) -> Histogram<u64> {
     // The bounds are constants that hdrhistogram accepts.
     Histogram::new_with_bounds(1, HIGHEST_MICROS, significant_digits)
         .expect("valid histogram bounds")
@@ -29,7 +29,7 @@ pub struct Percentiles {
 }
 
 impl Percentiles {
-    fn of(histogram: &Histogram<u64>) -> Self {
+    pub(crate) fn of(histogram: &Histogram<u64>) -> Self {
         if histogram.is_empty() {
             return Self::default();
         }

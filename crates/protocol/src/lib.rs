@@ -254,6 +254,13 @@ pub enum ServerMessage {
         server_time_ms: u64,
         /// The rating the matchmaker uses for this account.
         rating: f64,
+        /// The account is in this match (or one ended while it was away): `matched` and the
+        /// match's events follow this message.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        match_id: Option<String>,
+        /// The account's ticket is still waiting: `queued` follows this message.
+        #[serde(default)]
+        queued: bool,
     },
     /// The answer to `resume`: the match (if it is still on), and whether every event missed
     /// was replayed (they follow this message as `event` messages).

@@ -305,6 +305,17 @@ impl Hub {
     fn hello(&self, state: &mut State, caller: &Caller, id: Option<u64>, now: u64) {
         let token = self.attach(state, caller, now);
         let rating = state.records.rating(&caller.account).rating;
+        let following = state
+            .players
+            .get(&caller.account)
+            .map_or((None, false), |player| {
+                // In the order the replay below follows: a live match, else a ticket, else a
+                // match that ended while the account was away.
+                let live = player.room.as_ref().map(|(room, _)| room.clone());
+                let queued = live.is_none() && player.ticket.is_some();
+                let unseen = player.unseen.as_ref().map(|unseen| unseen.match_id.clone());
+                (live.or(unseen.filter(|_| !queued)), queued)
+            });
         caller.link.outbox.push(ServerMessage::Welcome {
             id,
             account: caller.account.to_string(),
@@ -315,6 +326,8 @@ impl Hub {
             heartbeat_timeout_ms: self.settings.heartbeat_timeout.as_millis() as u64,
             server_time_ms: now,
             rating,
+            match_id: following.0,
+            queued: following.1,
         });
         if let Some(deadline_ms) = state.draining {
             caller
@@ -593,7 +606,6 @@ impl Hub {
         After::Continue
     }
 }
-
 
 fn queued_message(id: Option<u64>, ticket: &Ticket) -> ServerMessage {
     ServerMessage::Queued {
