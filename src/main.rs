@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use clap::Parser;
 mod cli;
 
-use cli::{Cli, Command, ServeArgs, run_account, run_play, run_pvp, run_verify};
+use cli::{Cli, Command, ServeArgs, run_account, run_doctor, run_play, run_pvp, run_verify};
 use guess_game::config::Settings;
 use guess_game::server::{Server, shutdown};
 use guess_game::telemetry;
@@ -32,6 +32,10 @@ fn main() -> ExitCode {
         },
         Command::Account(args) => match runtime() {
             Ok(runtime) => runtime.block_on(run_account(args)),
+            Err(error) => fail(&error),
+        },
+        Command::Doctor(args) => match runtime() {
+            Ok(runtime) => runtime.block_on(run_doctor(*args)),
             Err(error) => fail(&error),
         },
         Command::Loadtest(args) => match runtime() {

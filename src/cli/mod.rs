@@ -1,11 +1,12 @@
-//! The command line: `serve` (the default), `play`, `pvp`, `verify`, `account`, `loadtest`,
-//! and their flags.
+//! The command line: `serve` (the default), `play`, `pvp`, `verify`, `account`, `doctor`,
+//! `loadtest`, and their flags.
 //!
 //! Flags of `serve` mirror the settings in [`guess_game::config::Settings`] one to one; only the
 //! flags actually given are passed on, so they override the file and the environment without
 //! resetting what those set.
 
 mod account;
+mod doctor;
 mod play;
 mod pvp;
 mod verify;
@@ -17,6 +18,7 @@ use clap::{Args, Parser, Subcommand};
 use serde::Serialize;
 
 pub use account::{AccountArgs, run_account};
+pub use doctor::{DoctorArgs, run_doctor};
 pub use play::{PlayArgs, run_play};
 pub use pvp::{PvpArgs, run_pvp};
 pub use verify::{VerifyArgs, run_verify};
@@ -50,6 +52,8 @@ pub enum Command {
     Account(AccountArgs),
     /// Load a running server and report throughput, goodput, errors and latency percentiles.
     Loadtest(Box<loadtest::LoadtestArgs>),
+    /// Check this host for the settings `serve` would run with, or (--probe) a running instance.
+    Doctor(Box<DoctorArgs>),
 }
 
 /// Settings given as flags. Each also reads from the config file and `GUESS_GAME_<NAME>`.

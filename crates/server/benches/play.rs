@@ -101,5 +101,29 @@ fn handling(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, judging, encoding, decoding, handling);
+/// The computer's move: the OS random source (anonymous plays) against the provably fair draw
+/// (an account's plays: HMAC-SHA256 with the key schedule done once per seed). callgrind's CPU
+/// has no SHA extensions, so under it SHA-256 runs its portable code; this measures the real one.
+fn drawing(c: &mut Criterion) {
+    let mut group = c.benchmark_group("draw the computer's move");
+    group.bench_function("os random (anonymous)", |b| {
+        b.iter(|| black_box(guess_game::game::random::computer_choice()))
+    });
+    let key = guess_game::game::fairness::SeedKey::new(&[7; 32]);
+    let mut nonce = 0u64;
+    group.bench_function("hmac-sha256 fair draw (account)", |b| {
+        b.iter(|| {
+            nonce += 1;
+            black_box(key.fair_move(black_box("6f1e0c3b9a8d7e6f5a4b3c2d"), nonce))
+        })
+    });
+    let fair = guess_game::accounts::fairness::FairPlay::default();
+    let account = guess_game::accounts::AccountId::from("6f1e0c3b9a8d7e6f5a4b3c2d").unwrap();
+    group.bench_function("fair draw with the account's state", |b| {
+        b.iter(|| black_box(fair.draw(black_box(&account))))
+    });
+    group.finish();
+}
+
+criterion_group!(benches, judging, encoding, decoding, handling, drawing);
 criterion_main!(benches);

@@ -9,6 +9,7 @@ pub mod accounts;
 pub mod admin;
 pub mod api;
 pub mod config;
+pub mod doctor;
 pub mod flags;
 /// The HTTP/1.1 client (`crates/client`): the CLI's `play`, the span exporter and the tests use it.
 pub use client;

@@ -32,10 +32,14 @@ pub enum Route {
     AsyncApi,
     MyFairness,
     MyFairnessRotation,
+    /// The web page (`GET /`), served from assets embedded in the binary.
+    Web,
+    /// The page's fingerprinted scripts, styles and icon.
+    WebAsset,
 }
 
 impl Route {
-    pub const ALL: [Route; 25] = [
+    pub const ALL: [Route; 27] = [
         Route::Play,
         Route::Healthz,
         Route::Readyz,
@@ -61,6 +65,8 @@ impl Route {
         Route::AsyncApi,
         Route::MyFairness,
         Route::MyFairnessRotation,
+        Route::Web,
+        Route::WebAsset,
     ];
 
     /// The path as written in the OpenAPI document.
@@ -91,6 +97,8 @@ impl Route {
             Route::AsyncApi => "/asyncapi.json",
             Route::MyFairness => "/me/fairness",
             Route::MyFairnessRotation => "/me/fairness/rotation",
+            Route::Web => "/",
+            Route::WebAsset => "/assets/{name}",
         }
     }
 
@@ -166,9 +174,14 @@ impl Route {
                 _ => None,
             };
         }
+        // The page's assets are looked for last, so the API's routes pay nothing for them.
         Route::ALL
             .into_iter()
             .find(|route| route.template() == path)
+            .or_else(|| {
+                let name = path.strip_prefix("/assets/")?;
+                (!name.is_empty() && !name.contains('/')).then_some(Route::WebAsset)
+            })
     }
 
     /// `/players/{id}/{tail}` split into the id (possibly empty or invalid; the handler
@@ -187,6 +200,11 @@ impl Route {
     /// The `{id}` of `/matches/{id}`.
     pub fn match_id(path: &str) -> &str {
         path.strip_prefix("/matches/").unwrap_or("")
+    }
+
+    /// The `{name}` of `/assets/{name}`.
+    pub fn asset_name(path: &str) -> &str {
+        path.strip_prefix("/assets/").unwrap_or("")
     }
 
     /// The `{id}` of a player route's path.
@@ -213,7 +231,6 @@ mod tests {
             assert_eq!(Route::recognize(route.template()), Some(route));
         }
         for path in [
-            "/",
             "/play/",
             "/PLAY",
             "/play/x",
@@ -223,6 +240,9 @@ mod tests {
             "/players/a/stats/x",
             "/players/a/other",
             "/leaderboard/",
+            "/assets/",
+            "/assets/a/b",
+            "/index.html",
         ] {
             assert_eq!(Route::recognize(path), None, "{path:?}");
         }
@@ -239,6 +259,12 @@ mod tests {
         assert_eq!(Route::session_id("/me/sessions/abc"), "abc");
         assert_eq!(Route::recognize("/me/sessions/abc/x"), None);
         assert_eq!(Route::recognize("/me/"), None);
+        assert_eq!(Route::recognize("/"), Some(Route::Web));
+        assert_eq!(
+            Route::recognize("/assets/app.0123456789.js"),
+            Some(Route::WebAsset)
+        );
+        assert_eq!(Route::asset_name("/assets/app.js"), "app.js");
     }
 
     #[test]

@@ -22,6 +22,7 @@ mod query;
 mod realtime;
 mod reply;
 mod router;
+mod web;
 pub mod wire;
 
 pub use crate::api::Route;
@@ -51,6 +52,10 @@ pub struct Headers<'a> {
     pub idempotency_key: Option<&'a [u8]>,
     /// `authorization`: `Bearer <access token>`.
     pub authorization: Option<&'a [u8]>,
+    /// `accept-encoding`: which precompressed variant of a web asset to send.
+    pub accept_encoding: Option<&'a [u8]>,
+    /// `if-none-match`: a web asset's ETag the client already holds.
+    pub if_none_match: Option<&'a [u8]>,
 }
 
 impl<'a> Headers<'a> {
@@ -73,6 +78,10 @@ impl<'a> Headers<'a> {
             &mut self.idempotency_key
         } else if name.eq_ignore_ascii_case(b"authorization") {
             &mut self.authorization
+        } else if name.eq_ignore_ascii_case(b"accept-encoding") {
+            &mut self.accept_encoding
+        } else if name.eq_ignore_ascii_case(b"if-none-match") {
+            &mut self.if_none_match
         } else {
             return false;
         };
@@ -108,7 +117,7 @@ pub(crate) struct OwnedRequest {
     path: String,
     query: Option<String>,
     /// The header values, in [`Headers`]' order.
-    headers: [Option<Vec<u8>>; 8],
+    headers: [Option<Vec<u8>>; 10],
     peer: std::net::IpAddr,
     body: Vec<u8>,
     arrived: tokio::time::Instant,
@@ -131,6 +140,8 @@ impl OwnedRequest {
                 own(h.forwarded_for),
                 own(h.idempotency_key),
                 own(h.authorization),
+                own(h.accept_encoding),
+                own(h.if_none_match),
             ],
             peer: request.peer,
             body: request.body.to_vec(),
@@ -148,6 +159,8 @@ impl OwnedRequest {
             forwarded_for,
             idempotency_key,
             authorization,
+            accept_encoding,
+            if_none_match,
         ] = &self.headers;
         Request {
             method: &self.method,
@@ -162,6 +175,8 @@ impl OwnedRequest {
                 forwarded_for: forwarded_for.as_deref(),
                 idempotency_key: idempotency_key.as_deref(),
                 authorization: authorization.as_deref(),
+                accept_encoding: accept_encoding.as_deref(),
+                if_none_match: if_none_match.as_deref(),
             },
             peer: self.peer,
             body: &self.body,

@@ -62,6 +62,10 @@ pub struct Reply {
     pub content_type: &'static str,
     headers: [(&'static str, HeaderValue); MAX_EXTRA_HEADERS],
     header_count: usize,
+    /// A fixed list of headers sent after the extra ones: the web page's security and caching
+    /// headers (`http::web`). A slice, so the API's replies stay as small as they were and
+    /// carry an empty one.
+    static_headers: &'static [(&'static str, HeaderValue)],
     /// The route that answered; None when none matched.
     pub route: Option<Route>,
     /// The request's trace; engines send it back as `traceparent`.
@@ -79,6 +83,7 @@ impl Reply {
             content_type,
             headers: [("", HeaderValue::Static("")); MAX_EXTRA_HEADERS],
             header_count: 0,
+            static_headers: &[],
             route: None,
             trace: None,
             request_id: None,
@@ -100,14 +105,24 @@ impl Reply {
         self
     }
 
-    /// The extra headers, in the order they were added.
-    pub fn headers(&self) -> &[(&'static str, HeaderValue)] {
-        &self.headers[..self.header_count]
+    /// Adds a fixed list of headers, sent after the extra ones; replaces any list given before.
+    pub const fn with_static_headers(
+        mut self,
+        headers: &'static [(&'static str, HeaderValue)],
+    ) -> Self {
+        self.static_headers = headers;
+        self
+    }
+
+    /// The extra headers, in the order they were added, then the static ones.
+    pub fn headers(&self) -> impl Iterator<Item = &(&'static str, HeaderValue)> {
+        self.headers[..self.header_count]
+            .iter()
+            .chain(self.static_headers)
     }
 
     pub fn header(&self, name: &str) -> Option<HeaderValue> {
         self.headers()
-            .iter()
             .find(|(candidate, _)| candidate.eq_ignore_ascii_case(name))
             .map(|&(_, value)| value)
     }

@@ -10,7 +10,7 @@ use super::deferred::{Deferred, Handled, Job};
 use super::problem::{ApiError, HttpError};
 use super::query::Query;
 use super::reply::{Reply, Stamp};
-use super::{OwnedRequest, Request, docs, health, leaderboard, play, players, realtime, wire};
+use super::{OwnedRequest, Request, docs, health, leaderboard, play, players, realtime, web, wire};
 use crate::accounts::{AccountError, Bearer, TokenRefused};
 use crate::api::Route;
 use crate::protection::concurrency::Permit;
@@ -194,6 +194,8 @@ impl App {
             Route::Readyz => return Err(HttpError::ShuttingDown.into()),
             Route::OpenApi => return ready(docs::openapi(body)),
             Route::AsyncApi => return ready(realtime::asyncapi(body)),
+            Route::Web => return ready(web::page(request, body)),
+            Route::WebAsset => return ready(web::asset(request, body)?),
             // The native engine switches protocols before routing; hyper does not carry it.
             Route::Realtime => return Err(HttpError::WebSocketUnsupported.into()),
             Route::RealtimeTickets => return ready(self.realtime_ticket(request, bearer, body)?),
