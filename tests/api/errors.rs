@@ -148,7 +148,14 @@ async fn a_wrong_method_gets_405_with_allow() {
 #[tokio::test]
 async fn an_unknown_path_gets_404_in_the_same_shape() {
     let app = spawn_app().await;
-    for path in ["/nope", "/assets/", "/assets/nope.js", "/play/", "/PLAY", "/play/extra"] {
+    for path in [
+        "/nope",
+        "/assets/",
+        "/assets/nope.js",
+        "/play/",
+        "/PLAY",
+        "/play/extra",
+    ] {
         assert_problem(&app.get(path).await, StatusCode::NOT_FOUND, "not_found");
     }
     assert_problem(

@@ -107,9 +107,11 @@ impl App {
             .unwrap_or_default()
             .split('&')
             .find_map(|pair| pair.strip_prefix("ticket="));
+        // Limited by address before any token or ticket is looked up, so a flood of made-up
+        // tokens costs no lookups (in Redis, round trips) past the limit.
+        self.admit(Route::Realtime, request, None)?;
         let (account, bearer) = match ticket {
             Some(ticket) => {
-                self.admit(Route::Realtime, request, None)?;
                 let account = self
                     .realtime
                     .redeem_ticket(ticket)
@@ -118,7 +120,6 @@ impl App {
             }
             None => {
                 let bearer = self.upgrade_bearer(request).await?;
-                self.admit(Route::Realtime, request, Some(&bearer))?;
                 (bearer.account, Some(bearer))
             }
         };

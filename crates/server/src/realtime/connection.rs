@@ -79,6 +79,7 @@ pub async fn serve(
         pending: Vec::new(),
         greeted: false,
         last_pong: Instant::now(),
+        overflowed: false,
     };
     let why = connection.run().await;
     connection.hub.metrics.closed(why);
@@ -98,6 +99,8 @@ struct Connection {
     pending: Vec<u8>,
     greeted: bool,
     last_pong: Instant,
+    /// More was to be written than [`MAX_PENDING_WRITE`] allows: a slow consumer.
+    overflowed: bool,
 }
 
 /// What reading left to do.
@@ -115,21 +118,42 @@ impl Connection {
         let hello_deadline = started + settings.hello_timeout;
         let mut next_ping = started + settings.heartbeat_interval;
         let mut write_stuck_since: Option<Instant> = None;
+        // One timer, moved only when the next deadline changes: registering a new one on every
+        // wake-up cost a timer-wheel insertion and removal per message (docs/BENCHMARKS.md).
+        let sleep = tokio::time::sleep_until(next_ping);
+        tokio::pin!(sleep);
         // Frames sent before the 101 arrived (the client did not wait): serve them first.
         if !self.partial.is_empty() {
             match self.read(false) {
                 Step::Continue => {}
                 Step::PeerClosed => return Closed::Client,
-                Step::Close(order, why) => return self.close(order, why).await,
+                Step::Close(order, why) => return Box::pin(self.close(order, why)).await,
             }
         }
         loop {
             if let Some(step) = self.flush_outbox() {
                 match step {
-                    Step::Close(order, why) => return self.close(order, why).await,
+                    Step::Close(order, why) => return Box::pin(self.close(order, why)).await,
                     Step::PeerClosed => return Closed::Client,
                     Step::Continue => {}
                 }
+            }
+            // Checked every turn, not only when the timer wins the select below: a client
+            // that keeps the socket readable must not outrun its deadlines.
+            let now = Instant::now();
+            if self.overflowed {
+                let order = CloseOrder {
+                    code: close::SLOW_CONSUMER,
+                    reason: "too much unread",
+                };
+                return Box::pin(self.close(order, Closed::SlowConsumer)).await;
+            }
+            if !self.greeted && now >= hello_deadline {
+                let order = CloseOrder {
+                    code: close::HELLO_TIMEOUT,
+                    reason: "no hello in time",
+                };
+                return Box::pin(self.close(order, Closed::HelloTimeout)).await;
             }
             if self.pending.is_empty() {
                 write_stuck_since = None;
@@ -143,11 +167,16 @@ impl Connection {
             if let Some(since) = write_stuck_since {
                 deadline = deadline.min(since + settings.write_timeout);
             }
+            if sleep.deadline() != deadline {
+                sleep.as_mut().reset(deadline);
+            }
             let outbox = Arc::clone(&self.caller.link.outbox);
             let writing = !self.pending.is_empty();
             tokio::select! {
                 biased;
-                ready = std::future::poll_fn(|cx| self.stream.poll_read_ready(cx)) => {
+                // Nothing is read while written bytes wait: the client's own sends then back
+                // up in TCP instead of in this connection's memory.
+                ready = std::future::poll_fn(|cx| self.stream.poll_read_ready(cx)), if !writing => {
                     if ready.is_err() {
                         return Closed::Client;
                     }
@@ -157,7 +186,7 @@ impl Connection {
                             self.write_pending_now();
                             return Closed::Client;
                         }
-                        Step::Close(order, why) => return self.close(order, why).await,
+                        Step::Close(order, why) => return Box::pin(self.close(order, why)).await,
                     }
                 }
                 () = outbox.wait(), if !writing => {}
@@ -167,17 +196,17 @@ impl Connection {
                     }
                     self.write_pending_now();
                 }
-                () = tokio::time::sleep_until(deadline) => {
+                () = &mut sleep => {
                     let now = Instant::now();
                     if !self.greeted && now >= hello_deadline {
                         let order = CloseOrder { code: close::HELLO_TIMEOUT, reason: "no hello in time" };
-                        return self.close(order, Closed::HelloTimeout).await;
+                        return Box::pin(self.close(order, Closed::HelloTimeout)).await;
                     }
                     if now >= self.last_pong + settings.heartbeat_timeout {
                         // The peer is gone or stuck: the close frame goes out in case it is
                         // only slow, and the closing handshake waits at most a second.
                         let order = CloseOrder { code: close::HEARTBEAT_TIMEOUT, reason: "no pong in time" };
-                        return self.close(order, Closed::Heartbeat).await;
+                        return Box::pin(self.close(order, Closed::Heartbeat)).await;
                     }
                     if write_stuck_since.is_some_and(|since| now >= since + settings.write_timeout) {
                         return Closed::SlowConsumer;
@@ -439,6 +468,11 @@ impl Connection {
     /// Writes `bytes` after anything pending, without waiting; keeps what the socket refused.
     fn write_now(&mut self, bytes: &[u8]) {
         if !self.pending.is_empty() {
+            // Bounded here too: pongs to a ping flood are written without the outbox.
+            if self.pending.len() + bytes.len() > MAX_PENDING_WRITE {
+                self.overflowed = true;
+                return;
+            }
             self.pending.extend_from_slice(bytes);
             return;
         }

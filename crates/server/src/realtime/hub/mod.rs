@@ -69,7 +69,8 @@ struct Player {
     ticket: Option<String>,
     room: Option<(String, Seat)>,
     /// A match that ended while the player was away: replayed on `hello` or `resume`.
-    unseen: Option<Unseen>,
+    /// Boxed: rare, and two messages large; every connected player carries the slot.
+    unseen: Option<Box<Unseen>>,
     grace_at: Option<u64>,
     chat: chat::Limiter,
 }
@@ -196,6 +197,24 @@ impl Hub {
         let send = |message| {
             caller.link.outbox.push(message);
         };
+        if greeted {
+            let current = state
+                .players
+                .get(&caller.account)
+                .and_then(|p| p.link.as_ref());
+            if current.is_none_or(|link| link.id != caller.link.id) {
+                // Taken over: a connection that is no longer the player's acts for no one.
+                return After::Close(CloseOrder {
+                    code: protocol::close::REPLACED,
+                    reason: "another connection of this account took over",
+                });
+            }
+        } else if state.draining.is_some_and(|deadline| now >= deadline) {
+            return After::Close(CloseOrder {
+                code: protocol::close::GOING_AWAY,
+                reason: "the server is shutting down",
+            });
+        }
         match message {
             ClientMessage::Hello { .. } | ClientMessage::Resume { .. } if greeted => {
                 send(error(id, codes::ALREADY_GREETED, "already greeted"));
@@ -410,7 +429,7 @@ impl Hub {
             (None, Some(ended)) => (Some((ended.match_id.clone(), ended.seat)), Some(ended)),
             (None, None) => (None, None),
         };
-        let after = last_seq.map_or(0, |seq| seq + 1);
+        let after = last_seq.map_or(0, |seq| seq.saturating_add(1));
         let mut complete = true;
         let (events, match_id, seat) = match &target {
             Some((room_id, seat)) => {
@@ -520,8 +539,7 @@ impl Hub {
         let at = now + self.settings.resume_grace_ms();
         player.grace_at = Some(at);
         let room = player.room.clone();
-        state.timers.insert((at, Timer::Grace(*account)));
-        self.timer_set.notify_one();
+        self.schedule(state, at, Timer::Grace(*account));
         if let Some((room_id, seat)) = room {
             let _ = self.run(state, &room_id, Command::Disconnect { seat }, now);
         }

@@ -101,9 +101,8 @@ impl Hub {
             state.timers.remove(&(old, Timer::Queue));
         }
         if let Some(at) = next {
-            state.timers.insert((at, Timer::Queue));
+            self.schedule(state, at, Timer::Queue);
             state.queue_timer = Some(at);
-            self.timer_set.notify_one();
         }
     }
 

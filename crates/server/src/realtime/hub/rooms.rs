@@ -229,17 +229,17 @@ impl Hub {
             return;
         };
         let next = room.game.next_deadline();
+        let ended = room.game.is_ended();
         if next != room.deadline {
-            if let Some(old) = room.deadline.take() {
+            let old = std::mem::replace(&mut room.deadline, next);
+            if let Some(old) = old {
                 state.timers.remove(&(old, Timer::Room(room_id.to_owned())));
             }
             if let Some(at) = next {
-                room.deadline = Some(at);
-                state.timers.insert((at, Timer::Room(room_id.to_owned())));
-                self.timer_set.notify_one();
+                self.schedule(state, at, Timer::Room(room_id.to_owned()));
             }
         }
-        if room.game.is_ended() {
+        if ended {
             self.finish(state, room_id);
         }
     }
@@ -332,7 +332,7 @@ impl Hub {
                     link.outbox.push(message);
                 }
                 None => {
-                    player.unseen = Some(Unseen {
+                    player.unseen = Some(Box::new(Unseen {
                         match_id: room_id.to_owned(),
                         seat,
                         matched: matched_message(
@@ -343,7 +343,7 @@ impl Hub {
                             self.settings.round_timeout_ms(),
                         ),
                         result: message,
-                    });
+                    }));
                 }
             }
         }

@@ -10,6 +10,16 @@ use protocol::{ExpiredReason, ServerMessage};
 use super::*;
 
 impl Hub {
+    /// Sets a timer; wakes the timer task only when it is now the earliest (a later one is
+    /// found when the task next looks, after the earlier fires).
+    pub(super) fn schedule(&self, state: &mut State, at: u64, timer: Timer) {
+        let earliest = state.timers.first().is_none_or(|(first, _)| at < *first);
+        state.timers.insert((at, timer));
+        if earliest {
+            self.timer_set.notify_one();
+        }
+    }
+
     /// Fires every timer due by now; returns when the next one is due.
     pub fn fire_due(&self) -> Option<u64> {
         let now = self.now_ms();
@@ -109,8 +119,7 @@ impl Hub {
         } else {
             deadline_ms
         };
-        state.timers.insert((at, Timer::DrainEnd));
-        self.timer_set.notify_one();
+        self.schedule(state, at, Timer::DrainEnd);
     }
 
     /// Whether a drain is done: no match runs and no connection is open.
