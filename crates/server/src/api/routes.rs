@@ -160,9 +160,6 @@ impl Route {
 
     /// The route serving `path` (without query string), if any.
     pub fn recognize(path: &str) -> Option<Route> {
-        if let Some(id) = path.strip_prefix("/matches/") {
-            return (!id.is_empty() && !id.contains('/')).then_some(Route::Match);
-        }
         if let Some(id) = path.strip_prefix("/me/sessions/") {
             return (!id.contains('/')).then_some(Route::MySession);
         }
@@ -179,6 +176,9 @@ impl Route {
             .into_iter()
             .find(|route| route.template() == path)
             .or_else(|| {
+                if let Some(id) = path.strip_prefix("/matches/") {
+                    return (!id.is_empty() && !id.contains('/')).then_some(Route::Match);
+                }
                 let name = path.strip_prefix("/assets/")?;
                 (!name.is_empty() && !name.contains('/')).then_some(Route::WebAsset)
             })
@@ -213,11 +213,12 @@ impl Route {
     }
 
     pub fn accepts(self, method: &Method) -> bool {
-        if self == Route::Realtime {
-            return *method == Method::GET;
-        }
         let methods = self.methods();
-        methods.contains(method) || (*method == Method::HEAD && methods.contains(&Method::GET))
+        // HEAD is implied by GET, except for an upgrade, which cannot switch protocols.
+        methods.contains(method)
+            || (*method == Method::HEAD
+                && self != Route::Realtime
+                && methods.contains(&Method::GET))
     }
 }
 

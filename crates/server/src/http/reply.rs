@@ -114,6 +114,16 @@ impl Reply {
         self
     }
 
+    /// The extra headers, in the order they were added (without the static ones).
+    pub fn extra_headers(&self) -> &[(&'static str, HeaderValue)] {
+        &self.headers[..self.header_count]
+    }
+
+    /// The fixed list from [`Self::with_static_headers`] (empty for the API's replies).
+    pub fn static_headers(&self) -> &'static [(&'static str, HeaderValue)] {
+        self.static_headers
+    }
+
     /// The extra headers, in the order they were added, then the static ones.
     pub fn headers(&self) -> impl Iterator<Item = &(&'static str, HeaderValue)> {
         self.headers[..self.header_count]
