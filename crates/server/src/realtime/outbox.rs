@@ -72,6 +72,19 @@ impl Outbox {
         true
     }
 
+    /// Queues a replayed match event whatever the queue's length: a replay is bounded by the
+    /// match's log (at most 100 rounds and [`super::hub`]'s drop limit), and refusing it would
+    /// lock a player with a long match out of it.
+    pub fn push_replayed(&self, message: ServerMessage) {
+        let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
+        if queue.close.is_some() {
+            return;
+        }
+        queue.messages.push_back(message);
+        drop(queue);
+        self.notify.notify_one();
+    }
+
     /// Messages queued now.
     pub fn len(&self) -> usize {
         self.queue

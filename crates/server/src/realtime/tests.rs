@@ -265,3 +265,43 @@ async fn an_adaptive_bot_match_publishes_commitments_that_open() {
     let transcript = hub.transcript(&match_id).expect("kept");
     game::matches::verify_transcript(&transcript.events).expect("every commitment opens");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_seat_that_keeps_dropping_forfeits_instead_of_growing_the_log() {
+    let hub = hub();
+    let (a, b) = matched(&hub, Mode::BestOf5);
+    let mut link = 10;
+    for _ in 0..20 {
+        hub.detach(&a.account, if link == 10 { a.link.id } else { link });
+        link += 1;
+        let back = caller("a", link);
+        hub.handle(&back, false, ClientMessage::Hello { id: None });
+    }
+    assert_eq!(result_of(&sent(&b)), None, "20 drops are tolerated");
+    hub.detach(&a.account, link);
+    assert_eq!(result_of(&sent(&b)), Some(protocol::Result::Won));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_long_replay_is_never_refused_as_a_slow_consumer() {
+    let hub = hub();
+    let (a, b) = matched(&hub, Mode::BestOf5);
+    // Ties score nothing: 60 tied rounds make a log of a few hundred public events.
+    for round in 1..=60 {
+        hub.handle(&a, true, play(round, game::Choice::Rock));
+        hub.handle(&b, true, play(round, game::Choice::Rock));
+        sent(&a);
+        sent(&b);
+    }
+    let back = Caller {
+        link: Link {
+            id: 99,
+            outbox: Arc::new(Outbox::new(16)),
+        },
+        ..caller("a", 99)
+    };
+    hub.handle(&back, false, ClientMessage::Hello { id: None });
+    let taken = back.link.outbox.take();
+    assert!(taken.close.is_none(), "{:?}", taken.close);
+    assert!(taken.messages.len() > 200, "{}", taken.messages.len());
+}

@@ -101,7 +101,13 @@ struct Room {
     /// The bot's move this round, for it to learn from the reveal.
     bot_moves: PerSeat<Option<game::Choice>>,
     fallback: bool,
+    /// Connection drops per seat: each adds two entries to the log, so a seat that drops more
+    /// than [`MAX_DROPS`] times forfeits rather than grow the log (and every replay) at will.
+    drops: PerSeat<u32>,
 }
+
+/// Drops a seat may have in one match before it forfeits it.
+const MAX_DROPS: u32 = 20;
 
 struct State {
     players: HashMap<AccountId, Player>,
@@ -368,7 +374,7 @@ impl Hub {
                 .outbox
                 .push(matched_message(&room_id, room, seat, "", timeout));
             for event in room.log.iter().filter(|e| e.kind.is_public()) {
-                caller.link.outbox.push(ServerMessage::Event {
+                caller.link.outbox.push_replayed(ServerMessage::Event {
                     match_id: room_id.clone(),
                     event: event.clone(),
                 });
@@ -387,7 +393,7 @@ impl Hub {
                 .map(|finished| finished.events.clone())
                 .unwrap_or_default();
             for event in events {
-                caller.link.outbox.push(ServerMessage::Event {
+                caller.link.outbox.push_replayed(ServerMessage::Event {
                     match_id: unseen.match_id.clone(),
                     event,
                 });
@@ -465,7 +471,7 @@ impl Hub {
         });
         if let Some(match_id) = match_id {
             for event in events {
-                caller.link.outbox.push(ServerMessage::Event {
+                caller.link.outbox.push_replayed(ServerMessage::Event {
                     match_id: match_id.clone(),
                     event,
                 });
@@ -541,7 +547,16 @@ impl Hub {
         let room = player.room.clone();
         self.schedule(state, at, Timer::Grace(*account));
         if let Some((room_id, seat)) = room {
-            let _ = self.run(state, &room_id, Command::Disconnect { seat }, now);
+            let drops = state.rooms.get_mut(&room_id).map_or(0, |room| {
+                room.drops[seat] += 1;
+                room.drops[seat]
+            });
+            let command = if drops > MAX_DROPS {
+                Command::Leave { seat }
+            } else {
+                Command::Disconnect { seat }
+            };
+            let _ = self.run(state, &room_id, command, now);
         }
     }
 

@@ -113,6 +113,7 @@ impl Hub {
             ratings,
             deadline: None,
             bot_moves: PerSeat::default(),
+            drops: PerSeat::default(),
             fallback,
         };
         state.rooms.insert(match_id.clone(), room);
