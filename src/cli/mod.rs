@@ -7,6 +7,7 @@
 
 mod account;
 mod doctor;
+mod names;
 mod play;
 mod pvp;
 mod verify;

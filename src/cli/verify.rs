@@ -21,7 +21,7 @@ use bytes::Bytes;
 use clap::{ArgGroup, Args};
 use game::fairness::{Commitment, Salt, verify_commitment};
 use game::matches::{
-    EndReason, Event, EventKind, MatchConfig, MatchOutcome, Mode, PerSeat, RoundWinner, SeatKind,
+    EndReason, Event, EventKind, MatchConfig, MatchOutcome, PerSeat, RoundWinner, SeatKind,
     VerifyError, verify_transcript,
 };
 use game::{Choice, Seat};
@@ -29,6 +29,8 @@ use guess_game::client::ServerUrl;
 use http::{Method, StatusCode};
 use serde::Deserialize;
 use serde_json::Value;
+
+use crate::cli::names::{mode_name, seat_name};
 
 /// A transcript file larger than this is not one the server wrote: a match has at most
 /// `MAX_ROUNDS` (100) rounds of a few events each, well under a megabyte.
@@ -448,21 +450,6 @@ impl Describer {
     }
 }
 
-fn seat_name(seat: Seat) -> &'static str {
-    match seat {
-        Seat::A => "A",
-        Seat::B => "B",
-    }
-}
-
-fn mode_name(mode: Mode) -> &'static str {
-    match mode {
-        Mode::BestOf1 => "best of 1",
-        Mode::BestOf3 => "best of 3",
-        Mode::BestOf5 => "best of 5",
-    }
-}
-
 fn seat_kind_text(kind: SeatKind) -> &'static str {
     match kind {
         SeatKind::Sealed => "sealed moves (the server holds each until the reveal)",
@@ -522,7 +509,7 @@ mod tests {
     fn bot_match() -> Vec<Event> {
         let config = MatchConfig {
             match_id: "m1".to_owned(),
-            mode: Mode::BestOf1,
+            mode: game::matches::Mode::BestOf1,
             round_timeout_ms: 1000,
             seats: PerSeat::new(SeatKind::Sealed, SeatKind::Bot),
         };

@@ -16,6 +16,8 @@ use game::{Choice, matches::Event};
 use protocol::{ClientMessage, MoveMode, Opponent, OpponentKind, OpponentView, ServerMessage};
 
 use super::narrate::{printable, rating_change};
+
+use crate::cli::names::{mode_name, seat_name};
 use match_view::Game;
 pub use match_view::Plan;
 
@@ -560,21 +562,6 @@ impl Player {
             step.send.push(ClientMessage::Cancel { id });
         }
         step.finish = Some(finish);
-    }
-}
-
-fn seat_name(seat: Seat) -> &'static str {
-    match seat {
-        Seat::A => "A",
-        Seat::B => "B",
-    }
-}
-
-fn mode_name(mode: Mode) -> &'static str {
-    match mode {
-        Mode::BestOf1 => "best of 1",
-        Mode::BestOf3 => "best of 3",
-        Mode::BestOf5 => "best of 5",
     }
 }
 
