@@ -19,18 +19,14 @@ use serde_json::{Value, json};
 
 use guess_game::client::{Answer, ServerUrl};
 
+use super::connection::ConnectionArgs;
+
 #[derive(Debug, Args)]
 pub struct AccountArgs {
     #[command(subcommand)]
     pub command: AccountCommand,
-    /// Base URL of the server
-    #[arg(
-        long,
-        default_value = "http://127.0.0.1:8080",
-        env = "GUESS_GAME_SERVER",
-        global = true
-    )]
-    pub server: String,
+    #[command(flatten)]
+    pub connection: ConnectionArgs,
     /// Give up on a request after this long
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration, global = true)]
     pub timeout: Duration,
@@ -251,7 +247,7 @@ fn signed_in(
 }
 
 pub async fn run_account(args: AccountArgs) -> ExitCode {
-    let server = match ServerUrl::parse(&args.server) {
+    let server = match args.connection.url() {
         Ok(server) => server,
         Err(error) => {
             eprintln!("guess-game: {error}");
@@ -260,7 +256,7 @@ pub async fn run_account(args: AccountArgs) -> ExitCode {
     };
     let client = Client {
         server,
-        base: args.server.clone(),
+        base: args.connection.server.clone(),
         timeout: args.timeout,
     };
     match run(&client, args.command).await {

@@ -44,7 +44,13 @@ pub async fn run_doctor(args: DoctorArgs) -> ExitCode {
         }
     };
     if args.probe {
-        return match doctor::probe_health(settings.server.listen, PROBE_TIMEOUT).await {
+        let probed = match &settings.server.tls_certificate {
+            Some(certificate) => {
+                doctor::probe_health_tls(settings.server.listen, certificate, PROBE_TIMEOUT).await
+            }
+            None => doctor::probe_health(settings.server.listen, PROBE_TIMEOUT).await,
+        };
+        return match probed {
             Ok(()) => ExitCode::SUCCESS,
             Err(error) => {
                 eprintln!("guess-game doctor --probe: {error}");

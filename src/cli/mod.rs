@@ -6,6 +6,7 @@
 //! resetting what those set.
 
 mod account;
+mod connection;
 mod doctor;
 mod names;
 mod play;
@@ -124,6 +125,14 @@ pub struct ServeArgs {
     #[arg(long, value_name = "N")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_connections: Option<usize>,
+    /// PEM certificate chain: serve TLS on the public listener (with --tls-key)
+    #[arg(long, value_name = "FILE")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_certificate: Option<PathBuf>,
+    /// PEM private key of --tls-certificate
+    #[arg(long, value_name = "FILE")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_key: Option<PathBuf>,
     /// Most requests in flight; more are answered 503 overloaded [default: 1024]
     #[arg(long, value_name = "N")]
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -8,21 +8,17 @@ use clap::Args;
 use http::Method;
 use serde::Deserialize;
 
-use guess_game::client::ServerUrl;
 use guess_game::game::Choice;
+
+use super::connection::ConnectionArgs;
 
 #[derive(Debug, Args)]
 pub struct PlayArgs {
     /// Your move: rock, paper or scissors (any case)
     #[arg(value_parser = parse_choice)]
     pub choice: Choice,
-    /// Base URL of the server
-    #[arg(
-        long,
-        default_value = "http://127.0.0.1:8080",
-        env = "GUESS_GAME_SERVER"
-    )]
-    pub server: String,
+    #[command(flatten)]
+    pub connection: ConnectionArgs,
     /// Print the server's raw JSON answer instead of a sentence
     #[arg(long)]
     pub json: bool,
@@ -68,7 +64,7 @@ struct Problem {
 /// Plays one round; exit code 0 on a played round, 1 when the server could not be reached or
 /// refused the round.
 pub async fn run_play(args: PlayArgs) -> ExitCode {
-    let server = match ServerUrl::parse(&args.server) {
+    let server = match args.connection.url() {
         Ok(server) => server,
         Err(error) => {
             eprintln!("guess-game: {error}");
@@ -85,7 +81,7 @@ pub async fn run_play(args: PlayArgs) -> ExitCode {
     }
     let authorization = match &args.player {
         Some(_) => None,
-        None => super::account::access_token_for(&server, &args.server, args.timeout)
+        None => super::account::access_token_for(&server, &args.connection.server, args.timeout)
             .await
             .map(|token| format!("Bearer {token}")),
     };

@@ -33,6 +33,7 @@ use screen::Screen;
 use session::{Credentials, Session};
 
 use super::account::{AccountArgs, AccountCommand, access_token_for, load_session, run_account};
+use super::connection::ConnectionArgs;
 
 const CONTROLS: &str = "\
 Controls in a terminal: r, p or s plays a move (pressed before a round opens, or after you
@@ -70,13 +71,8 @@ const SCRIPTED_MAX_TIME: Duration = Duration::from_secs(600);
 #[derive(Debug, Args)]
 #[command(after_long_help = CONTROLS)]
 pub struct PvpArgs {
-    /// Base URL of the server
-    #[arg(
-        long,
-        default_value = "http://127.0.0.1:8080",
-        env = "GUESS_GAME_SERVER"
-    )]
-    pub server: String,
+    #[command(flatten)]
+    pub connection: ConnectionArgs,
     /// How many round wins decide the match
     #[arg(long, value_enum, default_value = "best_of_3")]
     pub mode: ModeArg,
@@ -143,7 +139,7 @@ fn parse_script(text: &str) -> Result<Script, String> {
 }
 
 pub async fn run_pvp(args: PvpArgs) -> ExitCode {
-    let server = match ServerUrl::parse(&args.server) {
+    let server = match args.connection.url() {
         Ok(server) => server,
         Err(error) => {
             eprintln!("guess-game: {error}");
@@ -183,11 +179,11 @@ pub async fn run_pvp(args: PvpArgs) -> ExitCode {
         .max_time
         .or(args.moves.is_some().then_some(SCRIPTED_MAX_TIME));
     let mut session = Session {
-        player: Player::new(wanted, plan, args.server.clone()),
+        player: Player::new(wanted, plan, args.connection.server.clone()),
         screen: Screen::new(raw.is_some()),
         keys: Keys::default(),
         server,
-        base: args.server.clone(),
+        base: args.connection.server.clone(),
         credentials,
         inputs,
         timeout: args.timeout,
@@ -215,19 +211,19 @@ pub async fn run_pvp(args: PvpArgs) -> ExitCode {
 /// Signs in with the saved session, else as a new guest (saved only if nothing was).
 async fn sign_in(server: &ServerUrl, args: &PvpArgs) -> Result<Credentials, String> {
     let saved = |token| Credentials { token, saved: true };
-    if let Some(token) = access_token_for(server, &args.server, args.timeout).await {
+    if let Some(token) = access_token_for(server, &args.connection.server, args.timeout).await {
         return Ok(saved(token));
     }
     if load_session().is_none() {
         let guest = AccountArgs {
             command: AccountCommand::Guest,
-            server: args.server.clone(),
+            connection: args.connection.clone(),
             timeout: args.timeout,
         };
         if run_account(guest).await != ExitCode::SUCCESS {
             return Err("could not sign in as a guest".to_owned());
         }
-        return access_token_for(server, &args.server, args.timeout)
+        return access_token_for(server, &args.connection.server, args.timeout)
             .await
             .map(saved)
             .ok_or_else(|| "the new guest's session does not sign in".to_owned());
@@ -235,7 +231,7 @@ async fn sign_in(server: &ServerUrl, args: &PvpArgs) -> Result<Credentials, Stri
     // Replacing the saved session would sign the user out of wherever it is for.
     println!(
         "the saved session is not one {} accepts: playing as a new guest, not saved",
-        args.server
+        args.connection.server
     );
     let answer = server
         .send(

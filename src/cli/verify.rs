@@ -25,11 +25,11 @@ use game::matches::{
     VerifyError, verify_transcript,
 };
 use game::{Choice, Seat};
-use guess_game::client::ServerUrl;
 use http::{Method, StatusCode};
 use serde::Deserialize;
 use serde_json::Value;
 
+use crate::cli::connection::ConnectionArgs;
 use crate::cli::names::{mode_name, seat_name};
 
 /// A transcript file larger than this is not one the server wrote: a match has at most
@@ -45,13 +45,9 @@ pub struct VerifyArgs {
     /// Check a transcript saved from GET /matches/{id} (or a JSON array of its events)
     #[arg(long, value_name = "FILE")]
     pub file: Option<PathBuf>,
-    /// Base URL of the server (with --match)
-    #[arg(
-        long,
-        default_value = "http://127.0.0.1:8080",
-        env = "GUESS_GAME_SERVER"
-    )]
-    pub server: String,
+    // The server to fetch from, with --match.
+    #[command(flatten)]
+    pub connection: ConnectionArgs,
     /// Give up on the server after this long
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     pub timeout: Duration,
@@ -180,7 +176,7 @@ fn plain(text: &str) -> String {
 
 async fn gather(args: &VerifyArgs) -> Result<Evidence, Failure> {
     let document = match (&args.match_id, &args.file) {
-        (Some(id), _) => fetch(&args.server, id, args.timeout).await?,
+        (Some(id), _) => fetch(&args.connection, id, args.timeout).await?,
         (None, Some(path)) => read_file(path)?,
         (None, None) => return Err(Failure::Unusable("give --match or --file".to_owned())),
     };
@@ -193,7 +189,8 @@ async fn gather(args: &VerifyArgs) -> Result<Evidence, Failure> {
     Ok(evidence)
 }
 
-async fn fetch(server: &str, id: &str, timeout: Duration) -> Result<Value, Failure> {
+async fn fetch(connection: &ConnectionArgs, id: &str, timeout: Duration) -> Result<Value, Failure> {
+    let server = &connection.server;
     let valid = !id.is_empty()
         && id.len() <= game::matches::MAX_MATCH_ID_BYTES
         && id
@@ -202,7 +199,9 @@ async fn fetch(server: &str, id: &str, timeout: Duration) -> Result<Value, Failu
     if !valid {
         return Err(Failure::Unusable(format!("{id:?} is not a match id")));
     }
-    let url = ServerUrl::parse(server).map_err(|error| Failure::Unusable(error.to_string()))?;
+    let url = connection
+        .url()
+        .map_err(|error| Failure::Unusable(error.to_string()))?;
     let answer = url
         .send(
             Method::GET,
@@ -292,7 +291,10 @@ fn check_transcript(transcript: &Transcript, args: &VerifyArgs) -> Result<Vec<St
         );
     }
     if let (Some(id), Some(_)) = (&args.match_id, &config) {
-        lines.push(format!("(fetched from {} as match {id})", args.server));
+        lines.push(format!(
+            "(fetched from {} as match {id})",
+            args.connection.server
+        ));
     }
     Ok(lines)
 }
@@ -500,7 +502,10 @@ mod tests {
         VerifyArgs {
             match_id: None,
             file: Some(PathBuf::from("transcript.json")),
-            server: "http://127.0.0.1:8080".to_owned(),
+            connection: ConnectionArgs {
+                server: "http://127.0.0.1:8080".to_owned(),
+                ca_file: None,
+            },
             timeout: Duration::from_secs(1),
         }
     }

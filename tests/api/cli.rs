@@ -602,3 +602,155 @@ async fn tokens_never_appear_in_the_logs() {
     assert!(seen.len() >= 5, "{seen:?}");
     server.stop().await;
 }
+
+/// A TLS front for a plain server, as a TLS-terminating proxy is, so the client commands can be
+/// run against `https://localhost:PORT`. Its certificate names localhost and is self-signed;
+/// `ca_file` holds it, for the client to trust.
+struct TlsFront {
+    port: u16,
+    ca_file: std::path::PathBuf,
+}
+
+impl Drop for TlsFront {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.ca_file);
+    }
+}
+
+async fn tls_front(upstream: std::net::SocketAddr, name: &str) -> TlsFront {
+    use std::sync::Arc;
+    let generated = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let ca_file =
+        std::env::temp_dir().join(format!("guess-game-cli-{name}-{}.pem", std::process::id()));
+    std::fs::write(&ca_file, generated.cert.pem()).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![generated.cert.der().clone()],
+            rustls::pki_types::PrivateKeyDer::Pkcs8(generated.signing_key.serialize_der().into()),
+        )
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                // A client that refuses the certificate ends the handshake here.
+                let Ok(mut tls) = acceptor.accept(stream).await else {
+                    return;
+                };
+                let Ok(mut plain) = tokio::net::TcpStream::connect(upstream).await else {
+                    return;
+                };
+                let _ = tokio::io::copy_bidirectional(&mut tls, &mut plain).await;
+            });
+        }
+    });
+    TlsFront { port, ca_file }
+}
+
+#[tokio::test]
+async fn play_reaches_an_https_server_through_its_ca_file_and_refuses_it_without() {
+    let app = spawn_app().await;
+    let front = tls_front(app.address, "play").await;
+    let server = format!("https://localhost:{}", front.port);
+    let ca_file = front.ca_file.display().to_string();
+    let play = |extra: Vec<String>, env: Vec<(&'static str, String)>| {
+        let mut args = vec![
+            "play".into(),
+            "rock".into(),
+            "--server".into(),
+            server.clone(),
+        ];
+        args.extend(extra);
+        run_with(args, env)
+    };
+
+    let trusted = play(vec!["--ca-file".into(), ca_file.clone()], vec![]).await;
+    assert!(trusted.status.success(), "{trusted:?}");
+    assert!(
+        String::from_utf8_lossy(&trusted.stdout).starts_with("You played rock"),
+        "{trusted:?}"
+    );
+    let from_environment = play(vec![], vec![("GUESS_GAME_CA_FILE", ca_file)]).await;
+    assert!(from_environment.status.success(), "{from_environment:?}");
+
+    let refused = play(vec![], vec![]).await;
+    assert_eq!(refused.status.code(), Some(1), "{refused:?}");
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("invalid peer certificate"), "{stderr}");
+
+    let missing = play(
+        vec!["--ca-file".into(), "/nonexistent/ca.pem".into()],
+        vec![],
+    )
+    .await;
+    assert_eq!(missing.status.code(), Some(2), "{missing:?}");
+    assert!(
+        String::from_utf8_lossy(&missing.stderr).contains("/nonexistent/ca.pem"),
+        "{missing:?}"
+    );
+    app.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn pvp_plays_over_wss_and_verify_fetches_over_https_with_the_ca_file() {
+    let app = spawn_app().await;
+    let front = tls_front(app.address, "pvp").await;
+    let server = format!("https://localhost:{}", front.port);
+    let ca_file = front.ca_file.display().to_string();
+    let session = std::env::temp_dir().join(format!(
+        "guess-game-cli-pvp-https-{}/session.json",
+        std::process::id()
+    ));
+    let env = vec![
+        ("GUESS_GAME_SESSION_FILE", session.display().to_string()),
+        ("GUESS_GAME_CA_FILE", ca_file),
+    ];
+    let args = [
+        "pvp",
+        "--server",
+        &server,
+        "--opponent",
+        "bot",
+        "--mode",
+        "best_of_1",
+        "--moves",
+        "rps",
+        "--max-time",
+        "60s",
+    ];
+    let played = run_with(args.map(str::to_owned).to_vec(), env.clone()).await;
+    let stdout = String::from_utf8_lossy(&played.stdout).into_owned();
+    assert!(played.status.success(), "{played:?}");
+    let match_id = stdout
+        .lines()
+        .find_map(|line| line.trim().strip_prefix("match id: "))
+        .unwrap_or_else(|| panic!("no match id in {stdout}"))
+        .to_owned();
+
+    let verified = run_with(
+        vec![
+            "verify".into(),
+            "--match".into(),
+            match_id,
+            "--server".into(),
+            server.clone(),
+        ],
+        env,
+    )
+    .await;
+    assert!(verified.status.success(), "{verified:?}");
+    if let Some(folder) = session.parent() {
+        let _ = std::fs::remove_dir_all(folder);
+    }
+    app.shutdown().await.unwrap();
+}

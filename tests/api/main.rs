@@ -18,3 +18,4 @@ mod shared_accounts;
 mod shutdown;
 mod slow_clients;
 mod store;
+mod tls;

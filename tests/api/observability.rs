@@ -360,11 +360,18 @@ async fn spans_are_exported_over_otlp_with_their_parent_links() {
     let our_span = u64::from_str_radix(&answer.header("traceparent").unwrap()[36..52], 16).unwrap();
     app.shutdown().await.unwrap();
 
+    let received = received.lock().unwrap();
+    assert!(!received.is_empty(), "nothing reached the collector");
+    for export in received.iter() {
+        assert_eq!(
+            export.encoding.as_deref(),
+            Some("gzip"),
+            "the exporter compresses"
+        );
+    }
     let spans: Vec<_> = received
-        .lock()
-        .unwrap()
         .iter()
-        .flat_map(|request| request.resource_spans.iter())
+        .flat_map(|export| export.request.resource_spans.iter())
         .flat_map(|resource| resource.scope_spans.iter())
         .flat_map(|scope| scope.spans.iter().cloned())
         .collect();
@@ -396,13 +403,15 @@ async fn spans_are_exported_over_otlp_with_their_parent_links() {
     }
 }
 
-type Received = std::sync::Arc<
-    std::sync::Mutex<
-        Vec<opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest>,
-    >,
->;
+/// One POST the collector received: its `content-encoding` and the decoded request.
+struct Export {
+    encoding: Option<String>,
+    request: opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest,
+}
 
-/// A minimal OTLP/HTTP receiver: decodes every POST /v1/traces body.
+type Received = std::sync::Arc<std::sync::Mutex<Vec<Export>>>;
+
+/// A minimal OTLP/HTTP receiver: decodes every POST /v1/traces body, plain or gzip.
 async fn otlp_receiver() -> (std::net::SocketAddr, Received) {
     use http_body_util::BodyExt;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -421,9 +430,27 @@ async fn otlp_receiver() -> (std::net::SocketAddr, Received) {
                     async move {
                         assert_eq!(request.uri().path(), "/v1/traces");
                         assert_eq!(request.headers()["content-type"], "application/x-protobuf");
+                        let encoding = request
+                            .headers()
+                            .get("content-encoding")
+                            .and_then(|value| value.to_str().ok())
+                            .map(str::to_owned);
                         let body = request.into_body().collect().await.unwrap().to_bytes();
-                        let decoded = opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest::decode(body).unwrap();
-                        store.lock().unwrap().push(decoded);
+                        let body = match encoding.as_deref() {
+                            Some("gzip") => {
+                                let mut decoded = Vec::new();
+                                std::io::Read::read_to_end(
+                                    &mut flate2::read::GzDecoder::new(&body[..]),
+                                    &mut decoded,
+                                )
+                                .unwrap();
+                                Bytes::from(decoded)
+                            }
+                            None => body,
+                            Some(other) => panic!("unexpected content-encoding {other}"),
+                        };
+                        let request = opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest::decode(body).unwrap();
+                        store.lock().unwrap().push(Export { encoding, request });
                         Ok::<_, std::convert::Infallible>(http::Response::new(
                             http_body_util::Full::new(Bytes::new()),
                         ))

@@ -199,9 +199,16 @@ fn validate(args: &RunArgs) -> Result<(), String> {
     Ok(())
 }
 
+/// The tester's own HTTP and WebSocket clients speak plain TCP only.
+pub(crate) const PLAIN_ONLY: &str =
+    "the load tester speaks plain http:// and ws:// only; aim it at a listener without TLS";
+
 async fn plan_for(args: &RunArgs) -> Result<Plan, String> {
     let url = args.target.as_deref().unwrap_or_default();
     let server = ServerUrl::parse(url).map_err(|error| error.to_string())?;
+    if server.is_https() {
+        return Err(PLAIN_ONLY.to_owned());
+    }
     let address = tokio::net::lookup_host(server.authority())
         .await
         .map_err(|error| format!("cannot resolve {}: {error}", server.authority()))?

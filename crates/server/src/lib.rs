@@ -17,6 +17,7 @@ pub use client;
 /// HTTP and storage; re-exported so the rest of the server names them `crate::game`.
 pub use game;
 pub mod http;
+pub mod net;
 pub mod protection;
 pub mod realtime;
 pub mod server;

@@ -1,5 +1,6 @@
 //! One WebSocket connection to `/ws`, speaking `guess-game.v1.json`, with a deadline on every
-//! step that waits for the server.
+//! step that waits for the server. `wss://` when the server's URL is https, its certificate
+//! verified against the same roots as the HTTP calls (the URL's `Trust`).
 
 use std::time::Duration;
 
@@ -7,11 +8,11 @@ use futures_util::{SinkExt, StreamExt};
 use guess_game::client::ServerUrl;
 use protocol::{ClientMessage, SUBPROTOCOL_JSON, ServerMessage};
 use tokio::net::TcpStream;
-use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::{HeaderValue, StatusCode};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
 
 /// The largest message taken from the server. Its messages are a few hundred bytes; the
 /// protocol caps what clients send at 4 KiB, and a client should not trust the other side to
@@ -43,8 +44,10 @@ pub enum Incoming {
     Failed(String),
 }
 
+type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
 pub struct Link {
-    socket: WebSocketStream<TcpStream>,
+    socket: Socket,
     timeout: Duration,
 }
 
@@ -65,11 +68,8 @@ impl Link {
         }
     }
 
-    async fn upgrade(
-        server: &ServerUrl,
-        token: &str,
-    ) -> Result<WebSocketStream<TcpStream>, OpenError> {
-        let url = format!("ws://{}{}", server.authority(), server.target("/ws"));
+    async fn upgrade(server: &ServerUrl, token: &str) -> Result<Socket, OpenError> {
+        let url = server.websocket_url("/ws");
         let mut request = url.as_str().into_client_request().map_err(|error| {
             OpenError::Refused(format!("{url} is not a WebSocket URL: {error}"))
         })?;
@@ -91,25 +91,34 @@ impl Link {
         let config = WebSocketConfig::default()
             .max_message_size(Some(MAX_MESSAGE_BYTES))
             .max_frame_size(Some(MAX_MESSAGE_BYTES));
-        let (socket, response) =
-            tokio_tungstenite::client_async_with_config(request, stream, Some(config))
-                .await
-                .map_err(|error| match error {
-                    WsError::Http(response) if response.status() == StatusCode::UNAUTHORIZED => {
-                        OpenError::Unauthorized
-                    }
-                    WsError::Http(response) if response.status().is_server_error() => {
-                        OpenError::Unreachable(format!(
-                            "the upgrade was answered {}",
-                            response.status()
-                        ))
-                    }
-                    WsError::Http(response) => OpenError::Refused(format!(
-                        "the upgrade was answered {}",
-                        response.status()
-                    )),
-                    other => OpenError::Unreachable(format!("the upgrade failed: {other}")),
-                })?;
+        // A TLS configuration that cannot be built will not be mended by retrying.
+        let connector = match server.is_https() {
+            true => server
+                .trust()
+                .tls_config()
+                .map(Connector::Rustls)
+                .map_err(|error| OpenError::Refused(error.to_string()))?,
+            false => Connector::Plain,
+        };
+        let (socket, response) = tokio_tungstenite::client_async_tls_with_config(
+            request,
+            stream,
+            Some(config),
+            Some(connector),
+        )
+        .await
+        .map_err(|error| match error {
+            WsError::Http(response) if response.status() == StatusCode::UNAUTHORIZED => {
+                OpenError::Unauthorized
+            }
+            WsError::Http(response) if response.status().is_server_error() => {
+                OpenError::Unreachable(format!("the upgrade was answered {}", response.status()))
+            }
+            WsError::Http(response) => {
+                OpenError::Refused(format!("the upgrade was answered {}", response.status()))
+            }
+            other => OpenError::Unreachable(format!("the upgrade failed: {other}")),
+        })?;
         let agreed = response
             .headers()
             .get("sec-websocket-protocol")

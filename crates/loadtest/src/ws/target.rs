@@ -51,6 +51,9 @@ impl Target {
             None => url.to_owned(),
         };
         let server = ServerUrl::parse(&http_url).map_err(|error| error.to_string())?;
+        if server.is_https() {
+            return Err(crate::PLAIN_ONLY.to_owned());
+        }
         let address = tokio::net::lookup_host(server.authority())
             .await
             .map_err(|error| format!("cannot resolve {}: {error}", server.authority()))?

@@ -34,9 +34,13 @@ impl Probe {
                     .ok_or_else(|| format!("no readable /proc/{pid}: is it running?"))?;
                 Ok(Probe::Pid(pid))
             }
-            (None, Some(url)) => ServerUrl::parse(url)
-                .map(Probe::Metrics)
-                .map_err(|error| format!("--metrics-url: {error}")),
+            (None, Some(url)) => match ServerUrl::parse(url) {
+                Ok(server) if server.is_https() => {
+                    Err(format!("--metrics-url: {}", crate::PLAIN_ONLY))
+                }
+                Ok(server) => Ok(Probe::Metrics(server)),
+                Err(error) => Err(format!("--metrics-url: {error}")),
+            },
             (None, None) => Ok(Probe::Off),
         }
     }

@@ -7,7 +7,7 @@
 //! server at start-up with a message naming the setting, never halfway through serving.
 
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use figment::Figment;
@@ -20,7 +20,7 @@ pub const ENV_PREFIX: &str = "GUESS_GAME_";
 /// `GUESS_GAME_*` variables that are not settings: the config file's path, and what the
 /// command line's client commands read (`play`, `account`). A shell that sets them for the
 /// client can still start the server.
-const CLIENT_VARIABLES: &[&str] = &["config", "server", "session_file", "password"];
+const CLIENT_VARIABLES: &[&str] = &["config", "server", "session_file", "password", "ca_file"];
 
 /// Everything `guess-game serve` can be told, grouped by concern. Each group is flattened: a
 /// setting's name is the same in the file, the environment and the flags whatever its group.
@@ -81,6 +81,14 @@ pub struct Server {
     /// Most public connections open at once; more are answered 503 and closed at accept.
     /// 0 derives it from the open-file limit (raised to the hard limit at start-up).
     pub max_connections: usize,
+    /// PEM certificate chain for TLS on the public listener (HTTP and WebSocket, ALPN
+    /// http/1.1). Set with `tls_key`; both files are re-read on SIGHUP. Unset: plain TCP.
+    pub tls_certificate: Option<PathBuf>,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1) of `tls_certificate`.
+    pub tls_key: Option<PathBuf>,
+    /// Origins (`https://example.com`) other sites' pages may call the API from (CORS).
+    /// Empty, the default: no cross-origin access. `*` is refused (credentials are in use).
+    pub cors_allowed_origins: Vec<String>,
 }
 
 /// Protection: the bound on requests in flight and the rate limits.
@@ -304,6 +312,9 @@ impl Default for Settings {
                 reuse_port: true,
                 tcp_nodelay: true,
                 max_connections: 0,
+                tls_certificate: None,
+                tls_key: None,
+                cors_allowed_origins: Vec::new(),
             },
             limits: Limits {
                 max_in_flight: 1024,
@@ -732,6 +743,20 @@ impl Settings {
                 );
             }
         }
+        if self.server.tls_certificate.is_some() != self.server.tls_key.is_some() {
+            return invalid(
+                "tls_certificate",
+                "tls_certificate and tls_key are set together (or neither, for plain TCP)",
+            );
+        }
+        for origin in &self.server.cors_allowed_origins {
+            if let Err(reason) = check_origin(origin) {
+                return Err(ConfigError::Invalid {
+                    setting: "cors_allowed_origins",
+                    reason: format!("{origin:?} {reason}"),
+                });
+            }
+        }
         if !(0.0..=1.0).contains(&self.telemetry.access_log_sample) {
             return invalid("access_log_sample", "must be between 0 and 1");
         }
@@ -786,6 +811,23 @@ impl Settings {
         }
         Ok(())
     }
+}
+
+/// An origin as browsers send it in `Origin`: `scheme://host[:port]`, nothing after.
+fn check_origin(origin: &str) -> Result<(), &'static str> {
+    let Some((scheme, rest)) = origin.split_once("://") else {
+        return Err("is not an origin: expected scheme://host[:port]");
+    };
+    if scheme != "http" && scheme != "https" {
+        return Err("must use http or https");
+    }
+    if rest.is_empty() || rest.contains(['/', '?', '#', '*', ' ']) {
+        return Err("must be scheme://host[:port] with no path, wildcard or space");
+    }
+    if origin.bytes().any(|byte| byte.is_ascii_uppercase()) {
+        return Err("must be lowercase, as browsers send it");
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -876,6 +918,32 @@ mod tests {
             assert!(load_in(jail, None, Flags::default()).is_err());
             Ok(())
         });
+    }
+
+    #[test]
+    fn tls_files_come_in_pairs_and_cors_origins_are_exact() {
+        let mut settings = Settings::default();
+        settings.server.tls_certificate = Some("cert.pem".into());
+        let error = settings.validate().unwrap_err().to_string();
+        assert!(error.contains("tls_certificate"), "{error}");
+        settings.server.tls_key = Some("key.pem".into());
+        assert!(settings.validate().is_ok());
+        for good in ["https://example.com", "http://localhost:3000"] {
+            settings.server.cors_allowed_origins = vec![good.to_owned()];
+            assert!(settings.validate().is_ok(), "{good}");
+        }
+        for bad in [
+            "*",
+            "example.com",
+            "https://example.com/",
+            "https://*.example.com",
+            "ftp://example.com",
+            "https://Example.com",
+        ] {
+            settings.server.cors_allowed_origins = vec![bad.to_owned()];
+            let error = settings.validate().unwrap_err().to_string();
+            assert!(error.contains("cors_allowed_origins"), "{bad}: {error}");
+        }
     }
 
     #[test]

@@ -3,8 +3,8 @@
 //! Reads the settings `serve` would run with and checks this host for them: descriptors against
 //! `max_connections`, the kernel's accept and SYN queues against `listen_backlog`, the cgroup's
 //! CPU and memory limits against `workers` and the expected resident size, transparent huge
-//! pages, clock synchronisation, the listeners' addresses, and the Redis store when there is
-//! one. Each [`Check`] says pass, warn or fail, what it measured, what it should be and the
+//! pages, clock synchronisation, the listeners' addresses, the TLS certificate and the Redis
+//! store when there are any. Each [`Check`] says pass, warn or fail, what it measured, what it should be and the
 //! command that fixes it; [`Report`] renders them for people or as JSON.
 //!
 //! Every check reads the host through a [`Host`]: a root directory under which `/proc`, `/sys`
@@ -27,6 +27,7 @@ mod network;
 mod probe;
 mod redis;
 mod report;
+mod tls;
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -35,7 +36,7 @@ use serde::Serialize;
 
 use crate::config::Settings;
 
-pub use probe::{ProbeError, probe_health};
+pub use probe::{ProbeError, probe_health, probe_health_tls};
 pub use report::Report;
 
 /// How a check came out. Ordered from best to worst, so the worst of a report is its `max`.
@@ -240,6 +241,12 @@ pub async fn examine(settings: &Settings, host: &Host) -> Report {
         settings.admin.admin_listen,
         host,
     ));
+
+    if let (Some(certificate), Some(key)) =
+        (&settings.server.tls_certificate, &settings.server.tls_key)
+    {
+        checks.push(tls::check_certificate(certificate, key));
+    }
 
     if settings.store.url != "memory" {
         checks.extend(redis::check_redis(&settings.store.url, settings.store.store_timeout).await);

@@ -3,10 +3,18 @@
 //! itself; `/healthz` is the liveness probe (it stays 200 while the instance drains).
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Method, StatusCode};
+use rustls::DigitallySignedStruct;
+use rustls::SignatureScheme;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::client::{ClientError, ServerUrl};
 
@@ -15,6 +23,8 @@ use crate::client::{ClientError, ServerUrl};
 pub enum ProbeError {
     #[error(transparent)]
     Unreachable(#[from] ClientError),
+    #[error("TLS probe of {address}: {reason}")]
+    Tls { address: SocketAddr, reason: String },
     #[error("GET /healthz on {address} answered {status}")]
     Status {
         address: SocketAddr,
@@ -47,6 +57,129 @@ pub async fn probe_health(listen: SocketAddr, timeout: Duration) -> Result<(), P
         });
     }
     Ok(())
+}
+
+/// `GET /healthz` over TLS on the public listener, all within `timeout`. The server is
+/// recognised by its certificate: the handshake succeeds only when it presents exactly the end
+/// entity of `certificate` (the file the instance serves), whatever names it covers, so the
+/// probe needs neither a CA nor a host name that resolves here.
+pub async fn probe_health_tls(
+    listen: SocketAddr,
+    certificate: &Path,
+    timeout: Duration,
+) -> Result<(), ProbeError> {
+    let address = local_address(listen);
+    let failed = |reason: String| ProbeError::Tls { address, reason };
+    let end_entity = CertificateDer::pem_file_iter(certificate)
+        .map_err(|error| failed(format!("cannot read {}: {error}", certificate.display())))?
+        .next()
+        .ok_or_else(|| failed(format!("{} holds no certificate", certificate.display())))?
+        .map_err(|error| failed(format!("cannot read {}: {error}", certificate.display())))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(Arc::clone(&provider))
+        .with_safe_default_protocol_versions()
+        .map_err(|error| failed(error.to_string()))?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(Pinned {
+            end_entity,
+            provider,
+        }))
+        .with_no_client_auth();
+    let exchange = async {
+        let tcp = tokio::net::TcpStream::connect(address)
+            .await
+            .map_err(|error| failed(format!("cannot connect: {error}")))?;
+        let name = ServerName::try_from("localhost").map_err(|error| failed(error.to_string()))?;
+        let mut stream = tokio_rustls::TlsConnector::from(Arc::new(config))
+            .connect(name, tcp)
+            .await
+            .map_err(|error| failed(format!("handshake: {error}")))?;
+        stream
+            .write_all(b"GET /healthz HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n")
+            .await
+            .map_err(|error| failed(error.to_string()))?;
+        let mut answer = Vec::new();
+        // Bounded: a /healthz answer is tens of bytes.
+        (&mut stream)
+            .take(64 * 1024)
+            .read_to_end(&mut answer)
+            .await
+            .map_err(|error| failed(error.to_string()))?;
+        Ok::<_, ProbeError>(answer)
+    };
+    let answer = tokio::time::timeout(timeout, exchange)
+        .await
+        .map_err(|_| failed(format!("no answer within {timeout:?}")))??;
+    let status = answer
+        .get(9..12)
+        .and_then(|code| std::str::from_utf8(code).ok())
+        .and_then(|code| code.parse::<u16>().ok())
+        .and_then(|code| StatusCode::from_u16(code).ok());
+    match status {
+        Some(StatusCode::OK) => Ok(()),
+        Some(status) => Err(ProbeError::Status { address, status }),
+        None => Err(failed("the answer is not HTTP".to_owned())),
+    }
+}
+
+/// Accepts exactly one end-entity certificate; signatures are still checked.
+#[derive(Debug)]
+struct Pinned {
+    end_entity: CertificateDer<'static>,
+    provider: Arc<rustls::crypto::CryptoProvider>,
+}
+
+impl ServerCertVerifier for Pinned {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _name: &ServerName<'_>,
+        _ocsp: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        if end_entity.as_ref() == self.end_entity.as_ref() {
+            Ok(ServerCertVerified::assertion())
+        } else {
+            Err(rustls::Error::General(
+                "the listener presents another certificate than tls_certificate".to_owned(),
+            ))
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        certificate: &CertificateDer<'_>,
+        signature: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            certificate,
+            signature,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        certificate: &CertificateDer<'_>,
+        signature: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            certificate,
+            signature,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
 }
 
 #[cfg(test)]

@@ -15,9 +15,9 @@ use std::io;
 use std::sync::Arc;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::time::Instant;
 
+use crate::net::Stream;
 use protocol::{ClientMessage, MAX_MESSAGE_BYTES, ServerMessage, close, codes};
 
 use super::frames::{self, Kind};
@@ -52,13 +52,7 @@ impl Drop for Detach {
     }
 }
 
-pub async fn serve(
-    hub: Arc<Hub>,
-    stream: TcpStream,
-    leftover: Vec<u8>,
-    session: Session,
-    link: u64,
-) {
+pub async fn serve(hub: Arc<Hub>, stream: Stream, leftover: Vec<u8>, session: Session, link: u64) {
     let outbox = Arc::new(Outbox::new(hub.settings().outbox_capacity));
     let caller = Caller {
         account: session.account,
@@ -88,7 +82,7 @@ pub async fn serve(
 
 struct Connection {
     hub: Arc<Hub>,
-    stream: TcpStream,
+    stream: Stream,
     codec: Codec,
     caller: Caller,
     /// A frame received in part.
@@ -155,7 +149,9 @@ impl Connection {
                 };
                 return Box::pin(self.close(order, Closed::HelloTimeout)).await;
             }
-            if self.pending.is_empty() {
+            // Over TLS, records the socket did not take wait in the session as well.
+            let writing = !self.pending.is_empty() || self.stream.has_buffered_output();
+            if !writing {
                 write_stuck_since = None;
             } else if write_stuck_since.is_none() {
                 write_stuck_since = Some(Instant::now());
@@ -171,12 +167,17 @@ impl Connection {
                 sleep.as_mut().reset(deadline);
             }
             let outbox = Arc::clone(&self.caller.link.outbox);
-            let writing = !self.pending.is_empty();
+            let buffered_input = self.stream.has_buffered_input();
+            let socket = self.stream.tcp();
             tokio::select! {
                 biased;
                 // Nothing is read while written bytes wait: the client's own sends then back
                 // up in TCP instead of in this connection's memory.
-                ready = std::future::poll_fn(|cx| self.stream.poll_read_ready(cx)), if !writing => {
+                ready = std::future::poll_fn(|cx| if buffered_input {
+                    std::task::Poll::Ready(Ok(()))
+                } else {
+                    socket.poll_read_ready(cx)
+                }), if !writing => {
                     if ready.is_err() {
                         return Closed::Client;
                     }
@@ -190,8 +191,13 @@ impl Connection {
                     }
                 }
                 () = outbox.wait(), if !writing => {}
-                writable = self.stream.writable(), if writing => {
+                writable = socket.writable(), if writing => {
                     if writable.is_err() {
+                        return Closed::Client;
+                    }
+                    if let Err(error) = self.stream.try_flush()
+                        && error.kind() != io::ErrorKind::WouldBlock
+                    {
                         return Closed::Client;
                     }
                     self.write_pending_now();

@@ -32,7 +32,7 @@ async fn connected() -> (TcpStream, tokio::task::JoinHandle<()>) {
         name: "player".to_owned(),
         codec: Codec::Json,
     };
-    let task = tokio::spawn(serve(hub, server, Vec::new(), session, 1));
+    let task = tokio::spawn(serve(hub, server.into(), Vec::new(), session, 1));
     (client, task)
 }
 

@@ -29,8 +29,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use tokio::net::TcpStream;
-
 pub use experiment::InvalidArms;
 pub use handshake::{Accepted, Codec, HandshakeError, WebSocketHeaders};
 pub use records::{Finished, Record};
@@ -179,7 +177,12 @@ impl Realtime {
 
     /// Serves an upgraded connection until it closes. `leftover` holds bytes the client sent
     /// after the upgrade request (frames already).
-    pub async fn serve(self: &Arc<Self>, stream: TcpStream, leftover: Vec<u8>, session: Session) {
+    pub async fn serve(
+        self: &Arc<Self>,
+        stream: crate::net::Stream,
+        leftover: Vec<u8>,
+        session: Session,
+    ) {
         self.hub.metrics.upgrades.fetch_add(1, Ordering::Relaxed);
         let link = self.next_link.fetch_add(1, Ordering::Relaxed);
         connection::serve(Arc::clone(&self.hub), stream, leftover, session, link).await;

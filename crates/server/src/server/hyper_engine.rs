@@ -18,6 +18,8 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpStream;
 
+use crate::net::Stream;
+
 use super::ConnectionSettings;
 use super::limits::ConnectionPermit;
 use crate::http::{
@@ -41,14 +43,35 @@ pub(super) fn spawn_connection(
         let app = Arc::clone(&app);
         async move { Ok::<_, Infallible>(respond(&app, request, peer).await) }
     });
-    let connection = http1::Builder::new()
+    let builder = {
+        let mut builder = http1::Builder::new();
         // hyper ignores the header-read timeout unless a timer is installed (hyper#3395).
-        .timer(TokioTimer::new())
-        .header_read_timeout(settings.header_read_timeout)
-        .serve_connection(TokioIo::new(stream), service);
-    let connection = graceful.watch(connection);
+        builder
+            .timer(TokioTimer::new())
+            .header_read_timeout(settings.header_read_timeout);
+        builder
+    };
+    let Some(tls) = settings.tls.clone() else {
+        let connection =
+            graceful.watch(builder.serve_connection(TokioIo::new(Stream::Plain(stream)), service));
+        tokio::spawn(async move {
+            let _permit = permit;
+            if let Err(error) = connection.await {
+                tracing::debug!(%error, "connection ended with an error");
+            }
+        });
+        return;
+    };
+    // Over TLS the handshake comes first; the graceful shutdown watches the connection from
+    // then on (a handshake in progress at shutdown is simply cut by the runtime's end).
+    let watcher = graceful.watcher();
+    let header_read_timeout = settings.header_read_timeout;
     tokio::spawn(async move {
         let _permit = permit;
+        let Some(stream) = super::handshake(&tls, stream, header_read_timeout).await else {
+            return;
+        };
+        let connection = watcher.watch(builder.serve_connection(TokioIo::new(stream), service));
         if let Err(error) = connection.await {
             tracing::debug!(%error, "connection ended with an error");
         }

@@ -11,8 +11,7 @@
 
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 /// The longest a closing connection waits for the client to close its side.
 pub const LINGER_TIME: Duration = Duration::from_secs(1);
@@ -22,9 +21,16 @@ pub const LINGER_BYTES: usize = 64 * 1024;
 
 /// Shuts down the write side of `stream`, then discards what the client sends until it closes,
 /// the time is up or [`LINGER_BYTES`] were read. `scratch` is any buffer the caller can spare;
-/// it is left empty.
-pub async fn lingering_close(stream: &mut TcpStream, scratch: &mut Vec<u8>) {
-    if stream.shutdown().await.is_err() {
+/// it is left empty. Over TLS the shutdown sends `close_notify` first, which may wait on the
+/// client: it gets the same time limit.
+pub async fn lingering_close<S>(stream: &mut S, scratch: &mut Vec<u8>)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    if !matches!(
+        tokio::time::timeout(LINGER_TIME, stream.shutdown()).await,
+        Ok(Ok(()))
+    ) {
         return;
     }
     let mut discarded = 0;

@@ -26,6 +26,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
 use crate::accounts::Accounts;
@@ -33,6 +34,8 @@ use crate::admin::{self, AdminState};
 use crate::config::{Engine, Settings};
 use crate::flags::RuntimeFlags;
 use crate::http::{App, Readiness};
+use crate::net::Stream;
+use crate::net::tls::{Tls, TlsError};
 use crate::protection::client_address::ClientAddresses;
 use crate::protection::faults::Faults;
 use crate::protection::front_door::FrontDoor;
@@ -40,6 +43,7 @@ use crate::protection::rate_limit::RateLimits;
 use crate::store::Store;
 use crate::telemetry::access_log::AccessLog;
 use crate::telemetry::export::SpanExporter;
+use crate::telemetry::metrics;
 use crate::telemetry::observe::Observability;
 
 /// A failure to start or keep serving.
@@ -53,6 +57,8 @@ pub enum ServeError {
     },
     #[error("cannot start {what}: {reason}")]
     Telemetry { what: &'static str, reason: String },
+    #[error("cannot set up TLS: {0}")]
+    Tls(#[from] TlsError),
     #[error("cannot open the store: {0}")]
     Store(#[from] crate::store::StoreError),
     #[error("worker {index} failed: {source}")]
@@ -72,6 +78,24 @@ pub(crate) struct ConnectionSettings {
     pub write_timeout: Duration,
     pub drain_timeout: Duration,
     pub tcp_nodelay: bool,
+    /// TLS on the public listener, when configured.
+    pub tls: Option<Arc<Tls>>,
+}
+
+/// The TLS handshake of an accepted connection, within the header read timeout; `None` when
+/// it failed (counted, logged at debug: scanners and plain-HTTP clients fail it all day).
+async fn handshake(tls: &Tls, stream: TcpStream, timeout: Duration) -> Option<Stream> {
+    match tls.accept(stream, timeout).await {
+        Ok(stream) => {
+            metrics::with_shard(|shard| shard.tls_handshakes.add(1));
+            Some(Stream::Tls(Box::new(stream)))
+        }
+        Err(error) => {
+            metrics::with_shard(|shard| shard.tls_handshake_failures.add(1));
+            tracing::debug!(%error, "TLS handshake failed");
+            None
+        }
+    }
 }
 
 /// A bound, not yet running server.
@@ -117,6 +141,10 @@ impl Server {
         let admin_bind_error = |source| ServeError::Bind {
             address: settings.admin.admin_listen,
             source,
+        };
+        let tls = match (&settings.server.tls_certificate, &settings.server.tls_key) {
+            (Some(certificate), Some(key)) => Some(Arc::new(Tls::new(certificate, key)?)),
+            _ => None,
         };
         let admin_listener = admin::bind(settings.admin.admin_listen).map_err(admin_bind_error)?;
         let admin_addr = admin_listener.local_addr().map_err(admin_bind_error)?;
@@ -179,6 +207,7 @@ impl Server {
                 write_timeout: settings.server.write_timeout,
                 drain_timeout: settings.server.drain_timeout,
                 tcp_nodelay: settings.server.tcp_nodelay,
+                tls,
             }),
         })
     }
@@ -247,14 +276,26 @@ impl Server {
             accounts: Arc::clone(self.app.accounts()),
             realtime: Arc::clone(self.app.realtime()),
         });
-        let reloader = self.reload.map(|reload| {
+        let tls = self.connection.tls.clone();
+        let reload = self.reload;
+        let reloader = (reload.is_some() || tls.is_some()).then(|| {
             let flags = Arc::clone(self.app.observability().flags());
-            shutdown::on_hangup(move || match reload() {
-                Ok(settings) => {
-                    flags.set(settings.flags());
-                    tracing::info!(flags = ?settings.flags(), "configuration reloaded on SIGHUP; runtime flags applied (other settings take effect at restart)");
+            shutdown::on_hangup(move || {
+                if let Some(reload) = &reload {
+                    match reload() {
+                        Ok(settings) => {
+                            flags.set(settings.flags());
+                            tracing::info!(flags = ?settings.flags(), "configuration reloaded on SIGHUP; runtime flags applied (other settings take effect at restart)");
+                        }
+                        Err(error) => tracing::error!(%error, "configuration reload on SIGHUP failed; keeping the current flags"),
+                    }
                 }
-                Err(error) => tracing::error!(%error, "configuration reload on SIGHUP failed; keeping the current flags"),
+                if let Some(tls) = &tls {
+                    match tls.reload() {
+                        Ok(loaded) => tracing::info!(subject = %loaded.subject, not_after = %httpdate::fmt_http_date(loaded.not_after), "TLS certificate reloaded on SIGHUP; new handshakes use it"),
+                        Err(error) => tracing::error!(%error, "TLS certificate reload on SIGHUP failed; keeping the current certificate"),
+                    }
+                }
             })
         });
         drop(self.listeners);
@@ -278,6 +319,7 @@ impl Server {
             workers = self.workers,
             max_connections = self.connection_gate.max(),
             engine = ?self.connection.engine,
+            tls = self.connection.tls.is_some(),
             "guess-game listening"
         );
 

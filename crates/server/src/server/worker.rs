@@ -102,7 +102,14 @@ impl Worker {
             match accepted {
                 Ok((stream, _peer)) => {
                     let Some(permit) = self.gate.try_enter() else {
-                        refuse(stream, &refusal, &lingering);
+                        // Over TLS the plain-text answer would be noise before a handshake:
+                        // the connection is only closed (and counted).
+                        let answer = if self.connection.tls.is_some() {
+                            &[][..]
+                        } else {
+                            &refusal[..]
+                        };
+                        refuse(stream, answer, &lingering);
                         continue;
                     };
                     if self.connection.tcp_nodelay
@@ -158,7 +165,9 @@ const MAX_LINGERING_REFUSALS: usize = 256;
 /// closed connection instead), then closes, lingering so that a client still sending its
 /// request reads the refusal rather than a reset.
 fn refuse(stream: TcpStream, answer: &[u8], lingering: &Arc<AtomicUsize>) {
-    let _ = stream.try_write(answer);
+    if !answer.is_empty() {
+        let _ = stream.try_write(answer);
+    }
     crate::telemetry::metrics::with_shard(|shard| shard.connections_rejected.add(1));
     if crate::telemetry::log_this_refusal() {
         tracing::warn!(peer = ?stream.peer_addr().ok(), "connection refused at max_connections (1% of refusals are logged)");

@@ -153,6 +153,9 @@ pub struct Shard {
     pub connections_closed: Counter,
     /// Connections refused at accept because `max_connections` were open.
     pub connections_rejected: Counter,
+    /// TLS handshakes completed, and failed (timed out, refused, not TLS at all).
+    pub tls_handshakes: Counter,
+    pub tls_handshake_failures: Counter,
     pub traceparent_invalid: Counter,
     /// Requests refused by a rate limit, by scope (client, route, global).
     pub rate_limited: [Counter; 3],
@@ -196,6 +199,8 @@ impl Shard {
             connections_accepted: Counter::default(),
             connections_closed: Counter::default(),
             connections_rejected: Counter::default(),
+            tls_handshakes: Counter::default(),
+            tls_handshake_failures: Counter::default(),
             traceparent_invalid: Counter::default(),
             rate_limited: Default::default(),
             faults_injected: Default::default(),
@@ -588,6 +593,21 @@ pub fn write_request_metrics(exposition: &mut Exposition) {
     );
     let rejected = sum(&|shard| shard.connections_rejected.get());
     exposition.sample("guess_game_connections_rejected_total", "", rejected);
+    exposition.family(
+        "guess_game_tls_handshakes",
+        "TLS handshakes on the public listener, by outcome (failed: timed out, refused or not TLS).",
+        Kind::Counter,
+    );
+    for (outcome, count) in [
+        ("ok", sum(&|shard| shard.tls_handshakes.get())),
+        ("failed", sum(&|shard| shard.tls_handshake_failures.get())),
+    ] {
+        exposition.sample(
+            "guess_game_tls_handshakes_total",
+            &format!("outcome=\"{outcome}\""),
+            count,
+        );
+    }
     exposition.family(
         "guess_game_connections_open",
         "Connections open on the public listener.",

@@ -31,6 +31,8 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::task::AbortHandle;
+
+use crate::net::Stream;
 use tokio::time::{Instant, Sleep};
 
 use deadline::{Wait, with_deadline};
@@ -57,7 +59,8 @@ struct Registered {
 }
 
 impl Connections {
-    /// Spawns the task that serves `stream` on the current runtime.
+    /// Spawns the task that serves `stream` on the current runtime (after the TLS handshake,
+    /// when the listener has TLS).
     pub fn serve(
         &mut self,
         stream: TcpStream,
@@ -68,12 +71,9 @@ impl Connections {
         let id = self.next_id;
         self.next_id += 1;
         let idle = Arc::new(AtomicBool::new(true));
-        let connection = Connection::new(
-            stream,
-            Arc::clone(app),
-            Arc::clone(settings),
-            Arc::clone(&idle),
-        );
+        let app = Arc::clone(app);
+        let settings = Arc::clone(settings);
+        let connection_idle = Arc::clone(&idle);
         let deregister = Deregister {
             registry: Arc::clone(&self.registry),
             id,
@@ -85,6 +85,23 @@ impl Connections {
         let tracker = self.tracker.clone();
         let entries_for_upgrade = Arc::clone(&self.registry);
         let task = self.tracker.spawn(async move {
+            let stream = match &settings.tls {
+                None => Stream::Plain(stream),
+                // Boxed: the handshake's state is large, and the task's future is sized for
+                // its largest await for the connection's whole life.
+                Some(tls) => {
+                    match Box::pin(super::handshake(tls, stream, settings.header_read_timeout))
+                        .await
+                    {
+                        Some(stream) => stream,
+                        None => {
+                            drop((deregister, permit));
+                            return;
+                        }
+                    }
+                }
+            };
+            let connection = Connection::new(stream, app, settings, connection_idle);
             match connection.run().await {
                 Ok(None) => {}
                 Ok(Some(upgraded)) => {
@@ -163,7 +180,7 @@ impl Drop for Deregister {
 }
 
 struct Connection {
-    stream: TcpStream,
+    stream: Stream,
     app: Arc<App>,
     settings: Arc<ConnectionSettings>,
     /// True while waiting for a new request with nothing buffered: safe to close at shutdown.
@@ -177,7 +194,7 @@ struct Connection {
 /// A connection that switched to WebSocket, for the task that serves it from now on.
 struct Upgraded {
     realtime: Arc<crate::realtime::Realtime>,
-    stream: TcpStream,
+    stream: Stream,
     leftover: Vec<u8>,
     session: crate::realtime::Session,
 }
@@ -219,7 +236,7 @@ impl Drop for Waiting {
 
 impl Connection {
     fn new(
-        stream: TcpStream,
+        stream: Stream,
         app: Arc<App>,
         settings: Arc<ConnectionSettings>,
         idle: Arc<AtomicBool>,
@@ -433,7 +450,7 @@ impl Connection {
     async fn flush(
         &mut self,
         output: &mut Vec<u8>,
-        timer: Pin<&mut Sleep>,
+        mut timer: Pin<&mut Sleep>,
         now: Instant,
     ) -> io::Result<()> {
         let written = match self.stream.try_write(output) {
@@ -445,7 +462,16 @@ impl Connection {
             let deadline = now + self.settings.write_timeout;
             let rest = &output[written..];
             let Wait::Done(result) =
-                with_deadline(timer, deadline, self.stream.write_all(rest)).await
+                with_deadline(timer.as_mut(), deadline, self.stream.write_all(rest)).await
+            else {
+                return Err(io::Error::new(io::ErrorKind::TimedOut, "write timed out"));
+            };
+            result?;
+        }
+        if self.stream.has_buffered_output() {
+            // Over TLS: records the socket did not take yet.
+            let deadline = now + self.settings.write_timeout;
+            let Wait::Done(result) = with_deadline(timer, deadline, self.stream.flush()).await
             else {
                 return Err(io::Error::new(io::ErrorKind::TimedOut, "write timed out"));
             };
@@ -483,8 +509,14 @@ mod tests {
             write_timeout: Duration::from_secs(10),
             drain_timeout: Duration::from_secs(10),
             tcp_nodelay: true,
+            tls: None,
         });
-        let connection = Connection::new(stream, app, settings, Arc::new(AtomicBool::new(true)));
+        let connection = Connection::new(
+            Stream::Plain(stream),
+            app,
+            settings,
+            Arc::new(AtomicBool::new(true)),
+        );
         let task = connection.run();
         let size = std::mem::size_of_val(&task);
         assert!(size <= 1100, "the connection's future is {size} bytes");
