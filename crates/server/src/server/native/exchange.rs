@@ -40,8 +40,10 @@ pub struct Progress {
     /// Injected latency to wait before writing the output (fault injection).
     pub delay: std::time::Duration,
     /// A request whose answer waits on the store: finish it with [`Buffers::finish`] before
-    /// writing the output. It is the last request served (`close` applies to it).
-    pub pending: Option<Deferred>,
+    /// writing the output. It is the last request served (`close` applies to it). Boxed: the
+    /// connection's task holds `Progress` across awaits, and a deferred request is rare and
+    /// large, while the task's size is paid by every idle connection.
+    pub pending: Option<Box<Deferred>>,
     /// A `GET /ws`, the last request served: decide it with [`Buffers::upgrade`], which may
     /// switch the connection to WebSocket.
     pub upgrade: Option<Box<PendingUpgrade>>,
@@ -181,7 +183,7 @@ impl Buffers {
                     // Later requests wait behind this one, keeping answers in order.
                     progress.consumed += head.length + body_length;
                     progress.close = close;
-                    progress.pending = Some(deferred);
+                    progress.pending = Some(Box::new(deferred));
                     start_next_body(&mut self.chunked, &mut self.decoded);
                     break;
                 }
@@ -221,9 +223,9 @@ impl Buffers {
 
     /// Answers a deferred request once the store has answered, appending it to `output`;
     /// `close` as [`Progress::close`] said when it was deferred.
-    pub async fn finish(&mut self, app: &App, deferred: Deferred, close: bool) {
+    pub async fn finish(&mut self, app: &App, deferred: Box<Deferred>, close: bool) {
         let head_only = deferred.head_only();
-        let (reply, completed) = app.finish(deferred, &mut self.body).await;
+        let (reply, completed) = app.finish(*deferred, &mut self.body).await;
         response::write_response(
             &mut self.output,
             &reply,
