@@ -19,3 +19,4 @@ mod shutdown;
 mod slow_clients;
 mod store;
 mod tls;
+mod web_session;

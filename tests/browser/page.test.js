@@ -1,8 +1,10 @@
 // The web page in a real Chromium (Debian's /usr/bin/chromium, driven by playwright-core):
 // guest play against the computer with the fairness check, keyboard-only play, a best-of-3
-// between two browser contexts with chat and a reload mid-round, the Chinese locale, an axe-core
-// scan, and the CSP refusing an injected inline script. scripts/browser-test starts the server
-// and sets BASE_URL; screenshots go to SCREENSHOT_DIR.
+// between two browser contexts with chat and a reload mid-round, registering, signing in and
+// out, a guest keeping its account, the record with its charts and the leaderboards, the
+// session cookie out of scripts' reach, the Chinese locale (every string in both languages), an
+// axe-core scan of each screen, and the CSP refusing an injected inline script.
+// scripts/browser-test starts the server and sets BASE_URL; screenshots go to SCREENSHOT_DIR.
 
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
@@ -52,6 +54,38 @@ async function shot(page, name) {
 async function startAsGuest(page) {
   await page.click("#guest");
   await page.waitForSelector("#game:not([hidden])");
+}
+
+/** A username no earlier run has taken (the server may outlive one run's accounts). */
+function freshName(prefix) {
+  return `${prefix}_${Date.now().toString(36)}${Math.floor(Math.random() * 1e4)}`.slice(0, 24);
+}
+
+async function register(page, username, password) {
+  await page.fill("#register-username", username);
+  await page.fill("#register-password", password);
+  await page.click("#register-form button[type=submit]");
+  await page.waitForSelector("#game:not([hidden])");
+}
+
+async function signIn(page, username, password) {
+  await page.fill("#sign-in-username", username);
+  await page.fill("#sign-in-password", password);
+  await page.click("#sign-in-form button[type=submit]");
+}
+
+async function signOut(page) {
+  await Promise.all([page.waitForEvent("load"), page.click("#sign-out")]);
+  await page.waitForSelector("body[data-ready=true]");
+  await page.waitForSelector("#start:not([hidden])");
+}
+
+async function playRounds(page, moves) {
+  const before = await page.locator("#history li").count();
+  for (const [i, move] of moves.entries()) {
+    await page.click(`#computer-moves button[data-move=${move}]`);
+    await page.waitForFunction((n) => document.querySelectorAll("#history li").length >= n, Math.min(8, before + i + 1));
+  }
 }
 
 async function axe(page, label) {
@@ -215,4 +249,189 @@ test("two people play a best-of-3 with chat; one reloads mid-round and resumes; 
   assert.deepEqual([...ann.problems, ...bo.problems], []);
   await ann.context.close();
   await bo.context.close();
+});
+
+test("every string of the page is in both languages", async () => {
+  const { STRINGS } = await import(new URL("../../crates/server/web/i18n.js", import.meta.url));
+  const english = Object.keys(STRINGS.en).sort();
+  assert.ok(english.length > 100, `${english.length} strings`);
+  assert.deepEqual(Object.keys(STRINGS["zh-CN"]).sort(), english);
+  // Every value the English text shows, the Chinese shows too (it may show more: "best of 3"
+  // reads "3 局 2 胜", three rounds, two wins).
+  const placeholders = (value) => new Set(value.match(/\{\w+\}/g) || []);
+  for (const [key, text] of Object.entries(STRINGS["zh-CN"])) {
+    const chinese = placeholders(text);
+    for (const name of placeholders(STRINGS.en[key])) assert.ok(chinese.has(name), `${key} lacks ${name}`);
+  }
+});
+
+test("register, sign out, and sign in again; refusals are shown from the problem documents", async () => {
+  const { context, page, problems } = await open();
+  await page.waitForSelector("#start:not([hidden])");
+  const username = freshName("ann");
+  const password = "a long enough secret";
+  await register(page, username, password);
+  assert.match(await page.textContent("#who"), new RegExp(username));
+  assert.ok(await page.isHidden("#keep-card"), "a registered account has nothing to keep");
+  await shot(page, "09-registered");
+  await signOut(page);
+
+  // A wrong password: the server's invalid_credentials, in the page's words.
+  await signIn(page, username, "not the password");
+  await page.waitForSelector("#sign-in-error:has-text('do not match')");
+  // A taken username, ignoring case: username_taken, and the field is marked.
+  await page.fill("#register-username", username.toUpperCase());
+  await page.fill("#register-password", "another long secret");
+  await page.click("#register-form button[type=submit]");
+  await page.waitForSelector("#register-error:has-text('taken')");
+  assert.equal(await page.getAttribute("#register-username", "aria-invalid"), "true");
+  assert.equal(await page.evaluate(() => document.activeElement.id), "register-username");
+  await shot(page, "10-sign-in-refused");
+  await axe(page, "start screen with refusals");
+
+  await signIn(page, username, password);
+  await page.waitForSelector("#game:not([hidden])");
+  assert.match(await page.textContent("#who"), new RegExp(username));
+  assert.deepEqual(problems, []);
+  await context.close();
+});
+
+test("the session cookie is HttpOnly and SameSite=Strict, and survives a reload and a new tab", async () => {
+  const { context, page, problems } = await open();
+  await startAsGuest(page);
+  const cookies = await context.cookies();
+  const session = cookies.find((cookie) => cookie.name === "gg_session");
+  assert.ok(session, `cookies: ${cookies.map((cookie) => cookie.name)}`);
+  assert.equal(session.httpOnly, true);
+  assert.equal(session.sameSite, "Strict");
+  assert.equal(session.path, "/");
+  // Scripts on the page see neither the cookie nor any token.
+  const visible = await page.evaluate(() => ({
+    cookie: document.cookie,
+    stored: JSON.stringify({ ...sessionStorage }) + JSON.stringify({ ...localStorage }),
+  }));
+  assert.doesNotMatch(visible.cookie, /gg_session/);
+  assert.doesNotMatch(visible.stored, /gg[asr]_/, "no token or seed in web storage");
+  const who = await page.textContent("#who");
+  await page.reload();
+  await page.waitForSelector("body[data-ready=true]");
+  await page.waitForSelector("#game:not([hidden])");
+  assert.equal(await page.textContent("#who"), who);
+  const tab = await context.newPage();
+  await tab.goto(BASE_URL);
+  await tab.waitForSelector("body[data-ready=true]");
+  await tab.waitForSelector("#game:not([hidden])");
+  assert.equal(await tab.textContent("#who"), who);
+  // A request the page did not make itself (no X-Session) cannot use the cookie to change
+  // anything: the CSRF rule refuses it.
+  const forged = await page.evaluate(async () => {
+    const response = await fetch("/play", { method: "POST", headers: { "Content-Type": "text/plain" }, body: '{"choice":"rock"}' });
+    return { status: response.status, code: (await response.json()).code };
+  });
+  assert.deepEqual(forged, { status: 403, code: "csrf_refused" });
+  assert.deepEqual(problems, []);
+  await context.close();
+});
+
+test("the record, its charts and the leaderboards render after a few games", async () => {
+  const { context, page, problems } = await open();
+  await startAsGuest(page);
+  await playRounds(page, ["rock", "paper", "scissors", "rock", "rock", "paper"]);
+  await page.waitForFunction(() => document.querySelectorAll("#trend-chart circle").length === 6, null, { timeout: 10000 });
+  const figures = await page.textContent("#figures");
+  assert.match(figures, /Rounds\s*6/);
+  assert.match(await page.textContent("#match-figures"), /Rating\s*1500\s*± 350/);
+  assert.equal(await page.locator("#moves-chart rect").count(), 3);
+  assert.match(await page.getAttribute("#moves-chart svg", "aria-label"), /rock 3, paper 2, scissors 1/);
+  assert.match(await page.getAttribute("#trend-chart svg", "aria-label"), /last 6 rounds/);
+  assert.equal(await page.locator("#games li").count(), 6);
+  // Everyone who played in a window is on its board, with 0 wins if need be.
+  await page.waitForSelector("#board-rows tr");
+  const wins = (await page.textContent("#figures .figure.win dd")).trim();
+  await page.waitForSelector(`#my-rank:has-text(' with ${wins} win')`);
+  const place = Number((await page.textContent("#my-rank")).match(/number (\d+)/)[1]);
+  if (place <= 10) await page.waitForSelector("#board-rows tr.me[aria-current=true]");
+  await page.check("#board-day");
+  await page.waitForFunction(() => /Today/.test(document.getElementById("board-caption").textContent));
+  await shot(page, "11-record-and-board");
+  await page.locator("#stats-card").screenshot({ path: path.join(SHOTS, "11b-record-card.png") });
+  await page.setViewportSize({ width: 390, height: 844 });
+  await shot(page, "12-record-phone");
+  await page.locator("#stats-card").screenshot({ path: path.join(SHOTS, "12b-record-card-phone.png") });
+  await page.locator("#board-card").screenshot({ path: path.join(SHOTS, "12c-board-card-phone.png") });
+  await page.emulateMedia({ colorScheme: "dark" });
+  await page.setViewportSize({ width: 1200, height: 900 });
+  await shot(page, "12d-record-dark");
+  await axe(page, "record and leaderboard, dark scheme");
+  await axe(page, "record and leaderboard");
+  assert.deepEqual(problems, []);
+  await context.close();
+});
+
+test("a guest keeps its account with a username and signs back in to the same record", async () => {
+  const { context, page, problems } = await open();
+  await startAsGuest(page);
+  await playRounds(page, ["scissors", "scissors"]);
+  await page.waitForFunction(() => document.querySelectorAll("#trend-chart circle").length === 2, null, { timeout: 10000 });
+  const username = freshName("bo");
+  await page.fill("#upgrade-username", username);
+  await page.fill("#upgrade-password", "a long enough secret");
+  await page.click("#upgrade-form button[type=submit]");
+  await page.waitForSelector(`#kept:has-text('${username}')`);
+  assert.ok(await page.isHidden("#keep-card"));
+  await shot(page, "13-account-kept");
+  await signOut(page);
+  await signIn(page, username, "a long enough secret");
+  await page.waitForSelector("#game:not([hidden])");
+  await page.waitForFunction(() => document.querySelectorAll("#trend-chart circle").length === 2, null, { timeout: 10000 });
+  assert.deepEqual(problems, []);
+  await context.close();
+});
+
+test("keyboard only: register, play, and change the leaderboard's period", async () => {
+  const { context, page, problems } = await open();
+  await page.waitForSelector("#start:not([hidden])");
+  const tabTo = async (selector) => {
+    for (let i = 0; i < 60; i += 1) {
+      if (await page.evaluate((s) => document.activeElement?.matches(s), selector)) return;
+      await page.keyboard.press("Tab");
+    }
+    assert.fail(`Tab never reached ${selector}`);
+  };
+  await tabTo("#register-username");
+  await page.keyboard.type(freshName("kay"));
+  await tabTo("#register-password");
+  await page.keyboard.type("a long enough secret");
+  await page.keyboard.press("Enter");
+  await page.waitForSelector("#game:not([hidden])");
+  await page.keyboard.press("r");
+  await page.waitForSelector("#history li");
+  await tabTo("#board-all");
+  await page.keyboard.press("ArrowRight");
+  assert.equal(await page.evaluate(() => document.activeElement.id), "board-week");
+  await page.waitForFunction(() => /This week/.test(document.getElementById("board-caption").textContent));
+  const focus = await page.evaluate(() => getComputedStyle(document.querySelector("#board-week + label")).outlineStyle);
+  assert.notEqual(focus, "none", "the focused period is visibly marked");
+  assert.deepEqual(problems, []);
+  await context.close();
+});
+
+test("Chinese renders the account forms, the record and the leaderboard", async () => {
+  const { context, page } = await open({ locale: "zh-CN" });
+  await page.waitForSelector("#start:not([hidden])");
+  assert.equal((await page.textContent("#sign-in-title")).trim(), "登录");
+  assert.equal((await page.textContent("#register-title")).trim(), "创建账号");
+  await signIn(page, "nobody_here", "wrong password");
+  await page.waitForSelector("#sign-in-error:has-text('用户名和密码不匹配')");
+  await shot(page, "14-chinese-start");
+  await startAsGuest(page);
+  await playRounds(page, ["rock", "paper"]);
+  await page.waitForFunction(() => document.querySelectorAll("#trend-chart circle").length === 2, null, { timeout: 10000 });
+  assert.equal((await page.textContent("#stats-title")).trim(), "你的战绩");
+  assert.equal((await page.textContent("#board-title")).trim(), "排行榜");
+  assert.equal((await page.textContent("#keep-title")).trim(), "保留此账号");
+  assert.match(await page.textContent("#figures"), /局数\s*2/);
+  await shot(page, "15-chinese-record");
+  await axe(page, "Chinese record screen");
+  await context.close();
 });

@@ -1,15 +1,20 @@
-// The page's behaviour: sign in as a guest, play the computer and verify its fairness, play a
-// real-time match. No framework: a few functions that redraw parts of the page from state.
+// The page's behaviour: start as a guest, sign in or register, play the computer and verify its
+// fairness, play a real-time match, see the player's record and the leaderboards. No framework:
+// a few functions that redraw parts of the page from state.
 //
-// Where the session lives: the access and refresh tokens are kept in sessionStorage (this tab
-// only, gone when it closes) so a reload mid-match can resume. A script injected into the page
-// could read them; the strict Content-Security-Policy (no inline or foreign script) is what
-// stands between an injection and the tokens. An HttpOnly cookie session with CSRF protection
-// would keep them out of reach of scripts altogether; the server does not offer one yet.
+// Where the session lives: in an HttpOnly cookie the server sets (api.js), which no script on
+// the page can read, so an injected script could act while the page is open but could not take
+// the session away. sessionStorage keeps only what is not a credential to the account: the
+// account's public view, the fairness commitment being checked, the match being played and its
+// resume token (which lets this tab, or a reload of it, rejoin that one match).
 
 import { LANGUAGES, pickLanguage, setLanguage, t, translatePage } from "./i18n.js";
 import { verifyPlays } from "./fairness.js";
 import { Realtime } from "./realtime.js";
+import { api } from "./api.js";
+import { explain, wireSignIn, wireUpgrade } from "./account.js";
+import { drawRecord, loadRecord } from "./stats.js";
+import { drawBoard, loadBoard } from "./leaderboard.js";
 
 const store = window.sessionStorage;
 const $ = (id) => document.getElementById(id);
@@ -30,6 +35,9 @@ const state = {
   result: null,
   queued: false,
   timer: null,
+  record: null,
+  board: null,
+  refreshTimer: null,
 };
 
 function readJson(key) {
@@ -49,73 +57,69 @@ function moveName(move) {
   return move ? t(move) : "—";
 }
 
-function showError(message) {
-  $("error").textContent = message ? t("error", { message }) : "";
+/** Shows `error` (an ApiProblem, an Error, or words) in the page's error line; none clears it. */
+function showError(error) {
+  if (!error) $("error").textContent = "";
+  else $("error").textContent = typeof error === "string" ? t("error", { message: error }) : explain(error);
 }
 
-// ---- HTTP ----------------------------------------------------------------------------------
-
-async function api(method, path, body, retried = false) {
-  const headers = { Accept: "application/json" };
-  const access = store.getItem("gg.access");
-  if (access) headers.Authorization = `Bearer ${access}`;
-  if (body !== undefined) headers["Content-Type"] = "application/json";
-  const response = await fetch(path, {
-    method,
-    headers,
-    body: body === undefined ? undefined : JSON.stringify(body),
-    credentials: "omit",
-  });
-  if (response.status === 401 && access && !retried && (await refresh())) {
-    return api(method, path, body, true);
-  }
-  const text = await response.text();
-  const data = text ? JSON.parse(text) : null;
-  if (!response.ok) throw new Error(data?.detail || data?.title || `HTTP ${response.status}`);
-  return data;
-}
-
-async function refresh() {
-  const token = store.getItem("gg.refresh");
-  if (!token) return false;
-  const response = await fetch("/sessions/refresh", {
-    method: "POST",
-    headers: { "Content-Type": "application/json" },
-    body: JSON.stringify({ refresh_token: token }),
-  });
-  if (!response.ok) return false;
-  keepSession((await response.json()).session ?? {});
-  return true;
-}
-
-function keepSession(session) {
-  if (session.access_token) store.setItem("gg.access", session.access_token);
-  if (session.refresh_token) store.setItem("gg.refresh", session.refresh_token);
-}
+// ---- Session --------------------------------------------------------------------------------
 
 async function startAsGuest() {
   const button = $("guest");
   button.disabled = true;
   try {
     const created = await api("POST", "/accounts/guest");
-    keepSession(created.session);
-    state.account = created.account;
-    writeJson("gg.account", state.account);
-    await loadFairness();
-    showGame();
-    $("computer-moves").querySelector("button").focus();
+    await signedIn(created.account);
   } catch (error) {
-    showError(error.message);
+    showError(error);
   } finally {
     button.disabled = false;
   }
 }
 
-function signOut() {
-  api("DELETE", "/sessions/current").catch(() => {});
+/** A session just began (guest, sign-in, registration): show the game for `account`. */
+async function signedIn(account) {
+  state.account = account;
+  writeJson("gg.account", account);
+  showError("");
+  showGame();
+  $("computer-moves").querySelector("button").focus();
+  await loadFairness().catch(showError);
+  refreshStanding();
+}
+
+async function signOut() {
   if (state.realtime) state.realtime.close();
+  // The server clears the cookie (and ends the session) even when it no longer authenticates.
+  await api("DELETE", "/sessions/current").catch(() => {});
   store.clear();
   location.reload();
+}
+
+// ---- The record and the leaderboards --------------------------------------------------------
+
+async function loadStanding() {
+  if (!state.account) return;
+  const window = document.querySelector("input[name=board-window]:checked")?.value || "all";
+  const [record, board] = await Promise.all([
+    loadRecord(state.account.id),
+    loadBoard(window, state.account.id),
+  ]);
+  state.record = record;
+  state.board = board;
+  drawStanding();
+}
+
+function drawStanding() {
+  drawRecord(state.record);
+  drawBoard(state.board, state.account?.id);
+}
+
+/** Reloads the record and the board a little later: results reach the store in batches. */
+function refreshStanding(delay = 0) {
+  clearTimeout(state.refreshTimer);
+  state.refreshTimer = setTimeout(() => loadStanding().catch(showError), delay);
 }
 
 // ---- Against the computer -------------------------------------------------------------------
@@ -143,8 +147,9 @@ async function playComputer(choice) {
       writeJson("gg.fair", state.fair);
     }
     drawComputer(outcome, answer);
+    refreshStanding(250);
   } catch (error) {
-    showError(error.message);
+    showError(error);
   }
 }
 
@@ -305,6 +310,7 @@ function onRealtimeMessage(message) {
       break;
     case "match_result":
       if (state.match && message.match_id === state.match.match_id) state.result = message;
+      refreshStanding(400);
       break;
     case "chat":
       onChat(message);
@@ -466,11 +472,25 @@ function onKey(event) {
 }
 
 function showGame() {
+  const account = state.account;
   $("start").hidden = true;
   $("game").hidden = false;
   $("who").hidden = false;
   $("sign-out").hidden = false;
-  $("who").textContent = t("signed_in_as", { name: state.account.display_name });
+  $("who").textContent = t("signed_in_as", { name: account.username || account.display_name });
+  if (account.guest) {
+    const badge = line("span", t("guest"));
+    badge.className = "badge";
+    $("who").append(" ", badge);
+  }
+  $("keep-card").hidden = !account.guest;
+}
+
+function showStart() {
+  $("start").hidden = false;
+  $("game").hidden = true;
+  $("who").hidden = true;
+  $("sign-out").hidden = true;
 }
 
 function translate() {
@@ -483,9 +503,19 @@ function translate() {
   drawFairness();
   drawComputer();
   drawMatch();
+  drawStanding();
 }
 
-function init() {
+/** Whether this browser's cookie still signs someone in: the account, or null. */
+async function currentAccount() {
+  try {
+    return await api("GET", "/me");
+  } catch {
+    return null;
+  }
+}
+
+async function init() {
   const select = $("language");
   for (const [code, name] of LANGUAGES) {
     const option = new Option(name, code);
@@ -498,6 +528,16 @@ function init() {
     translate();
   });
   $("guest").addEventListener("click", startAsGuest);
+  wireSignIn(signedIn);
+  wireUpgrade(async (kept) => {
+    // The boards show display names: the guest's generated one gives way to the username.
+    const account = await api("PATCH", "/me", { display_name: kept.username }).catch(() => kept);
+    state.account = account;
+    writeJson("gg.account", account);
+    showGame();
+    refreshStanding();
+  });
+  $("board-window").addEventListener("change", () => refreshStanding());
   $("sign-out").addEventListener("click", signOut);
   $("verify").addEventListener("click", verify);
   $("computer-moves").addEventListener("click", (event) => {
@@ -519,13 +559,30 @@ function init() {
   });
   document.addEventListener("keydown", onKey);
   translate();
-  if (state.account && store.getItem("gg.access")) {
+  // The cookie is the session: ask the server whom it signs in (this tab may be new).
+  const account = await currentAccount();
+  if (account) {
+    if (state.account?.id !== account.id) {
+      for (const key of ["gg.fair", "gg.match", "gg.resume_token"]) store.removeItem(key);
+      state.fair = null;
+      state.match = null;
+    }
+    state.account = account;
+    writeJson("gg.account", account);
     showGame();
-    if (!state.fair) loadFairness().catch((error) => showError(error.message));
+    if (!state.fair) loadFairness().catch(showError);
+    refreshStanding();
     // A match or a queue ticket was on when the page was left: pick it up again.
     if (store.getItem("gg.resume_token") || state.match) realtime().connect().catch(() => setStatus(t("connection_lost")));
+  } else {
+    state.account = null;
+    store.clear();
+    showStart();
   }
   document.body.dataset.ready = "true";
 }
 
-init();
+init().catch((error) => {
+  showError(error);
+  document.body.dataset.ready = "true";
+});

@@ -33,7 +33,7 @@ use self::password::{HashError, PasswordRejected, Passwords};
 use self::shared::Shared;
 pub use self::tables::{AccountId, Bearer, SessionId};
 use self::tables::{AccountRefused, Lifetimes, NewTokens, SessionBounds, Tables};
-use self::token::{Kind, RandomFailed, TokenHash};
+use self::token::{Kind, RandomFailed, SessionSeed, TokenHash};
 use self::username::{Username, UsernameError};
 use crate::store::Store;
 use crate::store::directory::StoredAccount;
@@ -75,6 +75,8 @@ pub enum AccountError {
     InvalidToken(TokenRefused),
     #[error("this request needs an access token: send Authorization: Bearer <token>")]
     MissingToken,
+    #[error("this request needs the session cookie, and it carries none: sign in again")]
+    MissingSessionCookie,
     #[error("this server holds as many accounts as it may; try again later")]
     Full,
     #[error("no such session")]
@@ -116,13 +118,16 @@ impl From<AccountRefused> for AccountError {
     }
 }
 
-/// A session just started or refreshed: the tokens go to the client once.
+/// A session just started or refreshed: the tokens (for a program) or their seed (for the web
+/// page's cookie) go to the client once.
 #[derive(Debug)]
 pub struct IssuedSession {
     pub account: AccountId,
     pub session: SessionId,
     pub access_token: String,
     pub refresh_token: String,
+    /// What both tokens are derived from (see [`token`]).
+    pub seed: SessionSeed,
     /// Seconds the access token is good for.
     pub expires_in: u64,
     /// When the session ends at the latest, Unix milliseconds.
@@ -493,8 +498,8 @@ impl Accounts {
     pub async fn refresh(&self, refresh_token: &[u8]) -> Result<IssuedSession, AccountError> {
         let presented = token::hash_presented(Kind::Refresh, refresh_token)
             .ok_or(AccountError::InvalidToken(TokenRefused::Unknown))?;
-        let access = token::issue(Kind::Access)?;
-        let refresh = token::issue(Kind::Refresh)?;
+        let seed = SessionSeed::random()?;
+        let (access, refresh) = seed.issue();
         let now = self.clock.now_ms();
         let result = match &self.backend {
             Backend::Local(local) => local
@@ -514,6 +519,7 @@ impl Accounts {
                 session,
                 access_token: access.text,
                 refresh_token: refresh.text,
+                seed,
                 expires_in: self.lifetimes.access_token / 1000,
                 session_expires_ms,
             }),
@@ -703,9 +709,14 @@ impl Accounts {
         }
     }
 
+    /// Now, in Unix milliseconds on the accounts' clock (the one sessions expire by).
+    pub fn now_ms(&self) -> u64 {
+        self.clock.now_ms()
+    }
+
     async fn start_session(&self, account: &AccountId) -> Result<IssuedSession, AccountError> {
-        let access = token::issue(Kind::Access)?;
-        let refresh = token::issue(Kind::Refresh)?;
+        let seed = SessionSeed::random()?;
+        let (access, refresh) = seed.issue();
         let session = SessionId::parse(&token::random_id::<12>()?)
             .ok_or_else(|| AccountError::Unavailable("session id".to_owned()))?;
         let tokens = NewTokens {
@@ -738,6 +749,7 @@ impl Accounts {
             session,
             access_token: access.text,
             refresh_token: refresh.text,
+            seed,
             expires_in: self.lifetimes.access_token / 1000,
             session_expires_ms: expires_ms,
         })

@@ -4,6 +4,10 @@
 //! and finished by [`App::run_account_job`], since all of it may wait: on a password hash, on
 //! the store, or on Redis when accounts live there. Sign-in and account creation pass the
 //! front door's limits ([`crate::protection::front_door`]) first.
+//!
+//! A request with `X-Session: cookie` (the web page) gets its session as an HttpOnly cookie
+//! instead of tokens in the body, refreshes and signs out with that cookie, and passes the CSRF
+//! rule first ([`super::session_cookie`]).
 
 use std::borrow::Cow;
 
@@ -12,13 +16,17 @@ use serde::{Deserialize, Serialize};
 
 use super::Request;
 use super::app::App;
-use super::deferred::{AccountJob, Deferred, Handled, Job};
+use super::deferred::{AccountJob, Deferred, Handled, Handover, Job};
 use super::error::HttpError;
 use super::problem::{ApiError, StoreRefusal};
 use super::reply::{Reply, Stamp};
+use super::session_cookie;
 use super::wire::{self, Format};
+use crate::accounts::token::TokenText;
 use crate::accounts::username::Username;
-use crate::accounts::{AccountError, AccountId, AccountView, Bearer, IssuedSession, SessionView};
+use crate::accounts::{
+    AccountError, AccountId, AccountView, Bearer, IssuedSession, SessionView, TokenRefused,
+};
 use crate::api::Route;
 use crate::protection::front_door::Throttled;
 use crate::protection::rate_limit::ClientKey;
@@ -83,26 +91,32 @@ impl<'a> From<&'a AccountView> for AccountDocument<'a> {
     }
 }
 
+/// A session as its client learns it. Handed over in the web page's cookie, it carries no
+/// token: the page never holds one.
 #[derive(Serialize)]
 struct SessionDocument<'a> {
     session_id: &'a str,
     account_id: &'a str,
-    token_type: &'static str,
-    access_token: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    token_type: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    access_token: Option<&'a str>,
     expires_in: u64,
-    refresh_token: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    refresh_token: Option<&'a str>,
     session_expires_at_ms: u64,
 }
 
-impl<'a> From<&'a IssuedSession> for SessionDocument<'a> {
-    fn from(issued: &'a IssuedSession) -> Self {
+impl<'a> SessionDocument<'a> {
+    fn new(issued: &'a IssuedSession, handover: Handover) -> Self {
+        let tokens = handover == Handover::Tokens;
         Self {
             session_id: &issued.session,
             account_id: &issued.account,
-            token_type: "Bearer",
-            access_token: &issued.access_token,
+            token_type: tokens.then_some("Bearer"),
+            access_token: tokens.then_some(issued.access_token.as_str()),
             expires_in: issued.expires_in,
-            refresh_token: &issued.refresh_token,
+            refresh_token: tokens.then_some(issued.refresh_token.as_str()),
             session_expires_at_ms: issued.session_expires_ms,
         }
     }
@@ -115,6 +129,30 @@ struct SignedIn<'a> {
     /// Only when a guest is created: the secret that signs it in again.
     #[serde(skip_serializing_if = "Option::is_none")]
     device_secret: Option<&'a str>,
+}
+
+/// How the session of a request with `X-Session: cookie` reaches it, after the CSRF rule;
+/// tokens in the body otherwise.
+fn handover_for(request: &Request<'_>) -> Result<Handover, HttpError<'static>> {
+    if !session_cookie::wants_cookie(request) {
+        return Ok(Handover::Tokens);
+    }
+    session_cookie::check_same_origin(request).map_err(session_cookie::refused)?;
+    Ok(Handover::Cookie {
+        secure: session_cookie::secure(request),
+    })
+}
+
+/// `reply` with the `Set-Cookie` that clears the page's cookie, when the session was the
+/// page's.
+fn clearing(reply: Reply, handover: Handover) -> Reply {
+    match handover {
+        Handover::Tokens => reply,
+        Handover::Cookie { secure } => reply.with_header(
+            "set-cookie",
+            super::reply::HeaderValue::Static(session_cookie::cleared(secure)),
+        ),
+    }
 }
 
 #[derive(Serialize)]
@@ -174,11 +212,12 @@ impl App {
             Format::Json
         };
         let format = wire::response_format(request.headers.accept, request_format);
+        let handover = handover_for(request)?;
         let later = |job| Ok(Handled::Deferred(Deferred::new(Job::Accounts(job), stamp)));
         match route {
             Route::GuestAccounts => {
                 self.admit_creation(address)?;
-                later(AccountJob::Guest { format })
+                later(AccountJob::Guest { format, handover })
             }
             Route::Accounts => {
                 let credentials: Credentials<'_> = wire::decode(request_format, request.body)?;
@@ -187,6 +226,7 @@ impl App {
                     username: credentials.username.into_owned(),
                     password: credentials.password.into_owned(),
                     format,
+                    handover,
                 })
             }
             Route::Sessions => {
@@ -204,6 +244,7 @@ impl App {
                             password: password.into_owned(),
                             address,
                             format,
+                            handover,
                         })
                     }
                     (None, None, Some(secret)) => {
@@ -213,6 +254,7 @@ impl App {
                         later(AccountJob::DeviceSignIn {
                             secret: secret.into_owned(),
                             format,
+                            handover,
                         })
                     }
                     _ => Err(HttpError::InvalidParameter {
@@ -222,30 +264,56 @@ impl App {
                     .into()),
                 }
             }
+            // The page's refresh token is the one its cookie's seed stands for; no body is read.
+            Route::SessionRefresh if handover != Handover::Tokens => {
+                let token = match session_cookie::seed(request) {
+                    Some(Some(seed)) => seed.refresh_token(),
+                    Some(None) => {
+                        return Err(AccountError::InvalidToken(TokenRefused::Unknown).into());
+                    }
+                    None => return Err(AccountError::MissingSessionCookie.into()),
+                };
+                later(AccountJob::Refresh {
+                    token: String::from_utf8_lossy(token.as_bytes()).into_owned(),
+                    format,
+                    handover,
+                })
+            }
             Route::SessionRefresh => {
                 let refresh: RefreshRequest<'_> = wire::decode(request_format, request.body)?;
                 later(AccountJob::Refresh {
                     token: refresh.refresh_token.into_owned(),
                     format,
+                    handover,
                 })
             }
-            Route::CurrentSession => {
-                let bearer = require(bearer)?;
-                later(AccountJob::EndSession {
+            Route::CurrentSession => match (bearer, handover) {
+                (Some(bearer), _) => later(AccountJob::EndSession {
                     bearer,
                     session: bearer.session.as_str().to_owned(),
-                })
-            }
+                    handover,
+                }),
+                // The page signs out whatever state its cookie is in (the router lets a cookie
+                // that no longer authenticates through to here).
+                (None, Handover::Cookie { secure }) => later(AccountJob::EndCookieSession {
+                    refresh_token: session_cookie::seed(request).flatten().map(|seed| {
+                        String::from_utf8_lossy(seed.refresh_token().as_bytes()).into_owned()
+                    }),
+                    secure,
+                }),
+                (None, Handover::Tokens) => Err(AccountError::MissingToken.into()),
+            },
             Route::Me if *request.method == Method::DELETE => {
                 // A retry of a deletion: the token died with the account; the games are erased
                 // again, in case the first try failed there.
                 if bearer.is_none()
                     && let Some(account) = self.deleted_account_of(request)
                 {
-                    return later(AccountJob::Erase { account });
+                    return later(AccountJob::Erase { account, handover });
                 }
                 later(AccountJob::Delete {
                     bearer: require(bearer)?,
+                    handover,
                 })
             }
             Route::Me if *request.method == Method::PATCH => {
@@ -282,9 +350,17 @@ impl App {
             }),
             Route::MySession => {
                 let bearer = require(bearer)?;
+                let session = Route::session_id(request.path);
+                // Ending the page's own session this way signs it out: its cookie goes too.
+                let handover = if session == bearer.session.as_str() {
+                    handover
+                } else {
+                    Handover::Tokens
+                };
                 later(AccountJob::EndSession {
                     bearer,
-                    session: Route::session_id(request.path).to_owned(),
+                    session: session.to_owned(),
+                    handover,
                 })
             }
             _ => Err(HttpError::NotFound.into()),
@@ -298,25 +374,79 @@ impl App {
         body: &mut Vec<u8>,
     ) -> Result<Reply, ApiError<'static>> {
         match job {
-            AccountJob::Guest { format } => {
+            AccountJob::Guest { format, handover } => {
                 let (session, device_secret) = self.accounts.create_guest().await?;
-                self.signed_in(&session, Some(&device_secret), format, body)
+                // The page's guest lives as long as its session: a device secret is a second
+                // way into the account, and the page could only keep it where scripts read.
+                let device_secret = (handover == Handover::Tokens).then_some(device_secret);
+                self.signed_in(&session, device_secret.as_deref(), handover, format, body)
                     .await?;
-                Ok(Reply::new(StatusCode::CREATED, format.content_type()))
+                Ok(self.handing_over(
+                    Reply::new(StatusCode::CREATED, format.content_type()),
+                    &session,
+                    handover,
+                ))
             }
-            AccountJob::DeviceSignIn { secret, format } => {
+            AccountJob::DeviceSignIn {
+                secret,
+                format,
+                handover,
+            } => {
                 let session = self.accounts.login_device(secret.as_bytes()).await?;
-                self.signed_in(&session, None, format, body).await?;
-                Ok(Reply::new(StatusCode::OK, format.content_type()))
+                self.signed_in(&session, None, handover, format, body)
+                    .await?;
+                Ok(self.handing_over(
+                    Reply::new(StatusCode::OK, format.content_type()),
+                    &session,
+                    handover,
+                ))
             }
-            AccountJob::Refresh { token, format } => {
+            AccountJob::Refresh {
+                token,
+                format,
+                handover,
+            } => {
                 let session = self.accounts.refresh(token.as_bytes()).await?;
-                wire::encode(format, &SessionDocument::from(&session), body);
-                Ok(Reply::new(StatusCode::OK, format.content_type()))
+                wire::encode(format, &SessionDocument::new(&session, handover), body);
+                Ok(self.handing_over(
+                    Reply::new(StatusCode::OK, format.content_type()),
+                    &session,
+                    handover,
+                ))
             }
-            AccountJob::EndSession { bearer, session } => {
+            AccountJob::EndSession {
+                bearer,
+                session,
+                handover,
+            } => {
                 self.accounts.end_session(&bearer.account, &session).await?;
-                Ok(Reply::new(StatusCode::NO_CONTENT, wire::JSON))
+                Ok(clearing(
+                    Reply::new(StatusCode::NO_CONTENT, wire::JSON),
+                    handover,
+                ))
+            }
+            AccountJob::EndCookieSession {
+                refresh_token,
+                secure,
+            } => {
+                // Trading the refresh token names its session (and ends all of it, should the
+                // token be a spent one); then the session is ended. A token that names none
+                // leaves nothing to end.
+                if let Some(token) = refresh_token {
+                    match self.accounts.refresh(token.as_bytes()).await {
+                        Ok(issued) => {
+                            self.accounts
+                                .end_session(&issued.account, &issued.session)
+                                .await?;
+                        }
+                        Err(AccountError::InvalidToken(_)) => {}
+                        Err(error) => return Err(error.into()),
+                    }
+                }
+                Ok(clearing(
+                    Reply::new(StatusCode::NO_CONTENT, wire::JSON),
+                    Handover::Cookie { secure },
+                ))
             }
             AccountJob::Me { bearer, format } => {
                 self.write_me(&bearer, format, body).await?;
@@ -345,10 +475,16 @@ impl App {
                 username,
                 password,
                 format,
+                handover,
             } => {
                 let session = self.accounts.register(&username, password).await?;
-                self.signed_in(&session, None, format, body).await?;
-                Ok(Reply::new(StatusCode::CREATED, format.content_type()))
+                self.signed_in(&session, None, handover, format, body)
+                    .await?;
+                Ok(self.handing_over(
+                    Reply::new(StatusCode::CREATED, format.content_type()),
+                    &session,
+                    handover,
+                ))
             }
             AccountJob::SignIn {
                 username,
@@ -356,12 +492,18 @@ impl App {
                 password,
                 address,
                 format,
+                handover,
             } => {
                 let result = self.accounts.login_password(&username, password).await;
                 self.front_door.record_login(&key, address, result.is_ok());
                 let session = result?;
-                self.signed_in(&session, None, format, body).await?;
-                Ok(Reply::new(StatusCode::OK, format.content_type()))
+                self.signed_in(&session, None, handover, format, body)
+                    .await?;
+                Ok(self.handing_over(
+                    Reply::new(StatusCode::OK, format.content_type()),
+                    &session,
+                    handover,
+                ))
             }
             AccountJob::Upgrade {
                 bearer,
@@ -405,7 +547,7 @@ impl App {
                 wire::encode(format, &export, body);
                 Ok(Reply::new(StatusCode::OK, format.content_type()))
             }
-            AccountJob::Delete { bearer } => {
+            AccountJob::Delete { bearer, handover } => {
                 // The account first: its tokens die, so no play can be recorded for it while
                 // its games are erased. If the store fails, a retry with the same token erases
                 // them (the tombstone remembers the account).
@@ -415,14 +557,20 @@ impl App {
                     .forget_player(&bearer.account)
                     .await
                     .map_err(StoreRefusal::from)?;
-                Ok(Reply::new(StatusCode::NO_CONTENT, wire::JSON))
+                Ok(clearing(
+                    Reply::new(StatusCode::NO_CONTENT, wire::JSON),
+                    handover,
+                ))
             }
-            AccountJob::Erase { account } => {
+            AccountJob::Erase { account, handover } => {
                 self.store
                     .forget_player(&account)
                     .await
                     .map_err(StoreRefusal::from)?;
-                Ok(Reply::new(StatusCode::NO_CONTENT, wire::JSON))
+                Ok(clearing(
+                    Reply::new(StatusCode::NO_CONTENT, wire::JSON),
+                    handover,
+                ))
             }
         }
     }
@@ -432,6 +580,7 @@ impl App {
         &self,
         session: &IssuedSession,
         device_secret: Option<&str>,
+        handover: Handover,
         format: Format,
         body: &mut Vec<u8>,
     ) -> Result<(), ApiError<'static>> {
@@ -442,11 +591,27 @@ impl App {
             .ok_or(AccountError::MissingToken)?;
         let document = SignedIn {
             account: (&view).into(),
-            session: session.into(),
+            session: SessionDocument::new(session, handover),
             device_secret,
         };
         wire::encode(format, &document, body);
         Ok(())
+    }
+
+    /// `reply` handing `session` over: as is for tokens (they are in the body), with the
+    /// page's `Set-Cookie` for the cookie.
+    fn handing_over(&self, reply: Reply, session: &IssuedSession, handover: Handover) -> Reply {
+        match handover {
+            Handover::Tokens => reply,
+            Handover::Cookie { secure } => reply.with_header(
+                "set-cookie",
+                super::reply::HeaderValue::SessionCookie(session_cookie::set(
+                    session,
+                    self.accounts.now_ms(),
+                    secure,
+                )),
+            ),
+        }
     }
 
     async fn write_me(
@@ -472,8 +637,8 @@ impl App {
     }
 
     fn deleted_account_of(&self, request: &Request<'_>) -> Option<AccountId> {
-        bearer_token(request.headers.authorization)
-            .and_then(|token| self.accounts.deleted_account(token))
+        let token = presented_access_token(request).ok().flatten()?;
+        self.accounts.deleted_account(token.as_bytes()?)
     }
 }
 
@@ -508,4 +673,36 @@ pub(super) fn bearer_token(header: Option<&[u8]>) -> Option<&[u8]> {
     let header = header?;
     let (scheme, token) = header.split_at_checked(7)?;
     scheme.eq_ignore_ascii_case(b"bearer ").then_some(token)
+}
+
+/// The access token a request presents: in `Authorization: Bearer`, or else the one the web
+/// page's session cookie stands for.
+pub(super) enum PresentedToken<'a> {
+    Bearer(&'a [u8]),
+    /// None for a cookie whose value is no session seed: refused as a token, never no one.
+    Cookie(Option<TokenText>),
+}
+
+impl PresentedToken<'_> {
+    /// The token's text, when it has one.
+    pub(super) fn as_bytes(&self) -> Option<&[u8]> {
+        match self {
+            PresentedToken::Bearer(token) => Some(token),
+            PresentedToken::Cookie(token) => token.as_ref().map(TokenText::as_bytes),
+        }
+    }
+}
+
+/// The request's access token, if it presents one; an `Authorization` header that is not
+/// `Bearer <token>` is refused. Allocates nothing: it runs for every play.
+#[inline]
+pub(super) fn presented_access_token<'a>(
+    request: &Request<'a>,
+) -> Result<Option<PresentedToken<'a>>, TokenRefused> {
+    if let Some(header) = request.headers.authorization {
+        let token = bearer_token(Some(header)).ok_or(TokenRefused::Unknown)?;
+        return Ok(Some(PresentedToken::Bearer(token)));
+    }
+    Ok(session_cookie::seed(request)
+        .map(|seed| PresentedToken::Cookie(seed.map(|seed| seed.access_token()))))
 }

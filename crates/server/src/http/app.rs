@@ -36,6 +36,8 @@ pub struct App {
     pub(super) realtime: Arc<Realtime>,
     /// Accounts' server seeds for provably fair plays against the computer.
     pub(super) fairness: Arc<FairPlay>,
+    /// The origins other sites' pages may call the API from; none by default.
+    pub(super) cors: super::cors::Cors,
 }
 
 impl std::fmt::Debug for App {
@@ -94,6 +96,7 @@ impl App {
             )),
             trust_player_header: false,
             fairness: Arc::new(FairPlay::default()),
+            cors: super::cors::Cors::default(),
             realtime: Arc::new(
                 Realtime::new(RealtimeSettings::default()).expect("the default bot arms are valid"),
             ),
@@ -114,6 +117,13 @@ impl App {
     pub fn with_accounts(mut self, accounts: Arc<Accounts>, front_door: Arc<FrontDoor>) -> Self {
         self.accounts = accounts;
         self.front_door = front_door;
+        self
+    }
+
+    /// Lets pages from `origins` (`cors_allowed_origins`) call the API with bearer tokens
+    /// (`http::cors`); empty, the default, allows none.
+    pub fn with_cors_allowed_origins(mut self, origins: &[String]) -> Self {
+        self.cors = super::cors::Cors::new(origins);
         self
     }
 

@@ -22,15 +22,20 @@ pub struct Deferred {
     pub(super) job: Job,
     pub(super) stamp: Stamp,
     pub(super) permit: Option<Permit>,
+    /// The allowed origin the request came from (`http::cors`), whose CORS headers the answer
+    /// carries; a byte, so a waiting request grows by nothing.
+    pub(super) cors: super::cors::AllowedOrigin,
 }
 
 impl Deferred {
-    /// A request to be answered by `job`; the caller adds the request's permit.
+    /// A request to be answered by `job`; the caller adds the request's permit and CORS
+    /// headers.
     pub(super) fn new(job: Job, stamp: Stamp) -> Self {
         Self {
             job,
             stamp,
             permit: None,
+            cors: super::cors::AllowedOrigin::NONE,
         }
     }
 
@@ -95,23 +100,35 @@ pub enum Handled {
     Deferred(Deferred),
 }
 
-/// Account work that waits: a password hash, the store, or accounts in Redis.
+/// Account work that waits: a password hash, the store, or accounts in Redis. `handover` says
+/// whether the session goes to the client as tokens in the body or as the web page's cookie.
 pub(super) enum AccountJob {
     Guest {
         format: Format,
+        handover: Handover,
     },
     DeviceSignIn {
         secret: String,
         format: Format,
+        handover: Handover,
     },
     Refresh {
         token: String,
         format: Format,
+        handover: Handover,
     },
     /// Ends one of the bearer's sessions (its current one on sign-out).
     EndSession {
         bearer: Bearer,
         session: String,
+        handover: Handover,
+    },
+    /// Signs the web page out when its cookie no longer authenticates (an expired access
+    /// token, a session already ended): ends the session its refresh token still names, if
+    /// any, and clears the cookie either way.
+    EndCookieSession {
+        refresh_token: Option<String>,
+        secure: bool,
     },
     Me {
         bearer: Bearer,
@@ -130,6 +147,7 @@ pub(super) enum AccountJob {
         username: String,
         password: String,
         format: Format,
+        handover: Handover,
     },
     SignIn {
         username: String,
@@ -138,6 +156,7 @@ pub(super) enum AccountJob {
         password: String,
         address: ClientKey,
         format: Format,
+        handover: Handover,
     },
     Upgrade {
         bearer: Bearer,
@@ -151,9 +170,21 @@ pub(super) enum AccountJob {
     },
     Delete {
         bearer: Bearer,
+        handover: Handover,
     },
     /// A repeated deletion: erase the (already deleted) account's games again.
     Erase {
         account: crate::accounts::AccountId,
+        handover: Handover,
     },
+}
+
+/// How a session reaches the client.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Handover {
+    /// Access and refresh tokens in the answer's body (programs).
+    Tokens,
+    /// The web page's HttpOnly cookie (`X-Session: cookie`), `Secure` or not
+    /// (`http::session_cookie`); no token in the body.
+    Cookie { secure: bool },
 }

@@ -45,6 +45,10 @@ pub enum HttpError<'a> {
     WebSocketUnsupported,
     #[error("no match with this id is running or kept")]
     MatchNotFound,
+    /// A request using the web page's session cookie failed the CSRF rule
+    /// (`http::session_cookie`).
+    #[error("refused as a possible cross-site request: {reason}")]
+    CsrfRefused { reason: &'static str },
 }
 
 /// A body that is not valid JSON or MessagePack for the expected shape.

@@ -9,6 +9,7 @@
 mod accounts;
 mod admission;
 mod app;
+mod cors;
 mod deferred;
 pub mod docs;
 mod error;
@@ -22,6 +23,7 @@ mod query;
 mod realtime;
 mod reply;
 mod router;
+mod session_cookie;
 mod web;
 pub mod wire;
 
@@ -56,34 +58,65 @@ pub struct Headers<'a> {
     pub accept_encoding: Option<&'a [u8]>,
     /// `if-none-match`: a web asset's ETag the client already holds.
     pub if_none_match: Option<&'a [u8]>,
+    /// `origin`: the page a browser's request comes from (CORS, and whether the page came over
+    /// HTTPS).
+    pub origin: Option<&'a [u8]>,
+    /// `cookie`: the web page's session cookie, if any.
+    pub cookie: Option<&'a [u8]>,
+    /// `x-session: cookie`: the web page speaks (it asks for, and uses, the cookie session);
+    /// a header no other site's page can send without a preflight. A flag, not the value: the
+    /// request head is copied a few times on its way, and every field read makes it larger.
+    pub session_cookie: bool,
+    /// `sec-fetch-site`, the browser's own word on where a request comes from (CSRF checks;
+    /// no script can set it), when sent.
+    pub fetch_site: Option<FetchSite>,
+}
+
+/// What a request's `Sec-Fetch-Site` says, as far as the CSRF rule cares.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FetchSite {
+    /// `same-origin`: this site's own page sent it.
+    SameOrigin,
+    /// `same-site`, `cross-site`, `none` or anything else.
+    Other,
 }
 
 impl<'a> Headers<'a> {
     /// Keeps `value` when `name` (any case) is a field the handlers read; a repeated field's
     /// last value wins. Returns whether it was one.
+    ///
+    /// Dispatched on the name's length first: every field of every request passes here and
+    /// most are none of these (`user-agent`, `accept-language`), so a name costs one jump and
+    /// at most three comparisons, where a chain of comparisons cost one per field read.
     pub fn record(&mut self, name: &[u8], value: &'a [u8]) -> bool {
-        let slot = if name.eq_ignore_ascii_case(b"content-type") {
-            &mut self.content_type
-        } else if name.eq_ignore_ascii_case(b"accept") {
-            &mut self.accept
-        } else if name.eq_ignore_ascii_case(b"traceparent") {
-            &mut self.traceparent
-        } else if name.eq_ignore_ascii_case(b"x-request-id") {
-            &mut self.request_id
-        } else if name.eq_ignore_ascii_case(b"x-player-id") {
-            &mut self.player_id
-        } else if name.eq_ignore_ascii_case(b"x-forwarded-for") {
-            &mut self.forwarded_for
-        } else if name.eq_ignore_ascii_case(b"idempotency-key") {
-            &mut self.idempotency_key
-        } else if name.eq_ignore_ascii_case(b"authorization") {
-            &mut self.authorization
-        } else if name.eq_ignore_ascii_case(b"accept-encoding") {
-            &mut self.accept_encoding
-        } else if name.eq_ignore_ascii_case(b"if-none-match") {
-            &mut self.if_none_match
-        } else {
-            return false;
+        let is = |field: &[u8]| name.eq_ignore_ascii_case(field);
+        let slot = match name.len() {
+            6 if is(b"accept") => &mut self.accept,
+            6 if is(b"cookie") => &mut self.cookie,
+            6 if is(b"origin") => &mut self.origin,
+            9 if is(b"x-session") => {
+                self.session_cookie = value.trim_ascii().eq_ignore_ascii_case(b"cookie");
+                return true;
+            }
+            11 if is(b"traceparent") => &mut self.traceparent,
+            11 if is(b"x-player-id") => &mut self.player_id,
+            12 if is(b"content-type") => &mut self.content_type,
+            12 if is(b"x-request-id") => &mut self.request_id,
+            13 if is(b"authorization") => &mut self.authorization,
+            13 if is(b"if-none-match") => &mut self.if_none_match,
+            14 if is(b"sec-fetch-site") => {
+                let same_origin = value.trim_ascii().eq_ignore_ascii_case(b"same-origin");
+                self.fetch_site = Some(if same_origin {
+                    FetchSite::SameOrigin
+                } else {
+                    FetchSite::Other
+                });
+                return true;
+            }
+            15 if is(b"x-forwarded-for") => &mut self.forwarded_for,
+            15 if is(b"idempotency-key") => &mut self.idempotency_key,
+            15 if is(b"accept-encoding") => &mut self.accept_encoding,
+            _ => return false,
         };
         *slot = Some(value);
         true
@@ -117,7 +150,9 @@ pub(crate) struct OwnedRequest {
     path: String,
     query: Option<String>,
     /// The header values, in [`Headers`]' order.
-    headers: [Option<Vec<u8>>; 10],
+    headers: [Option<Vec<u8>>; 12],
+    session_cookie: bool,
+    fetch_site: Option<FetchSite>,
     peer: std::net::IpAddr,
     body: Vec<u8>,
     arrived: tokio::time::Instant,
@@ -142,7 +177,11 @@ impl OwnedRequest {
                 own(h.authorization),
                 own(h.accept_encoding),
                 own(h.if_none_match),
+                own(h.origin),
+                own(h.cookie),
             ],
+            session_cookie: h.session_cookie,
+            fetch_site: h.fetch_site,
             peer: request.peer,
             body: request.body.to_vec(),
             arrived: request.arrived,
@@ -161,6 +200,8 @@ impl OwnedRequest {
             authorization,
             accept_encoding,
             if_none_match,
+            origin,
+            cookie,
         ] = &self.headers;
         Request {
             method: &self.method,
@@ -177,6 +218,10 @@ impl OwnedRequest {
                 authorization: authorization.as_deref(),
                 accept_encoding: accept_encoding.as_deref(),
                 if_none_match: if_none_match.as_deref(),
+                origin: origin.as_deref(),
+                cookie: cookie.as_deref(),
+                session_cookie: self.session_cookie,
+                fetch_site: self.fetch_site,
             },
             peer: self.peer,
             body: &self.body,
@@ -206,5 +251,49 @@ impl<'a> Request<'a> {
             body,
             arrived: tokio::time::Instant::now(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_owned_request_gives_back_every_field_it_copied() {
+        let method = http::Method::POST;
+        let mut request = Request::new(&method, "/play", Some(b"application/json"), b"{}");
+        request.query = Some("a=1");
+        for (name, value) in [
+            (&b"Accept"[..], &b"application/msgpack"[..]),
+            (
+                b"traceparent",
+                b"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+            ),
+            (b"x-request-id", b"abc"),
+            (b"x-player-id", b"ann"),
+            (b"x-forwarded-for", b"10.0.0.1"),
+            (b"idempotency-key", b""),
+            (b"authorization", b"Bearer gga_x"),
+            (b"accept-encoding", b"br"),
+            (b"if-none-match", b"\"e\""),
+            (b"origin", b"https://game.example"),
+            (b"cookie", b"gg_session=ggs_x"),
+            (b"x-session", b"cookie"),
+            (b"sec-fetch-site", b"same-origin"),
+        ] {
+            assert!(request.headers.record(name, value), "{name:?}");
+        }
+        assert!(!request.headers.record(b"user-agent", b"x"));
+        let owned = OwnedRequest::from_request(&request);
+        let again = owned.request();
+        assert_eq!(
+            format!("{:?}", again.headers),
+            format!("{:?}", request.headers)
+        );
+        assert_eq!(again.query, Some("a=1"));
+        assert_eq!(again.body, b"{}");
+        assert_eq!(again.headers.idempotency_key, Some(&b""[..]));
+        let bare = OwnedRequest::from_request(&Request::new(&method, "/", None, b""));
+        assert_eq!(bare.request().headers.content_type, None);
     }
 }

@@ -153,6 +153,9 @@ impl ApiError<'_> {
                     "WebSocket not served by this engine"
                 ),
                 HttpError::MatchNotFound => kind!(NOT_FOUND, "match_not_found", "Match not found"),
+                HttpError::CsrfRefused { .. } => {
+                    kind!(FORBIDDEN, "csrf_refused", "Cross-site request refused")
+                }
                 HttpError::InvalidIdempotencyKey => kind!(
                     BAD_REQUEST,
                     "invalid_idempotency_key",
@@ -208,7 +211,7 @@ impl ApiError<'_> {
                 AccountError::InvalidToken(_) => {
                     kind!(UNAUTHORIZED, "invalid_token", "Invalid token")
                 }
-                AccountError::MissingToken => kind!(
+                AccountError::MissingToken | AccountError::MissingSessionCookie => kind!(
                     UNAUTHORIZED,
                     "authentication_required",
                     "Authentication required"
@@ -314,11 +317,14 @@ impl ApiError<'_> {
                 reply.with_header("retry-after", HeaderValue::Number(1))
             }
             // RFC 6750: a missing token gets the challenge alone, a bad one says why.
-            ApiError::Accounts(AccountError::MissingToken | AccountError::BadCredentials) => reply
-                .with_header(
-                    "www-authenticate",
-                    HeaderValue::Static("Bearer realm=\"guess-game\""),
-                ),
+            ApiError::Accounts(
+                AccountError::MissingToken
+                | AccountError::MissingSessionCookie
+                | AccountError::BadCredentials,
+            ) => reply.with_header(
+                "www-authenticate",
+                HeaderValue::Static("Bearer realm=\"guess-game\""),
+            ),
             ApiError::Accounts(AccountError::InvalidToken(_)) => reply.with_header(
                 "www-authenticate",
                 HeaderValue::Static("Bearer realm=\"guess-game\", error=\"invalid_token\""),

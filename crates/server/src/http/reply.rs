@@ -13,10 +13,12 @@ use crate::telemetry::completed::Completed;
 use crate::telemetry::metrics::{self, route_index};
 use crate::telemetry::trace::{RequestId, TraceContext};
 
-/// Most extra headers any reply carries (`Allow`, `Retry-After`, the two rate-limit headers),
-/// besides
-/// `traceparent` and `x-request-id`, which every reply of the application carries.
-const MAX_EXTRA_HEADERS: usize = 4;
+/// Most extra headers any reply carries: a rate-limit refusal's three (`Retry-After`,
+/// `RateLimit-Policy`, `RateLimit`); every other reply has two at most (a web asset's `ETag`
+/// and `Content-Encoding`). Besides them, `traceparent` and `x-request-id`, which every reply
+/// of the application carries, and a fixed list (`static_headers`). Three, not four: a reply
+/// is copied a few times on its way to the socket, and each slot is 48 bytes of every copy.
+const MAX_EXTRA_HEADERS: usize = 3;
 
 /// A header value that formats without allocating.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -35,7 +37,14 @@ pub enum HeaderValue {
         remaining: u32,
         reset: u64,
     },
+    /// `Set-Cookie` of the web page's session, formatted from its seed as it is written
+    /// (`http::session_cookie`), with no allocation. Sized to fit the slot the variants above
+    /// already need (32 bytes): a larger one made every reply larger.
+    SessionCookie(super::session_cookie::SessionCookie),
 }
+
+// The cookie variant must not make every reply's header slots larger.
+const _: () = assert!(std::mem::size_of::<HeaderValue>() == 32);
 
 impl fmt::Display for HeaderValue {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -52,6 +61,7 @@ impl fmt::Display for HeaderValue {
                 remaining,
                 reset,
             } => write!(f, "\"{policy}\";r={remaining};t={reset}"),
+            HeaderValue::SessionCookie(cookie) => fmt::Display::fmt(cookie, f),
         }
     }
 }
@@ -145,12 +155,31 @@ pub(super) struct Stamp {
     pub(super) trace: TraceContext,
     pub(super) request_id: RequestId,
     pub(super) method_index: usize,
-    pub(super) request_bytes: usize,
+    /// Bytes of the request's body: at most `max_body_bytes` (1 MiB), so a `u32`, which keeps a
+    /// waiting request (`Deferred`, which holds a stamp) a slot smaller.
+    pub(super) request_bytes: u32,
 }
 
 impl Stamp {
     /// Stamps `reply` with the request's route, trace and id, and counts it.
-    pub(super) fn seal(self, mut reply: Reply, response_bytes: usize) -> Reply {
+    pub(super) fn seal(self, reply: Reply, response_bytes: usize) -> Reply {
+        self.seal_with_cors(reply, response_bytes, &[])
+    }
+
+    /// [`Self::seal`], adding the CORS headers `cors` (`http::cors`: empty unless the request
+    /// came from an allowed origin) unless the reply has a fixed list of its own (the web
+    /// page's, same-origin only). Done here, on the reply already being stamped, so the API's
+    /// answers pay one comparison for CORS and no copy.
+    #[inline]
+    pub(super) fn seal_with_cors(
+        self,
+        mut reply: Reply,
+        response_bytes: usize,
+        cors: &'static [(&'static str, HeaderValue)],
+    ) -> Reply {
+        if !cors.is_empty() && reply.static_headers.is_empty() {
+            reply.static_headers = cors;
+        }
         reply.route = self.route;
         reply.trace = Some(self.trace);
         reply.request_id = Some(self.request_id);
@@ -159,7 +188,7 @@ impl Stamp {
                 route_index(self.route),
                 self.method_index,
                 reply.status.as_u16(),
-                self.request_bytes,
+                self.request_bytes as usize,
                 response_bytes,
             );
         });
@@ -180,7 +209,7 @@ impl Stamp {
             method: ["GET", "HEAD", "POST", "other"][self.method_index],
             method_index: self.method_index,
             status: reply.status.as_u16(),
-            request_bytes: self.request_bytes as u32,
+            request_bytes: self.request_bytes,
             response_bytes: response_bytes as u32,
             trace: self.trace,
             request_id: self.request_id,

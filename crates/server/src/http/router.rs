@@ -5,12 +5,15 @@
 
 use http::Method;
 
-use super::accounts::bearer_token;
+use super::accounts::{PresentedToken, bearer_token, presented_access_token};
 use super::deferred::{Deferred, Handled, Job};
 use super::problem::{ApiError, HttpError};
 use super::query::Query;
 use super::reply::{Reply, Stamp};
-use super::{OwnedRequest, Request, docs, health, leaderboard, play, players, realtime, web, wire};
+use super::{
+    OwnedRequest, Request, docs, health, leaderboard, play, players, realtime, session_cookie, web,
+    wire,
+};
 use crate::accounts::{AccountError, Bearer, TokenRefused};
 use crate::api::Route;
 use crate::protection::concurrency::Permit;
@@ -55,20 +58,29 @@ impl App {
             metrics::with_shard(|shard| shard.traceparent_invalid.add(1));
         }
         let route = Route::recognize(request.path);
+        // One comparison when no origin is allowed (the default): see `http::cors`.
+        let cors = self.cors.match_origin(request.headers.origin);
         let stamp = Stamp {
             route,
             trace,
             request_id: RequestId::from_header(request.headers.request_id),
             method_index: method_index(request.method),
-            request_bytes: request.body.len(),
+            // Bodies are bounded by `max_body_bytes` (at most 1 MiB) before they are read.
+            request_bytes: u32::try_from(request.body.len()).unwrap_or(u32::MAX),
         };
         let mut permit = None;
         let result = match route {
             None => Err(HttpError::NotFound.into()),
-            Some(route) if !route.accepts(request.method) => Err(HttpError::MethodNotAllowed {
-                allow: route.allow(),
+            // A CORS preflight is an OPTIONS, which no route accepts: looked for only here.
+            Some(route) if !route.accepts(request.method) => {
+                match self.cors.preflight(route, request) {
+                    Some(preflight) => Ok(Handled::Ready(preflight, None)),
+                    None => Err(HttpError::MethodNotAllowed {
+                        allow: route.allow(),
+                    }
+                    .into()),
+                }
             }
-            .into()),
             Some(route) => {
                 // Identity before admission, so an authenticated client is limited as its
                 // account; a bad token is still limited (by address) before it is refused.
@@ -87,7 +99,7 @@ impl App {
                         permit = entered;
                         match identity {
                             // Limited by address like any unknown token, then looked up.
-                            Err(TokenRefused::Unverified) if may_verify => {
+                            Err(Unidentified::Token(TokenRefused::Unverified)) if may_verify => {
                                 Ok(Handled::Deferred(Deferred::new(
                                     Job::Identify(Box::new(OwnedRequest::from_request(request))),
                                     stamp,
@@ -95,11 +107,18 @@ impl App {
                             }
                             // Looked up, and already forgotten (a cache flooded past its
                             // bound): the token may be good, so a retry, not a 401.
-                            Err(TokenRefused::Unverified) => Err(AccountError::Unavailable(
-                                "the token could not be verified now".to_owned(),
-                            )
-                            .into()),
-                            Err(refused) => Err(AccountError::InvalidToken(refused).into()),
+                            Err(Unidentified::Token(TokenRefused::Unverified)) => {
+                                Err(AccountError::Unavailable(
+                                    "the token could not be verified now".to_owned(),
+                                )
+                                .into())
+                            }
+                            Err(Unidentified::Token(refused)) => {
+                                Err(AccountError::InvalidToken(refused).into())
+                            }
+                            Err(Unidentified::CrossSite(reason)) => {
+                                Err(session_cookie::refused(reason).into())
+                            }
                             Ok(_) => self.dispatch(route, request, bearer, stamp, body),
                         }
                     })
@@ -109,11 +128,13 @@ impl App {
             Ok(Handled::Ready(reply, _)) => reply,
             Ok(Handled::Deferred(mut deferred)) => {
                 deferred.permit = permit;
+                deferred.cors = cors;
                 return Handled::Deferred(deferred);
             }
             Err(error) => self.error_reply(&error, body),
         };
-        Handled::Ready(stamp.seal(reply, body.len()), permit)
+        let cors = self.cors.answer_headers(cors);
+        Handled::Ready(stamp.seal_with_cors(reply, body.len(), cors), permit)
     }
 
     fn error_reply(&self, error: &ApiError<'_>, body: &mut Vec<u8>) -> Reply {
@@ -125,21 +146,57 @@ impl App {
         reply
     }
 
-    /// The account whose access token the request carries, on routes that act for one. No
-    /// token is no one (`Ok(None)`); a token that is not valid now is an error, never no one,
-    /// so a client with an expired token learns to refresh it.
+    /// The account whose access token the request carries (in `Authorization: Bearer`, or
+    /// the web page's session cookie), on routes that act for one. No token is no one
+    /// (`Ok(None)`); a token that is not valid now is an error, never no one, so a client with
+    /// an expired token learns to refresh it. A cookie request must pass the CSRF rule first.
     fn identify(
         &self,
         route: Route,
         request: &Request<'_>,
-    ) -> Result<Option<Bearer>, TokenRefused> {
+    ) -> Result<Option<Bearer>, Unidentified> {
         if !route.uses_identity() {
             return Ok(None);
         }
-        let Some(header) = request.headers.authorization else {
+        match request.headers.authorization {
+            Some(header) => {
+                let token =
+                    bearer_token(Some(header)).ok_or(Unidentified::Token(TokenRefused::Unknown))?;
+                self.authenticate(route, request, token, false)
+            }
+            // Neither a token nor a cookie: no one (two comparisons: the anonymous play's way).
+            None if request.headers.cookie.is_none() => Ok(None),
+            None => self.identify_by_cookie(route, request),
+        }
+    }
+
+    /// [`Self::identify`] for a request without `Authorization` that carries cookies.
+    #[inline(never)]
+    fn identify_by_cookie(
+        &self,
+        route: Route,
+        request: &Request<'_>,
+    ) -> Result<Option<Bearer>, Unidentified> {
+        let Some(seed) = session_cookie::seed(request) else {
             return Ok(None);
         };
-        let token = bearer_token(Some(header)).ok_or(TokenRefused::Unknown)?;
+        session_cookie::check_same_origin(request).map_err(Unidentified::CrossSite)?;
+        match seed {
+            Some(seed) => self.authenticate(route, request, seed.access_token().as_bytes(), true),
+            // Not a seed: refused as a malformed token is (no token matches an empty one).
+            None => self.authenticate(route, request, b"", true),
+        }
+    }
+
+    /// The bearer of `token` (from the session cookie when `from_cookie`), with the two
+    /// refusals that are let through to their handlers.
+    fn authenticate(
+        &self,
+        route: Route,
+        request: &Request<'_>,
+        token: &[u8],
+        from_cookie: bool,
+    ) -> Result<Option<Bearer>, Unidentified> {
         match self.accounts.authenticate(token, request.arrived) {
             Ok(bearer) => Ok(Some(bearer)),
             // A repeated `DELETE /me` whose account is already gone: its handler answers as
@@ -151,7 +208,16 @@ impl App {
             {
                 Ok(None)
             }
-            Err(refused) => Err(refused),
+            // The page signs out whatever state its cookie is in: the handler ends the session
+            // its refresh token still names and clears the cookie.
+            Err(refused)
+                if from_cookie
+                    && route == Route::CurrentSession
+                    && refused != TokenRefused::Unverified =>
+            {
+                Ok(None)
+            }
+            Err(refused) => Err(Unidentified::Token(refused)),
         }
     }
 
@@ -231,12 +297,22 @@ impl App {
     /// and its record for [`Self::request_finished`].
     pub async fn finish(&self, deferred: Deferred, body: &mut Vec<u8>) -> (Reply, Completed) {
         body.clear();
-        let Deferred { job, stamp, permit } = deferred;
+        let Deferred {
+            job,
+            stamp,
+            permit,
+            cors,
+        } = deferred;
         let deferred = match job {
             Job::Identify(request) => {
                 return Box::pin(self.finish_unverified(*request, stamp, permit, body)).await;
             }
-            job => Deferred { job, stamp, permit },
+            job => Deferred {
+                job,
+                stamp,
+                permit,
+                cors,
+            },
         };
         let result =
             match tokio::time::timeout(self.request_timeout, self.wait(deferred.job, body)).await {
@@ -248,7 +324,11 @@ impl App {
             };
         // An error here is answered at once: a timeout has already expired.
         let reply = result.unwrap_or_else(|error| error.write_reply(body));
-        let reply = deferred.stamp.seal(reply, body.len());
+        let reply = deferred.stamp.seal_with_cors(
+            reply,
+            body.len(),
+            self.cors.answer_headers(deferred.cors),
+        );
         let completed = deferred
             .stamp
             .completed(&reply, body.len(), deferred.permit);
@@ -267,7 +347,11 @@ impl App {
         body: &mut Vec<u8>,
     ) -> (Reply, Completed) {
         let request = owned.request();
-        let token = bearer_token(request.headers.authorization).unwrap_or_default();
+        let presented = presented_access_token(&request).ok().flatten();
+        let token = presented
+            .as_ref()
+            .and_then(PresentedToken::as_bytes)
+            .unwrap_or_default();
         let verified = tokio::time::timeout(
             self.request_timeout,
             self.accounts.verify(token, request.arrived),
@@ -282,8 +366,12 @@ impl App {
             }
         };
         if let Some(error) = failed {
-            let reply = error.write_reply(body);
-            let reply = stamp.seal(reply, body.len());
+            let reply = stamp.seal_with_cors(
+                error.write_reply(body),
+                body.len(),
+                self.cors
+                    .answer_headers(self.cors.match_origin(request.headers.origin)),
+            );
             let completed = stamp.completed(&reply, body.len(), permit);
             return (reply, completed);
         }
@@ -347,7 +435,7 @@ impl App {
                 .request_id
                 .unwrap_or_else(|| RequestId::from_header(None)),
             method_index: method_index(request_method),
-            request_bytes,
+            request_bytes: u32::try_from(request_bytes).unwrap_or(u32::MAX),
         }
         .completed(reply, response_bytes, permit)
     }
@@ -374,3 +462,15 @@ impl App {
             && Route::recognize(path).is_some_and(|route| route.accepts(method))
     }
 }
+
+/// Why a request's identity was not established.
+enum Unidentified {
+    /// Its access token is not valid now (or must be looked up first).
+    Token(TokenRefused),
+    /// It uses the session cookie and failed the CSRF rule, for this reason.
+    CrossSite(&'static str),
+}
+
+#[cfg(test)]
+#[path = "router_tests.rs"]
+mod tests;

@@ -70,7 +70,7 @@ const JAVASCRIPT: &str = "text/javascript; charset=utf-8";
 
 /// The assets, each listed after every asset it refers to, so a reference can be rewritten to
 /// the fingerprinted name before the referring asset is itself hashed.
-const SOURCES: [Source; 6] = [
+const SOURCES: [Source; 11] = [
     Source {
         name: "style.css",
         content_type: "text/css; charset=utf-8",
@@ -95,6 +95,31 @@ const SOURCES: [Source; 6] = [
         name: "realtime.js",
         content_type: JAVASCRIPT,
         text: include_str!("../../web/realtime.js"),
+    },
+    Source {
+        name: "api.js",
+        content_type: JAVASCRIPT,
+        text: include_str!("../../web/api.js"),
+    },
+    Source {
+        name: "chart.js",
+        content_type: JAVASCRIPT,
+        text: include_str!("../../web/chart.js"),
+    },
+    Source {
+        name: "stats.js",
+        content_type: JAVASCRIPT,
+        text: include_str!("../../web/stats.js"),
+    },
+    Source {
+        name: "leaderboard.js",
+        content_type: JAVASCRIPT,
+        text: include_str!("../../web/leaderboard.js"),
+    },
+    Source {
+        name: "account.js",
+        content_type: JAVASCRIPT,
+        text: include_str!("../../web/account.js"),
     },
     Source {
         name: "app.js",

@@ -123,6 +123,28 @@ fn module_imports_point_at_fingerprinted_names() {
 }
 
 #[test]
+fn every_import_of_every_module_is_a_served_fingerprinted_asset() {
+    let site = Site::get();
+    let import = regex::Regex::new(r#"from "\./([^"]+)""#).unwrap();
+    let mut imports = 0;
+    for source in &SOURCES {
+        let name = site.fingerprinted_name(source.name).unwrap();
+        let asset = site.asset(name).unwrap();
+        let text = std::str::from_utf8(&asset.variants.last().unwrap().bytes).unwrap();
+        for found in import.captures_iter(text) {
+            let imported = &found[1];
+            assert!(
+                site.asset(imported).is_some(),
+                "{} imports {imported}, which is not served (list it in SOURCES after its imports)",
+                source.name
+            );
+            imports += 1;
+        }
+    }
+    assert!(imports >= 10, "{imports}");
+}
+
+#[test]
 fn a_matching_if_none_match_is_answered_304_without_a_body() {
     let (first, _) = page_with(None);
     let etag = header(&first, "etag").expect("an etag");

@@ -188,6 +188,7 @@ impl Server {
                     Arc::new(FrontDoor::new(settings.front_door())),
                 )
                 .with_trusted_player_header(settings.accounts.trust_player_header)
+                .with_cors_allowed_origins(&settings.server.cors_allowed_origins)
                 .with_realtime(Arc::new(
                     crate::realtime::Realtime::new(settings.realtime_settings()).map_err(
                         |error| ServeError::Telemetry {
