@@ -227,17 +227,25 @@ async fn version_and_help_work_everywhere() {
 }
 
 /// The built binary serving on free ports, its JSON log lines readable one by one.
-struct ServerProcess {
-    child: std::process::Child,
+pub(crate) struct ServerProcess {
+    pub(crate) child: std::process::Child,
     lines: tokio::sync::mpsc::UnboundedReceiver<serde_json::Value>,
-    url: guess_game::client::ServerUrl,
+    pub(crate) url: guess_game::client::ServerUrl,
     admin: guess_game::client::ServerUrl,
 }
 
 impl ServerProcess {
     /// Starts `guess-game serve` on 127.0.0.1:0 (admin too) with one worker and JSON logs,
     /// plus `extra` arguments, and waits for its start-up line.
-    async fn start(extra: &[&std::ffi::OsStr]) -> ServerProcess {
+    pub(crate) async fn start(extra: &[&std::ffi::OsStr]) -> ServerProcess {
+        Self::start_with_env(extra, &[]).await
+    }
+
+    /// As [`Self::start`], with environment variables set for the server.
+    pub(crate) async fn start_with_env(
+        extra: &[&std::ffi::OsStr],
+        env: &[(&str, &str)],
+    ) -> ServerProcess {
         let mut child = Command::new(BINARY)
             .args([
                 "serve",
@@ -251,6 +259,7 @@ impl ServerProcess {
                 "json",
             ])
             .args(extra)
+            .envs(env.iter().copied())
             .env_remove("RUST_LOG")
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -284,14 +293,14 @@ impl ServerProcess {
         }
     }
 
-    fn signal(&self, signal: libc::c_int) {
+    pub(crate) fn signal(&self, signal: libc::c_int) {
         // SAFETY: kill(2) with a child's pid and a valid signal number has no memory effects.
         let signalled = unsafe { libc::kill(self.child.id() as libc::pid_t, signal) };
         assert_eq!(signalled, 0);
     }
 
     /// Sends SIGTERM and returns the exit code.
-    async fn stop(mut self) -> Option<i32> {
+    pub(crate) async fn stop(mut self) -> Option<i32> {
         self.signal(libc::SIGTERM);
         tokio::task::spawn_blocking(move || self.child.wait().unwrap())
             .await

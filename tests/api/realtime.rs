@@ -45,7 +45,16 @@ pub(crate) async fn connect_with(
     token: &str,
     protocol: Option<&str>,
 ) -> Result<Socket, tokio_tungstenite::tungstenite::Error> {
-    let mut request = format!("ws://{}/ws", app.address).into_client_request()?;
+    connect_at(&app.address.to_string(), token, protocol).await
+}
+
+/// Opens a WebSocket to the server at `address` (`host:port`).
+pub(crate) async fn connect_at(
+    address: &str,
+    token: &str,
+    protocol: Option<&str>,
+) -> Result<Socket, tokio_tungstenite::tungstenite::Error> {
+    let mut request = format!("ws://{address}/ws").into_client_request()?;
     request
         .headers_mut()
         .insert("authorization", format!("Bearer {token}").parse().unwrap());
@@ -171,7 +180,7 @@ impl Player {
 }
 
 /// Two players queued for the same mode and matched; returns them with the match id.
-async fn matched_pair(app: &TestApp, mode: &str) -> (Player, Player, String) {
+pub(crate) async fn matched_pair(app: &TestApp, mode: &str) -> (Player, Player, String) {
     let mut a = Player::join(app).await;
     let mut b = Player::join(app).await;
     let queued = a
@@ -191,7 +200,7 @@ async fn matched_pair(app: &TestApp, mode: &str) -> (Player, Player, String) {
 }
 
 /// Plays one round: both move, both see the reveal; returns A's copy of it.
-async fn play_round(
+pub(crate) async fn play_round(
     a: &mut Player,
     b: &mut Player,
     round: u64,

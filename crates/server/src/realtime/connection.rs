@@ -399,6 +399,9 @@ impl Connection {
             }
         };
         self.hub.metrics.message_in(Some(message.kind()));
+        if !self.greeted && self.caller.link.outbox.greeted() {
+            self.greeted = true;
+        }
         match self.hub.handle(&self.caller, self.greeted, message) {
             After::Continue => Step::Continue,
             After::Greeted => {

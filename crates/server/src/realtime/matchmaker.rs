@@ -23,6 +23,8 @@ pub struct Ticket {
     pub opponent: Opponent,
     pub moves: MoveMode,
     pub rating: f64,
+    /// The whole Glicko-2 state behind `rating` (a clustered match records from it).
+    pub standing: game::rating::Rating,
     pub queued_ms: u64,
     pub expires_ms: u64,
     /// With [`Opponent::Any`]: when a bot takes the other seat if no person was found.
@@ -276,6 +278,10 @@ mod tests {
             opponent: Opponent::Human,
             moves: MoveMode::Sealed,
             rating,
+            standing: game::rating::Rating {
+                rating,
+                ..game::rating::Rating::default()
+            },
             queued_ms,
             expires_ms: queued_ms + 30_000,
             bot_at_ms: None,

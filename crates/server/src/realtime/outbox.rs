@@ -32,6 +32,9 @@ pub struct Outbox {
     queue: Mutex<Queue>,
     notify: Notify,
     capacity: usize,
+    /// Set when a greeting answered later (by another instance, through Redis) went out:
+    /// the connection counts as greeted from then on.
+    greeted: std::sync::atomic::AtomicBool,
 }
 
 /// What [`Outbox::take`] hands the connection's task.
@@ -47,6 +50,7 @@ impl Outbox {
             queue: Mutex::new(Queue::default()),
             notify: Notify::new(),
             capacity,
+            greeted: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -123,6 +127,17 @@ impl Outbox {
             messages: std::mem::take(&mut queue.messages),
             close: queue.close,
         }
+    }
+
+    /// Marks the connection greeted by an answer that came later.
+    pub fn mark_greeted(&self) {
+        self.greeted
+            .store(true, std::sync::atomic::Ordering::Release);
+    }
+
+    /// Whether a later answer greeted the connection.
+    pub fn greeted(&self) -> bool {
+        self.greeted.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// Resolves once something was pushed since the last wait (or a close was ordered).

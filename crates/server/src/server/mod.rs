@@ -160,6 +160,29 @@ impl Server {
             node_id = store.node_id(),
             "store open"
         );
+        let realtime = Arc::new(
+            crate::realtime::Realtime::new(settings.realtime_settings()).map_err(|error| {
+                ServeError::Telemetry {
+                    what: "real-time play",
+                    reason: error.to_string(),
+                }
+            })?,
+        );
+        if let Some(url) = &settings.store_settings().url {
+            // On Redis, real-time play is shared by every instance on it.
+            let cluster = crate::realtime::cluster::Cluster::connect(
+                url,
+                settings.store_settings().timeout,
+                crate::realtime::cluster::DEFAULT_LEASE,
+            )
+            .await
+            .map_err(|error| ServeError::Telemetry {
+                what: "real-time play on Redis",
+                reason: error.to_string(),
+            })?;
+            tracing::info!(instance = %cluster.instance, "real-time play shared through Redis");
+            realtime.join_cluster(Arc::new(cluster));
+        }
         Ok(Server {
             listeners,
             local_addr,
@@ -189,14 +212,7 @@ impl Server {
                 )
                 .with_trusted_player_header(settings.accounts.trust_player_header)
                 .with_cors_allowed_origins(&settings.server.cors_allowed_origins)
-                .with_realtime(Arc::new(
-                    crate::realtime::Realtime::new(settings.realtime_settings()).map_err(
-                        |error| ServeError::Telemetry {
-                            what: "real-time play",
-                            reason: error.to_string(),
-                        },
-                    )?,
-                )),
+                .with_realtime(realtime),
             ),
             store,
             faults,

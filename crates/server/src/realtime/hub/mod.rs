@@ -17,9 +17,12 @@ use game::matches::{Command, Match, PerSeat, public};
 use protocol::{ClientMessage, OpponentKind, OpponentView, ServerMessage, codes};
 use tokio::sync::Notify;
 
+mod cluster;
 mod queue;
 mod rooms;
 mod timers;
+
+pub use cluster::Port;
 
 use super::chat;
 use super::experiment::Experiment;
@@ -73,6 +76,10 @@ struct Player {
     unseen: Option<Box<Unseen>>,
     grace_at: Option<u64>,
     chat: chat::Limiter,
+    /// Clustered, on the instance the player is connected to: the match runs elsewhere.
+    remote: Option<Box<cluster::Remote>>,
+    /// Clustered, on the match's owner: the player's connection is on another instance.
+    gateway: Option<cluster::Gateway>,
 }
 
 struct Unseen {
@@ -104,6 +111,11 @@ struct Room {
     /// Connection drops per seat: each adds two entries to the log, so a seat that drops more
     /// than [`MAX_DROPS`] times forfeits rather than grow the log (and every replay) at will.
     drops: PerSeat<u32>,
+    /// Clustered: the fencing token this instance holds the match under (0: not shared),
+    /// the log's length in Redis (its meta entry included), and who sits where.
+    fence: u64,
+    persisted: u64,
+    meta: Option<Box<super::cluster::Meta>>,
 }
 
 /// Drops a seat may have in one match before it forfeits it.
@@ -129,6 +141,13 @@ pub struct Hub {
     clock: Clock,
     experiment: Experiment,
     pub(super) metrics: Metrics,
+    /// Set once when real-time play is shared through Redis.
+    cluster: std::sync::OnceLock<Port>,
+    /// The hub's own handle, for the cluster's tasks.
+    me: std::sync::OnceLock<std::sync::Weak<Hub>>,
+    /// Clustered: players online, queued, in a match, and matches running, over every
+    /// instance (this one's own census alone when not clustered).
+    presence: Mutex<Option<[u64; 4]>>,
 }
 
 /// A random 128-bit id as 32 hex digits.
@@ -175,6 +194,9 @@ impl Hub {
             clock,
             experiment,
             metrics: Metrics::default(),
+            cluster: std::sync::OnceLock::new(),
+            me: std::sync::OnceLock::new(),
+            presence: Mutex::new(None),
         }
     }
 
@@ -220,6 +242,11 @@ impl Hub {
                 code: protocol::close::GOING_AWAY,
                 reason: "the server is shutting down",
             });
+        }
+        if let Some(port) = self.cluster.get()
+            && let Some(after) = self.cluster_handle(port, state, caller, greeted, &message, now)
+        {
+            return after;
         }
         match message {
             ClientMessage::Hello { .. } | ClientMessage::Resume { .. } if greeted => {
@@ -424,6 +451,19 @@ impl Hub {
             return After::Continue;
         }
         state.resume_tokens.remove(token);
+        self.resume_verified(state, caller, id, last_seq, now)
+    }
+
+    /// The rest of a resume, once the token was found to be the account's (here, or by the
+    /// gateway instance the player is connected to).
+    fn resume_verified(
+        &self,
+        state: &mut State,
+        caller: &Caller,
+        id: Option<u64>,
+        last_seq: Option<u64>,
+        now: u64,
+    ) -> After {
         let token = self.attach(state, caller, now);
         let Some(player) = state.players.get_mut(&caller.account) else {
             return After::Continue;
@@ -500,6 +540,8 @@ impl Hub {
                 unseen: None,
                 grace_at: None,
                 chat: chat::Limiter::new(chat_burst, now),
+                remote: None,
+                gateway: None,
             });
         // Back from a drop: the opponent hears of it before this connection is the player's,
         // so the notice reaches this player only through the replay that follows.
@@ -520,9 +562,16 @@ impl Hub {
                 reason: "another connection of this account took over",
             });
         }
+        player.gateway = None;
         let old_token = std::mem::replace(&mut player.resume_token, token.clone());
         state.resume_tokens.remove(&old_token);
         state.resume_tokens.insert(token.clone(), caller.account);
+        if let Some(port) = self.cluster.get() {
+            port.write(super::cluster::Write::Token {
+                token: token.clone(),
+                account: caller.account.to_string(),
+            });
+        }
         if let Some(at) = player.grace_at.take() {
             state.timers.remove(&(at, Timer::Grace(caller.account)));
         }
@@ -541,10 +590,28 @@ impl Hub {
             // Taken over: the newer connection is the player now.
             return;
         }
-        player.link = None;
+        let link_was = player.link.take();
         let at = now + self.settings.resume_grace_ms();
         player.grace_at = Some(at);
         let room = player.room.clone();
+        // A relay to another instance's connection ends with it.
+        if let Some(was) = &link_was
+            && player.gateway.take().is_some()
+        {
+            was.outbox.close(cluster::RELEASED);
+        }
+        if let Some(remote) = &player.remote
+            && let (Some(port), Some(owner)) = (self.cluster.get(), remote.owner.clone())
+        {
+            port.send(
+                &owner,
+                super::cluster::Envelope::Detach {
+                    from: port.instance().to_owned(),
+                    account: account.to_string(),
+                    link,
+                },
+            );
+        }
         self.schedule(state, at, Timer::Grace(*account));
         if let Some((room_id, seat)) = room {
             let drops = state.rooms.get_mut(&room_id).map_or(0, |room| {

@@ -60,6 +60,7 @@ impl Hub {
             opponent,
             moves,
             rating: state.records.rating(&caller.account).rating,
+            standing: state.records.rating(&caller.account),
             queued_ms: now,
             expires_ms: now + lifetime,
             bot_at_ms: (opponent == Opponent::Any).then_some(now + bot_after),

@@ -20,11 +20,12 @@ impl Hub {
         };
         let names = PerSeat::new(name(state, &a), name(state, &b));
         let ratings = PerSeat::new(a.rating, b.rating);
+        let standings = PerSeat::new(a.standing, b.standing);
         let kinds = PerSeat::new(a.moves.seat_kind(), b.moves.seat_kind());
         let seats = PerSeat::new(Occupant::Human(a.account), Occupant::Human(b.account));
         let tickets = PerSeat::new(a.id.clone(), b.id.clone());
         self.start_room(
-            state, a.mode, kinds, seats, names, ratings, tickets, false, now,
+            state, a.mode, kinds, seats, names, ratings, standings, tickets, false, now,
         );
     }
 
@@ -44,6 +45,7 @@ impl Hub {
             .map_or_else(|| ticket.account.to_string(), |p| p.name.clone());
         let names = PerSeat::new(human, strategy.name().to_owned());
         let ratings = PerSeat::new(ticket.rating, game::rating::DEFAULT_RATING);
+        let standings = PerSeat::new(ticket.standing, game::rating::Rating::default());
         let kinds = PerSeat::new(ticket.moves.seat_kind(), SeatKind::Bot);
         let seats = PerSeat::new(
             Occupant::Human(ticket.account),
@@ -63,6 +65,7 @@ impl Hub {
             seats,
             names,
             ratings,
+            standings,
             tickets,
             fallback,
             now,
@@ -78,6 +81,7 @@ impl Hub {
         seats: PerSeat<Occupant>,
         names: PerSeat<String>,
         ratings: PerSeat<f64>,
+        standings: PerSeat<game::rating::Rating>,
         tickets: PerSeat<String>,
         fallback: bool,
         now: u64,
@@ -105,6 +109,18 @@ impl Hub {
                 Occupant::Bot { .. } => None,
             })
             .collect();
+        let shared = self.cluster.get().map(|port| {
+            port.create(
+                &match_id,
+                game.config(),
+                &seats,
+                &names,
+                &ratings,
+                &standings,
+                fallback,
+                now,
+            )
+        });
         let room = Room {
             game,
             log: Vec::new(),
@@ -115,6 +131,9 @@ impl Hub {
             bot_moves: PerSeat::default(),
             drops: PerSeat::default(),
             fallback,
+            fence: u64::from(shared.is_some()),
+            persisted: u64::from(shared.is_some()),
+            meta: shared,
         };
         state.rooms.insert(match_id.clone(), room);
         self.metrics.match_started(mode, human_seats.len() == 2);
@@ -168,6 +187,7 @@ impl Hub {
         mut events: Vec<game::matches::Event>,
         now: u64,
     ) {
+        let first_new = state.rooms.get(room_id).map_or(0, |room| room.log.len());
         loop {
             let Some(room) = state.rooms.get_mut(room_id) else {
                 return;
@@ -229,6 +249,18 @@ impl Hub {
         let Some(room) = state.rooms.get_mut(room_id) else {
             return;
         };
+        if room.fence > 0
+            && room.log.len() > first_new
+            && let Some(port) = self.cluster.get()
+        {
+            port.write(super::super::cluster::Write::Append {
+                match_id: room_id.to_owned(),
+                fence: room.fence,
+                base: room.persisted,
+                events: room.log[first_new..].to_vec(),
+            });
+            room.persisted += (room.log.len() - first_new) as u64;
+        }
         let next = room.game.next_deadline();
         let ended = room.game.is_ended();
         if next != room.deadline {
@@ -275,6 +307,12 @@ impl Hub {
                         .records
                         .record_human_match(room_id, a, b, result_of(Seat::A));
                 changes = PerSeat::new(Some(change_a), Some(change_b));
+                // Shared: the ratings the match started from (read from Redis when queued)
+                // are the ones it moves, and the result is recorded there once.
+                if let (Some(port), Some(meta)) = (self.cluster.get(), &room.meta) {
+                    let (shared_a, shared_b) = port.record(room_id, meta, result_of(Seat::A));
+                    changes = PerSeat::new(Some(shared_a), Some(shared_b));
+                }
             }
             _ => {
                 for seat in Seat::BOTH {
@@ -316,6 +354,14 @@ impl Hub {
                 continue;
             };
             player.room = None;
+            if let Some(port) = self.cluster.get()
+                && player.link.is_some()
+            {
+                port.write(super::super::cluster::Write::Seat {
+                    account: account.to_string(),
+                    match_id: None,
+                });
+            }
             let result = match result_of(seat) {
                 SideResult::Won => protocol::Result::Won,
                 SideResult::Lost => protocol::Result::Lost,
@@ -331,6 +377,13 @@ impl Hub {
             match &player.link {
                 Some(link) => {
                     link.outbox.push(message);
+                    if player.gateway.is_some() {
+                        // Relayed: the player is its gateway's again.
+                        link.outbox.close(super::cluster::RELEASED);
+                        if let Some(gone) = state.players.remove(account) {
+                            state.resume_tokens.remove(&gone.resume_token);
+                        }
+                    }
                 }
                 None => {
                     player.unseen = Some(Box::new(Unseen {
@@ -349,6 +402,14 @@ impl Hub {
             }
         }
         let _ = room.fallback;
+        if room.fence > 0
+            && let Some(port) = self.cluster.get()
+        {
+            port.write(super::super::cluster::Write::Release {
+                match_id: room_id.to_owned(),
+                fence: room.fence,
+            });
+        }
         state.records.keep(Finished {
             match_id: room_id.to_owned(),
             seats: PerSeat::new(summary(Seat::A), summary(Seat::B)),

@@ -1,0 +1,161 @@
+//! Real-time play across instances sharing one Redis (issue 15): players on different
+//! instances are matched and play; an owner killed mid-round (SIGKILL) loses nothing, its
+//! players resume on another instance, the match continues from its log in Redis, and the
+//! result is recorded once. Each test starts its own Redis and instances on loopback.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::accounts::guest;
+use crate::cli::ServerProcess;
+use crate::helpers::{TestApp, spawn_app_with};
+use crate::realtime::{Player, connect_at, play_round};
+use crate::redis::RedisServer;
+
+/// An in-process instance on `url`'s Redis, with real accounts.
+async fn instance(url: &str) -> TestApp {
+    let url = url.to_owned();
+    spawn_app_with(move |settings| {
+        settings.accounts.trust_player_header = false;
+        settings.accounts.accounts_per_address_per_hour = 0;
+        settings.store.url = url;
+    })
+    .await
+}
+
+/// A guest account made through `accounts` (shared by every instance), connected to the
+/// instance at `address` and greeted.
+async fn join_at(accounts: &TestApp, address: &str) -> Player {
+    let (account, token, _, _) = guest(accounts).await;
+    let socket = connect_at(address, &token, None).await.expect("upgrade");
+    let mut player = Player::on(socket, token, account);
+    player.hello().await;
+    player
+}
+
+/// Results recorded in Redis (the results stream's length).
+fn results_recorded(redis: &RedisServer) -> u64 {
+    redis
+        .cli(&["XLEN", "gg:{rt}:results"])
+        .trim()
+        .parse()
+        .unwrap_or(0)
+}
+
+async fn queue(player: &mut Player, mode: &str) {
+    let queued = player
+        .request(json!({"type": "queue", "mode": mode, "opponent": "human"}))
+        .await;
+    assert_eq!(queued["type"], "queued", "{queued}");
+}
+
+async fn matched(player: &mut Player) -> Value {
+    player.until(|m| m["type"] == "matched").await
+}
+
+/// Waits (bounded) until `done` holds.
+async fn eventually(what: &str, done: impl Fn() -> bool) {
+    for _ in 0..100 {
+        if done() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+#[tokio::test]
+async fn players_on_different_instances_are_matched_and_play_a_whole_match() {
+    let redis = RedisServer::start();
+    let url = redis.url();
+    let one = instance(&url).await;
+    let two = instance(&url).await;
+    let mut a = join_at(&one, &one.address.to_string()).await;
+    let mut b = join_at(&one, &two.address.to_string()).await;
+    queue(&mut a, "best_of_3").await;
+    queue(&mut b, "best_of_3").await;
+    let matched_a = matched(&mut a).await;
+    let matched_b = matched(&mut b).await;
+    assert_eq!(matched_a["match_id"], matched_b["match_id"]);
+    assert_eq!(matched_a["seat"], "a", "the earlier ticket sits in seat A");
+    assert_eq!(matched_b["seat"], "b");
+    assert_eq!(matched_a["opponent"]["kind"], "human");
+    let revealed = play_round(&mut a, &mut b, 1, "rock", "scissors").await;
+    assert_eq!(revealed["event"]["kind"]["winner"], "a");
+    let chat = b.request(json!({"type": "chat", "text": "gg"})).await;
+    assert_eq!(chat["type"], "ack", "{chat}");
+    let line = a.until(|m| m["type"] == "chat").await;
+    assert_eq!(line["text"], "gg");
+    play_round(&mut a, &mut b, 2, "paper", "rock").await;
+    let result_a = a.until(|m| m["type"] == "match_result").await;
+    let result_b = b.until(|m| m["type"] == "match_result").await;
+    assert_eq!(result_a["result"], "won");
+    assert_eq!(result_b["result"], "lost");
+    assert!(result_a["rating_after"].as_f64() > result_a["rating_before"].as_f64());
+    eventually("the result in Redis", || results_recorded(&redis) == 1).await;
+    // Both are free to queue again, on either instance.
+    queue(&mut b, "best_of_1").await;
+}
+
+#[tokio::test]
+async fn an_owner_killed_mid_round_loses_nothing_and_its_players_resume_elsewhere() {
+    let redis = RedisServer::start();
+    let url = redis.url();
+    let env = [("GUESS_GAME_ROUND_TIMEOUT", "60s")];
+    let store: [&std::ffi::OsStr; 2] = ["--store".as_ref(), url.as_ref()];
+    let survivor = ServerProcess::start_with_env(&store, &env).await;
+    let owner = ServerProcess::start_with_env(&store, &env).await;
+    let accounts = instance(&url).await;
+    let survivor_at = survivor.url.authority().to_owned();
+    let owner_at = owner.url.authority().to_owned();
+    let mut a = join_at(&accounts, &survivor_at).await;
+    let mut b = join_at(&accounts, &owner_at).await;
+    // A waits in the shared queue; B's instance finds A there and so runs the match.
+    queue(&mut a, "best_of_3").await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    queue(&mut b, "best_of_3").await;
+    let match_id = matched(&mut a).await["match_id"].clone();
+    assert_eq!(matched(&mut b).await["match_id"], match_id);
+    play_round(&mut a, &mut b, 1, "rock", "scissors").await;
+    a.event("round_opened").await;
+    b.event("round_opened").await;
+    let ack = a
+        .request(json!({"type": "move", "round": 2, "choice": "paper"}))
+        .await;
+    assert_eq!(ack["type"], "ack", "{ack}");
+    b.until(|m| m["event"]["kind"]["type"] == "locked").await;
+    // The owner dies mid-round, with A's move locked in.
+    owner.signal(libc::SIGKILL);
+    // B comes back on the surviving instance with the token the dead one gave it.
+    let socket = connect_at(&survivor_at, &b.token, None).await.unwrap();
+    drop(std::mem::replace(&mut b.socket, socket));
+    let resumed = b
+        .request(json!({"type": "resume", "token": b.resume_token, "last_seq": 0}))
+        .await;
+    assert_eq!(resumed["type"], "resumed", "{resumed}");
+    assert_eq!(resumed["match_id"], match_id);
+    // Nothing was lost: A's lock in round 2 is in the log the new owner continues from.
+    b.until(|m| {
+        let kind = &m["event"]["kind"];
+        kind["type"] == "locked" && kind["seat"] == "a" && kind["round"] == 2
+    })
+    .await;
+    let ack = b
+        .request(json!({"type": "move", "round": 2, "choice": "rock"}))
+        .await;
+    assert_eq!(ack["type"], "ack", "{ack}");
+    let revealed = a.event("round_revealed").await;
+    assert_eq!(revealed["event"]["kind"]["round"], 2);
+    assert_eq!(revealed["event"]["kind"]["winner"], "a");
+    let result_a = a.until(|m| m["type"] == "match_result").await;
+    assert_eq!(result_a["result"], "won");
+    let result_b = b.until(|m| m["type"] == "match_result").await;
+    assert_eq!(result_b["result"], "lost");
+    eventually("the result in Redis", || results_recorded(&redis) == 1).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(results_recorded(&redis), 1, "recorded once");
+    let mut owner = owner;
+    let _ = owner.child.wait();
+    survivor.stop().await;
+}
