@@ -362,6 +362,10 @@ impl std::fmt::Debug for Cluster {
 pub fn log_key(match_id: &str) -> String {
     format!("gg:{{m:{match_id}}}:log")
 }
+/// What places every key of a match on one slot.
+fn match_tag(match_id: &str) -> String {
+    format!("m:{match_id}")
+}
 fn lease_key(match_id: &str) -> String {
     format!("gg:{{m:{match_id}}}:lease")
 }
@@ -522,112 +526,181 @@ impl Cluster {
             .map_err(ClusterError::from)
     }
 
-    /// Sends a batch of writes in order, pipelined (one round trip on one server; a cluster
-    /// client splits it by node). Scripts are loaded first so the pipeline can use EVALSHA.
-    pub async fn write(&self, writes: &[Write]) -> Result<Vec<Wrote>, ClusterError> {
+    /// One write as a command, with the key that places it (its hash tag, or the key).
+    fn command(&self, write: &Write) -> (String, Cmd) {
         let lease_ms = self.lease.as_millis() as u64;
         let ttl_ms = LOG_TTL.as_millis() as u64;
-        let mut pipe = redis::pipe();
-        for write in writes {
-            match write {
-                Write::Send { to, envelope } => {
-                    pipe.cmd("XADD")
-                        .arg(inbox_key(to))
-                        .arg("MAXLEN")
-                        .arg("~")
-                        .arg(INBOX_KEPT)
-                        .arg("*")
-                        .arg("e")
-                        .arg(json(envelope));
+        match write {
+            Write::Send { to, envelope } => {
+                let key = inbox_key(to);
+                let mut call = redis::cmd("XADD");
+                call.arg(&key)
+                    .arg("MAXLEN")
+                    .arg("~")
+                    .arg(INBOX_KEPT)
+                    .arg("*")
+                    .arg("e")
+                    .arg(json(envelope));
+                (key, call)
+            }
+            Write::Create {
+                match_id,
+                meta,
+                events,
+            } => {
+                let mut call = redis::cmd("EVALSHA");
+                call.arg(self.create.get_hash())
+                    .arg(3)
+                    .arg(lease_key(match_id))
+                    .arg(fence_key(match_id))
+                    .arg(log_key(match_id))
+                    .arg(&self.instance)
+                    .arg(lease_ms)
+                    .arg(ttl_ms)
+                    .arg(json(meta.as_ref()));
+                for event in events {
+                    call.arg(json(event));
                 }
-                Write::Create {
-                    match_id,
-                    meta,
-                    events,
-                } => {
-                    let mut call = redis::cmd("EVALSHA");
-                    call.arg(self.create.get_hash())
-                        .arg(3)
-                        .arg(lease_key(match_id))
-                        .arg(fence_key(match_id))
-                        .arg(log_key(match_id))
-                        .arg(&self.instance)
-                        .arg(lease_ms)
-                        .arg(ttl_ms)
-                        .arg(json(meta.as_ref()));
-                    for event in events {
-                        call.arg(json(event));
-                    }
-                    pipe.add_command(call);
+                (match_tag(match_id), call)
+            }
+            Write::Append {
+                match_id,
+                fence,
+                base,
+                events,
+            } => {
+                let mut call = redis::cmd("EVALSHA");
+                call.arg(self.append.get_hash())
+                    .arg(3)
+                    .arg(lease_key(match_id))
+                    .arg(fence_key(match_id))
+                    .arg(log_key(match_id))
+                    .arg(fence)
+                    .arg(&self.instance)
+                    .arg(lease_ms)
+                    .arg(ttl_ms)
+                    .arg(base);
+                for event in events {
+                    call.arg(json(event));
                 }
-                Write::Append {
-                    match_id,
-                    fence,
-                    base,
-                    events,
-                } => {
-                    let mut call = redis::cmd("EVALSHA");
-                    call.arg(self.append.get_hash())
-                        .arg(3)
-                        .arg(lease_key(match_id))
-                        .arg(fence_key(match_id))
-                        .arg(log_key(match_id))
-                        .arg(fence)
-                        .arg(&self.instance)
-                        .arg(lease_ms)
-                        .arg(ttl_ms)
-                        .arg(base);
-                    for event in events {
-                        call.arg(json(event));
-                    }
-                    pipe.add_command(call);
+                (match_tag(match_id), call)
+            }
+            Write::Seat { account, match_id } => {
+                let key = seat_key(account);
+                let mut call = redis::cmd(if match_id.is_some() { "SET" } else { "DEL" });
+                call.arg(&key);
+                if let Some(id) = match_id {
+                    call.arg(id).arg("PX").arg(ttl_ms);
                 }
-                Write::Seat { account, match_id } => match match_id {
-                    Some(id) => {
-                        pipe.cmd("SET")
-                            .arg(seat_key(account))
-                            .arg(id)
-                            .arg("PX")
-                            .arg(ttl_ms);
-                    }
-                    None => {
-                        pipe.cmd("DEL").arg(seat_key(account));
-                    }
-                },
-                Write::Token { token, account } => {
-                    pipe.cmd("SET")
-                        .arg(resume_key(token))
-                        .arg(account)
-                        .arg("PX")
-                        .arg(RESUME_TTL.as_millis() as u64);
+                (key, call)
+            }
+            Write::Token { token, account } => {
+                let key = resume_key(token);
+                let mut call = redis::cmd("SET");
+                call.arg(&key)
+                    .arg(account)
+                    .arg("PX")
+                    .arg(RESUME_TTL.as_millis() as u64);
+                (key, call)
+            }
+            Write::Release { match_id, fence } => {
+                let mut call = redis::cmd("EVALSHA");
+                call.arg(self.release.get_hash())
+                    .arg(2)
+                    .arg(lease_key(match_id))
+                    .arg(fence_key(match_id))
+                    .arg(fence);
+                (match_tag(match_id), call)
+            }
+        }
+    }
+
+    /// Runs `commands` and returns their replies in order. On one server: one pipeline, one
+    /// round trip. On a cluster, a pipeline may not cross slots: the commands are grouped by
+    /// the key that places them (order kept within a group), and the groups run at once.
+    async fn pipeline(&self, commands: Vec<(String, Cmd)>) -> Result<Vec<Value>, ClusterError> {
+        if commands.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut connection = self.connection();
+        if matches!(connection, Connection::Standalone(_)) {
+            let mut pipe = redis::pipe();
+            for (_, command) in commands {
+                pipe.add_command(command);
+            }
+            return self.query_pipe(&pipe, &mut connection).await;
+        }
+        let mut groups: Vec<(String, Vec<usize>, Pipeline)> = Vec::new();
+        for (index, (route, command)) in commands.into_iter().enumerate() {
+            match groups.iter_mut().find(|(r, _, _)| *r == route) {
+                Some((_, indices, pipe)) => {
+                    indices.push(index);
+                    pipe.add_command(command);
                 }
-                Write::Release { match_id, fence } => {
-                    let mut call = redis::cmd("EVALSHA");
-                    call.arg(self.release.get_hash())
-                        .arg(2)
-                        .arg(lease_key(match_id))
-                        .arg(fence_key(match_id))
-                        .arg(fence);
-                    pipe.add_command(call);
+                None => {
+                    let mut pipe = redis::pipe();
+                    pipe.add_command(command);
+                    groups.push((route, vec![index], pipe));
                 }
             }
         }
-        let mut connection = self.connection();
-        let replies: Vec<Value> =
-            match tokio::time::timeout(self.timeout, pipe.query_async(&mut connection)).await {
-                Err(_) => return Err(ClusterError::Timeout),
-                Ok(Ok(replies)) => replies,
-                Ok(Err(error))
-                    if error.kind()
-                        == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) =>
-                {
-                    self.load_scripts().await?;
-                    tokio::time::timeout(self.timeout, pipe.query_async(&mut connection))
-                        .await
-                        .map_err(|_| ClusterError::Timeout)??
+        let total = groups.iter().map(|(_, i, _)| i.len()).sum();
+        let replies = futures_util::future::try_join_all(groups.iter().map(|(_, _, pipe)| {
+            let mut connection = self.connection();
+            async move { self.query_pipe(pipe, &mut connection).await }
+        }))
+        .await?;
+        let mut ordered = vec![Value::Nil; total];
+        for ((_, indices, _), values) in groups.iter().zip(replies) {
+            for (index, value) in indices.iter().zip(values) {
+                ordered[*index] = value;
+            }
+        }
+        Ok(ordered)
+    }
+
+    async fn query_pipe(
+        &self,
+        pipe: &Pipeline,
+        connection: &mut Connection,
+    ) -> Result<Vec<Value>, ClusterError> {
+        match tokio::time::timeout(self.timeout, pipe.query_async(connection)).await {
+            Err(_) => Err(ClusterError::Timeout),
+            Ok(Ok(replies)) => Ok(replies),
+            Ok(Err(error))
+                if error.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) =>
+            {
+                self.load_scripts().await?;
+                tokio::time::timeout(self.timeout, pipe.query_async(connection))
+                    .await
+                    .map_err(|_| ClusterError::Timeout)?
+                    .map_err(ClusterError::from)
+            }
+            Ok(Err(error)) => Err(error.into()),
+        }
+    }
+
+    /// Sends a batch of writes, pipelined: on one server in order in one round trip; on a
+    /// cluster the log writes first (grouped by match), then the messages to other instances,
+    /// so no instance hears of an event before its log holds it.
+    pub async fn write(&self, writes: &[Write]) -> Result<Vec<Wrote>, ClusterError> {
+        let replies = if matches!(self.connection, Connection::Standalone(_)) {
+            self.pipeline(writes.iter().map(|w| self.command(w)).collect())
+                .await?
+        } else {
+            let (sends, rest): (Vec<usize>, Vec<usize>) =
+                (0..writes.len()).partition(|&i| matches!(writes[i], Write::Send { .. }));
+            let mut replies = vec![Value::Nil; writes.len()];
+            for part in [rest, sends] {
+                let values = self
+                    .pipeline(part.iter().map(|&i| self.command(&writes[i])).collect())
+                    .await?;
+                for (index, value) in part.into_iter().zip(values) {
+                    replies[index] = value;
                 }
-                Ok(Err(error)) => return Err(error.into()),
-            };
+            }
+            replies
+        };
         let mut wrote = Vec::with_capacity(writes.len());
         for (write, reply) in writes.iter().zip(replies) {
             let match_id = match write {
@@ -708,57 +781,45 @@ impl Cluster {
 
     /// The instance holding each match's lease (`None`: expired), in order.
     pub async fn owners(&self, match_ids: &[String]) -> Result<Vec<Option<String>>, ClusterError> {
-        if match_ids.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut pipe = redis::pipe();
-        for id in match_ids {
-            pipe.cmd("GET").arg(lease_key(id));
-        }
-        let mut connection = self.connection();
-        tokio::time::timeout(self.timeout, pipe.query_async(&mut connection))
-            .await
-            .map_err(|_| ClusterError::Timeout)?
-            .map_err(ClusterError::from)
+        let commands = match_ids
+            .iter()
+            .map(|id| {
+                let mut call = redis::cmd("GET");
+                call.arg(lease_key(id));
+                (match_tag(id), call)
+            })
+            .collect();
+        self.pipeline(commands)
+            .await?
+            .into_iter()
+            .map(|value| redis::from_redis_value(value).map_err(ClusterError::from))
+            .collect()
     }
 
     /// Renews the leases of the matches this instance owns; the ids of those it lost.
     pub async fn renew(&self, owned: &[(String, u64)]) -> Result<Vec<String>, ClusterError> {
-        if owned.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut pipe = redis::pipe();
-        for (id, fence) in owned {
-            let mut call = redis::cmd("EVALSHA");
-            call.arg(self.renew.get_hash())
-                .arg(2)
-                .arg(lease_key(id))
-                .arg(fence_key(id))
-                .arg(fence)
-                .arg(&self.instance)
-                .arg(self.lease.as_millis() as u64);
-            pipe.add_command(call);
-        }
-        let mut connection = self.connection();
-        let replies: Vec<i64> =
-            match tokio::time::timeout(self.timeout, pipe.query_async(&mut connection)).await {
-                Err(_) => return Err(ClusterError::Timeout),
-                Ok(Ok(replies)) => replies,
-                Ok(Err(error))
-                    if error.kind()
-                        == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) =>
-                {
-                    self.load_scripts().await?;
-                    return Box::pin(self.renew(owned)).await;
-                }
-                Ok(Err(error)) => return Err(error.into()),
-            };
-        Ok(owned
+        let commands = owned
             .iter()
-            .zip(replies)
-            .filter(|(_, kept)| *kept == 0)
-            .map(|((id, _), _)| id.clone())
-            .collect())
+            .map(|(id, fence)| {
+                let mut call = redis::cmd("EVALSHA");
+                call.arg(self.renew.get_hash())
+                    .arg(2)
+                    .arg(lease_key(id))
+                    .arg(fence_key(id))
+                    .arg(fence)
+                    .arg(&self.instance)
+                    .arg(self.lease.as_millis() as u64);
+                (match_tag(id), call)
+            })
+            .collect();
+        let replies = self.pipeline(commands).await?;
+        let mut lost = Vec::new();
+        for ((id, _), reply) in owned.iter().zip(replies) {
+            if redis::from_redis_value::<i64>(reply)? == 0 {
+                lost.push(id.clone());
+            }
+        }
+        Ok(lost)
     }
 
     /// Queues `ticket` or takes the nearest acceptable ticket within `window` of its rating.
@@ -848,18 +909,27 @@ impl Cluster {
         token: Option<&str>,
         account: &str,
     ) -> Result<(Option<String>, Option<String>), ClusterError> {
-        let mut connection = self.connection();
-        let mut pipe = redis::pipe();
-        match token {
-            Some(token) => pipe.cmd("GET").arg(resume_key(token)),
-            None => pipe.cmd("ECHO").arg(""),
+        let mut commands = Vec::with_capacity(2);
+        let seat = seat_key(account);
+        let mut get_seat = redis::cmd("GET");
+        get_seat.arg(&seat);
+        commands.push((seat, get_seat));
+        if let Some(token) = token {
+            let key = resume_key(token);
+            let mut get_token = redis::cmd("GET");
+            get_token.arg(&key);
+            commands.push((key, get_token));
+        }
+        let mut replies = self.pipeline(commands).await?.into_iter();
+        let seat: Option<String> = match replies.next() {
+            Some(value) => redis::from_redis_value(value)?,
+            None => None,
         };
-        pipe.cmd("GET").arg(seat_key(account));
-        let (owner_of_token, seat): (Option<String>, Option<String>) =
-            tokio::time::timeout(self.timeout, pipe.query_async(&mut connection))
-                .await
-                .map_err(|_| ClusterError::Timeout)??;
-        Ok((owner_of_token.filter(|t| !t.is_empty()), seat))
+        let owner_of_token: Option<String> = match replies.next() {
+            Some(value) => redis::from_redis_value(value)?,
+            None => None,
+        };
+        Ok((owner_of_token, seat))
     }
 
     /// Publishes this instance's census (expiring after three renewal periods) and reads

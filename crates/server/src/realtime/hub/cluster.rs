@@ -1423,6 +1423,26 @@ impl Hub {
     }
 }
 
+/// Ends the relays of players whose match ended here (see `State::releasing`).
+pub(super) fn release(state: &mut State) {
+    for (account, link) in std::mem::take(&mut state.releasing) {
+        let relayed = state.players.get(&account).is_some_and(|player| {
+            player.gateway.is_some()
+                && player.room.is_none()
+                && player.link.as_ref().is_some_and(|l| l.id == link)
+        });
+        if !relayed {
+            continue;
+        }
+        if let Some(gone) = state.players.remove(&account) {
+            if let Some(relay) = gone.link {
+                relay.outbox.close(RELEASED);
+            }
+            state.resume_tokens.remove(&gone.resume_token);
+        }
+    }
+}
+
 /// How a player waiting at this gateway takes its seat back at the owner.
 fn rejoin_of(remote: &Remote) -> Rejoin {
     match remote.awaiting {

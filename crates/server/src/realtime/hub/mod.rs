@@ -131,6 +131,9 @@ struct State {
     timers: BTreeSet<(u64, Timer)>,
     queue_timer: Option<u64>,
     draining: Option<u64>,
+    /// Relayed players whose match ended: released at the next lock, after the answer to
+    /// the command that ended it was queued behind the result.
+    releasing: Vec<(AccountId, u64)>,
 }
 
 pub struct Hub {
@@ -188,6 +191,7 @@ impl Hub {
                 timers: BTreeSet::new(),
                 queue_timer: None,
                 draining: None,
+                releasing: Vec::new(),
             }),
             timer_set: Notify::new(),
             settings,
@@ -201,7 +205,11 @@ impl Hub {
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+        let mut guard = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        if !guard.releasing.is_empty() {
+            cluster::release(&mut guard);
+        }
+        guard
     }
 
     pub fn now_ms(&self) -> u64 {

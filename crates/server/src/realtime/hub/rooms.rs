@@ -378,11 +378,9 @@ impl Hub {
                 Some(link) => {
                     link.outbox.push(message);
                     if player.gateway.is_some() {
-                        // Relayed: the player is its gateway's again.
-                        link.outbox.close(super::cluster::RELEASED);
-                        if let Some(gone) = state.players.remove(account) {
-                            state.resume_tokens.remove(&gone.resume_token);
-                        }
+                        // Relayed: the player is its gateway's again (once the answer to
+                        // the command that ended the match is queued too).
+                        state.releasing.push((*account, link.id));
                     }
                 }
                 None => {
