@@ -231,7 +231,7 @@ pub(crate) struct ServerProcess {
     pub(crate) child: std::process::Child,
     lines: tokio::sync::mpsc::UnboundedReceiver<serde_json::Value>,
     pub(crate) url: guess_game::client::ServerUrl,
-    admin: guess_game::client::ServerUrl,
+    pub(crate) admin: guess_game::client::ServerUrl,
 }
 
 impl ServerProcess {

@@ -125,20 +125,29 @@ async fn players_on_different_instances_play_on_a_redis_cluster() {
     play_across_two_instances(&cluster.url(), results).await;
 }
 
-#[tokio::test]
-async fn an_owner_killed_mid_round_loses_nothing_and_its_players_resume_elsewhere() {
-    let redis = RedisServer::start();
-    let url = redis.url();
+/// Two server processes on `url` and an in-process instance for accounts; A on the first,
+/// B on the second, which runs their best-of-3 (B's instance found A's ticket waiting). Round
+/// 1 is played (A wins) and A's move in round 2 is locked in.
+struct Owned {
+    survivor: ServerProcess,
+    owner: ServerProcess,
+    _accounts: TestApp,
+    survivor_at: String,
+    a: Player,
+    b: Player,
+    match_id: Value,
+}
+
+async fn owned_by_the_second(url: &str) -> Owned {
     let env = [("GUESS_GAME_ROUND_TIMEOUT", "60s")];
     let store: [&std::ffi::OsStr; 2] = ["--store".as_ref(), url.as_ref()];
     let survivor = ServerProcess::start_with_env(&store, &env).await;
     let owner = ServerProcess::start_with_env(&store, &env).await;
-    let accounts = instance(&url).await;
+    let accounts = instance(url).await;
     let survivor_at = survivor.url.authority().to_owned();
     let owner_at = owner.url.authority().to_owned();
     let mut a = join_at(&accounts, &survivor_at).await;
     let mut b = join_at(&accounts, &owner_at).await;
-    // A waits in the shared queue; B's instance finds A there and so runs the match.
     queue(&mut a, "best_of_3").await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     queue(&mut b, "best_of_3").await;
@@ -152,37 +161,199 @@ async fn an_owner_killed_mid_round_loses_nothing_and_its_players_resume_elsewher
         .await;
     assert_eq!(ack["type"], "ack", "{ack}");
     b.until(|m| m["event"]["kind"]["type"] == "locked").await;
+    Owned {
+        survivor,
+        owner,
+        _accounts: accounts,
+        survivor_at,
+        a,
+        b,
+        match_id,
+    }
+}
+
+impl Owned {
+    /// B comes back on the surviving instance with its resume token and finds A's locked
+    /// move of round 2; B's move ends the match (A won both rounds), recorded once.
+    async fn b_resumes_on_the_survivor_and_the_match_ends(&mut self, redis: &RedisServer) {
+        let b = &mut self.b;
+        let socket = connect_at(&self.survivor_at, &b.token, None).await.unwrap();
+        drop(std::mem::replace(&mut b.socket, socket));
+        let resumed = b
+            .request(json!({"type": "resume", "token": b.resume_token, "last_seq": 0}))
+            .await;
+        assert_eq!(resumed["type"], "resumed", "{resumed}");
+        assert_eq!(resumed["match_id"], self.match_id);
+        // Nothing was lost: A's lock in round 2 is in the log the match continues from.
+        b.until(|m| {
+            let kind = &m["event"]["kind"];
+            kind["type"] == "locked" && kind["seat"] == "a" && kind["round"] == 2
+        })
+        .await;
+        let ack = b
+            .request(json!({"type": "move", "round": 2, "choice": "rock"}))
+            .await;
+        assert_eq!(ack["type"], "ack", "{ack}");
+        let revealed = self.a.event("round_revealed").await;
+        assert_eq!(revealed["event"]["kind"]["round"], 2);
+        assert_eq!(revealed["event"]["kind"]["winner"], "a");
+        let result_a = self.a.until(|m| m["type"] == "match_result").await;
+        assert_eq!(result_a["result"], "won");
+        let result_b = self.b.until(|m| m["type"] == "match_result").await;
+        assert_eq!(result_b["result"], "lost");
+        eventually("the result in Redis", || results_recorded(redis) == 1).await;
+    }
+}
+
+/// The match's log in Redis, checked entry by entry: numbered from 0 without gaps (one writer
+/// at a time), one end. Returns its length in events.
+fn log_is_whole(redis: &RedisServer, match_id: &Value) -> usize {
+    let key = format!("gg:{{m:{}}}:log", match_id.as_str().unwrap());
+    let entries = redis.cli(&["LRANGE", &key, "1", "-1"]);
+    let events: Vec<Value> = entries
+        .lines()
+        .filter(|line| !line.trim().is_empty())
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    for (index, event) in events.iter().enumerate() {
+        assert_eq!(
+            event["seq"], index as u64,
+            "entry {index} of the log: {event}"
+        );
+    }
+    let ends = events
+        .iter()
+        .filter(|e| e["kind"]["type"] == "match_ended")
+        .count();
+    assert_eq!(ends, 1, "one end in the log");
+    events.len()
+}
+
+async fn metric(admin: &guess_game::client::ServerUrl, name: &str) -> f64 {
+    let answer = admin
+        .send(
+            http::Method::GET,
+            "/metrics",
+            &[],
+            "".into(),
+            Duration::from_secs(5),
+        )
+        .await
+        .unwrap();
+    String::from_utf8_lossy(&answer.body)
+        .lines()
+        .find_map(|line| line.strip_prefix(name)?.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[tokio::test]
+async fn an_owner_killed_mid_round_loses_nothing_and_its_players_resume_elsewhere() {
+    let redis = RedisServer::start();
+    let mut game = owned_by_the_second(&redis.url()).await;
     // The owner dies mid-round, with A's move locked in.
-    owner.signal(libc::SIGKILL);
-    // B comes back on the surviving instance with the token the dead one gave it.
-    let socket = connect_at(&survivor_at, &b.token, None).await.unwrap();
-    drop(std::mem::replace(&mut b.socket, socket));
-    let resumed = b
-        .request(json!({"type": "resume", "token": b.resume_token, "last_seq": 0}))
+    game.owner.signal(libc::SIGKILL);
+    game.b_resumes_on_the_survivor_and_the_match_ends(&redis)
         .await;
-    assert_eq!(resumed["type"], "resumed", "{resumed}");
-    assert_eq!(resumed["match_id"], match_id);
-    // Nothing was lost: A's lock in round 2 is in the log the new owner continues from.
-    b.until(|m| {
-        let kind = &m["event"]["kind"];
-        kind["type"] == "locked" && kind["seat"] == "a" && kind["round"] == 2
-    })
-    .await;
-    let ack = b
-        .request(json!({"type": "move", "round": 2, "choice": "rock"}))
-        .await;
-    assert_eq!(ack["type"], "ack", "{ack}");
-    let revealed = a.event("round_revealed").await;
-    assert_eq!(revealed["event"]["kind"]["round"], 2);
-    assert_eq!(revealed["event"]["kind"]["winner"], "a");
-    let result_a = a.until(|m| m["type"] == "match_result").await;
-    assert_eq!(result_a["result"], "won");
-    let result_b = b.until(|m| m["type"] == "match_result").await;
-    assert_eq!(result_b["result"], "lost");
-    eventually("the result in Redis", || results_recorded(&redis) == 1).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(results_recorded(&redis), 1, "recorded once");
-    let mut owner = owner;
-    let _ = owner.child.wait();
-    survivor.stop().await;
+    log_is_whole(&redis, &game.match_id);
+    let _ = game.owner.child.wait();
+    assert!(
+        metric(
+            &game.survivor.admin,
+            "guess_game_cluster_matches_taken_total"
+        )
+        .await
+            >= 1.0
+    );
+    game.survivor.stop().await;
+}
+
+#[tokio::test]
+async fn a_partitioned_owner_that_comes_back_cannot_write() {
+    let redis = RedisServer::start();
+    let mut game = owned_by_the_second(&redis.url()).await;
+    // The owner stops (as if cut off): its lease runs out, the survivor takes the match.
+    game.owner.signal(libc::SIGSTOP);
+    game.b_resumes_on_the_survivor_and_the_match_ends(&redis)
+        .await;
+    let length = log_is_whole(&redis, &game.match_id);
+    // Back: it still thinks it runs the match, and B's old connection closing makes it try
+    // to write. The fencing token moved on, so it cannot.
+    game.owner.signal(libc::SIGCONT);
+    let admin = game.owner.admin.clone();
+    for _ in 0..50 {
+        if metric(&admin, "guess_game_cluster_matches_fenced_total").await >= 1.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        metric(&admin, "guess_game_cluster_matches_fenced_total").await,
+        1.0
+    );
+    assert_eq!(
+        log_is_whole(&redis, &game.match_id),
+        length,
+        "nothing was written"
+    );
+    assert_eq!(results_recorded(&redis), 1, "recorded once");
+    game.owner.stop().await;
+    game.survivor.stop().await;
+}
+
+#[tokio::test]
+async fn draining_an_owner_hands_its_match_over_with_nothing_but_a_resume() {
+    let redis = RedisServer::start();
+    let mut game = owned_by_the_second(&redis.url()).await;
+    // A rolling restart reaches the owner: SIGTERM drains it.
+    game.owner.signal(libc::SIGTERM);
+    assert_eq!(
+        game.b.until(|m| m["type"] == "draining").await["type"],
+        "draining"
+    );
+    assert_eq!(game.b.closed().await, 1001, "closed as going away");
+    game.b_resumes_on_the_survivor_and_the_match_ends(&redis)
+        .await;
+    assert_eq!(results_recorded(&redis), 1, "recorded once");
+    log_is_whole(&redis, &game.match_id);
+    let owner = game.owner;
+    let exit = tokio::task::spawn_blocking(move || {
+        let mut owner = owner;
+        owner.child.wait().unwrap().code()
+    })
+    .await
+    .unwrap();
+    assert_eq!(exit, Some(0));
+    game.survivor.stop().await;
+}
+
+#[tokio::test]
+async fn a_redis_restart_mid_match_loses_nothing() {
+    let mut redis = RedisServer::start();
+    let url = redis.url();
+    let one = instance(&url).await;
+    let two = instance(&url).await;
+    let mut a = join_at(&one, &one.address.to_string()).await;
+    let mut b = join_at(&one, &two.address.to_string()).await;
+    queue(&mut a, "best_of_3").await;
+    queue(&mut b, "best_of_3").await;
+    let matched_a = matched(&mut a).await;
+    matched(&mut b).await;
+    if matched_a["seat"] == "b" {
+        std::mem::swap(&mut a, &mut b);
+    }
+    play_round(&mut a, &mut b, 1, "rock", "scissors").await;
+    redis.restart();
+    play_round(&mut a, &mut b, 2, "paper", "rock").await;
+    assert_eq!(
+        a.until(|m| m["type"] == "match_result").await["result"],
+        "won"
+    );
+    assert_eq!(
+        b.until(|m| m["type"] == "match_result").await["result"],
+        "lost"
+    );
+    eventually("the result in Redis", || results_recorded(&redis) == 1).await;
+    log_is_whole(&redis, &matched_a["match_id"]);
 }

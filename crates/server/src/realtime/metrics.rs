@@ -62,6 +62,21 @@ pub struct Metrics {
     /// [invalid, rate limited, closed]
     chat_refusals: [AtomicU64; 3],
     takeovers: AtomicU64,
+    /// Clustered: matches this instance took after their owner was lost or let them go,
+    /// matches it handed over when draining, matches it lost to another instance (fenced),
+    /// writes to Redis retried after a failure, writes dropped at a full queue, malformed
+    /// inbox entries skipped.
+    pub(super) cluster: [AtomicU64; 6],
+}
+
+/// Indices into [`Metrics::cluster`].
+pub(super) mod cluster_counter {
+    pub const TAKEN: usize = 0;
+    pub const HANDED_OVER: usize = 1;
+    pub const FENCED: usize = 2;
+    pub const RETRIED: usize = 3;
+    pub const DROPPED: usize = 4;
+    pub const SKIPPED: usize = 5;
 }
 
 /// Why a connection closed, for [`Metrics::closed`].
@@ -162,6 +177,16 @@ impl Metrics {
 
     pub fn takeovers(&self) {
         bump(&self.takeovers);
+    }
+
+    pub fn cluster(&self, which: usize, by: u64) {
+        if let Some(counter) = self.cluster.get(which) {
+            counter.fetch_add(by, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    pub fn handed_over(&self) {
+        self.cluster(cluster_counter::HANDED_OVER, 1);
     }
 
     pub fn write(&self, out: &mut Exposition, census: &Census, experiment: &Experiment) {
@@ -300,6 +325,41 @@ impl Metrics {
         ] {
             out.family(name, help, Kind::Counter);
             out.sample(name, "", get(counter));
+        }
+        for (name, help, which) in [
+            (
+                "guess_game_cluster_matches_taken_total",
+                "Shared matches this instance took after their owner was lost or let them go.",
+                cluster_counter::TAKEN,
+            ),
+            (
+                "guess_game_cluster_matches_handed_over_total",
+                "Shared matches this instance let go when draining.",
+                cluster_counter::HANDED_OVER,
+            ),
+            (
+                "guess_game_cluster_matches_fenced_total",
+                "Shared matches this instance lost to another (its fencing token was stale).",
+                cluster_counter::FENCED,
+            ),
+            (
+                "guess_game_cluster_write_retries_total",
+                "Batches of writes to Redis tried again after a failure.",
+                cluster_counter::RETRIED,
+            ),
+            (
+                "guess_game_cluster_writes_dropped_total",
+                "Writes to Redis dropped because the write queue was full.",
+                cluster_counter::DROPPED,
+            ),
+            (
+                "guess_game_cluster_inbox_skipped_total",
+                "Inbox entries from other instances that could not be read.",
+                cluster_counter::SKIPPED,
+            ),
+        ] {
+            out.family(name, help, Kind::Counter);
+            out.sample(name, "", get(&self.cluster[which]));
         }
         let name = "guess_game_ws_resumes_total";
         out.family(name, "Resume attempts, by outcome.", Kind::Counter);

@@ -24,6 +24,7 @@ use super::super::cluster::{
     Claim, Cluster, Envelope, Meta, Refused, Rejoin, SeatMeta, SharedTicket, Write, Wrote,
 };
 use super::super::matchmaker::Windows;
+use super::super::metrics::cluster_counter;
 use super::super::records::{Change, SideResult};
 use super::*;
 
@@ -927,8 +928,17 @@ impl Hub {
                 local.outbox.push(message);
             }
         }
-        if release && let Some(remote) = player.remote.take() {
-            greet_here = remote.awaiting;
+        if release && let Some(remote) = player.remote.as_mut() {
+            match remote.awaiting.take() {
+                // The owner has no seat for the player: greeted here.
+                Some(greeting) => {
+                    greet_here = Some(greeting);
+                    player.remote = None;
+                }
+                // The owner let a running match go (a drain): the keeper finds who took it,
+                // or takes it.
+                None => remote.owner = None,
+            }
         }
         if let Some(code) = close {
             local.outbox.close(CloseOrder {
@@ -1201,7 +1211,7 @@ impl Hub {
             })
             .collect();
         state.rooms.insert(match_id.to_owned(), room);
-        self.metrics.takeovers();
+        self.metrics.cluster(cluster_counter::TAKEN, 1);
         tracing::info!(%match_id, fence = taken.fence, "took over a match whose owner was lost");
         let chat_burst = self.settings.chat_burst;
         let grace = self.settings.resume_grace_ms();
@@ -1295,6 +1305,7 @@ impl Hub {
             return;
         };
         tracing::warn!(%match_id, ?why, "lost a match to another instance");
+        self.metrics.cluster(cluster_counter::FENCED, 1);
         if let Some(at) = room.deadline {
             state.timers.remove(&(at, Timer::Room(match_id.to_owned())));
         }
@@ -1328,6 +1339,64 @@ impl Hub {
                     pending: None,
                 }));
             }
+        }
+    }
+
+    /// A drain: lets every match run here go (its lease deleted, so an instance holding one
+    /// of its players takes it within a keeper period), and takes this instance's tickets out
+    /// of the shared queue. The connections here then close (1001) and resume elsewhere.
+    pub(super) fn hand_over(&self, port: &Port, state: &mut State, now: u64) {
+        let rooms: Vec<String> = state
+            .rooms
+            .iter()
+            .filter(|(_, room)| room.fence > 0 && !room.game.is_ended())
+            .map(|(id, _)| id.clone())
+            .collect();
+        for match_id in rooms {
+            let Some(room) = state.rooms.remove(&match_id) else {
+                continue;
+            };
+            if let Some(at) = room.deadline {
+                state.timers.remove(&(at, Timer::Room(match_id.clone())));
+            }
+            port.write(Write::Release {
+                match_id: match_id.clone(),
+                fence: room.fence,
+            });
+            self.metrics.handed_over();
+            for seat in Seat::BOTH {
+                let Occupant::Human(account) = &room.seats[seat] else {
+                    continue;
+                };
+                let Some(player) = state.players.get_mut(account) else {
+                    continue;
+                };
+                player.room = None;
+                if player.gateway.take().is_some() {
+                    if let Some(relay) = player.link.take() {
+                        relay.outbox.close(RELEASED);
+                    }
+                    if let Some(gone) = state.players.remove(account) {
+                        state.resume_tokens.remove(&gone.resume_token);
+                    }
+                }
+            }
+        }
+        let tickets: Vec<Ticket> = state.tickets.values().cloned().collect();
+        for ticket in tickets {
+            self.untrack_ticket(state, &ticket, now);
+            self.send_to(
+                state,
+                &ticket.account,
+                ServerMessage::QueueExpired {
+                    ticket: ticket.id.clone(),
+                    reason: protocol::ExpiredReason::Draining,
+                },
+            );
+            let cluster = Arc::clone(&port.cluster);
+            port.runtime.spawn(async move {
+                let _ = cluster.withdraw(ticket.mode, &ticket.id).await;
+            });
         }
     }
 
@@ -1479,6 +1548,7 @@ async fn writer(hub: Arc<Hub>, cluster: Arc<Cluster>, mut queued: mpsc::Receiver
                     break;
                 }
                 Err(error) => {
+                    hub.metrics.cluster(cluster_counter::RETRIED, 1);
                     tracing::warn!(%error, writes = batch.len(), "cluster writes failed; retrying");
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(Duration::from_secs(1));
@@ -1503,7 +1573,11 @@ async fn reader(hub: Arc<Hub>, cluster: Arc<Cluster>) {
     inbox.from_start();
     let mut skipped = 0;
     loop {
-        match inbox.next(&mut skipped).await {
+        let before = skipped;
+        let read = inbox.next(&mut skipped).await;
+        hub.metrics
+            .cluster(cluster_counter::SKIPPED, skipped - before);
+        match read {
             Ok(envelopes) => {
                 for envelope in envelopes {
                     hub.dispatch(envelope);
@@ -1593,6 +1667,10 @@ async fn keeper(hub: Arc<Hub>, cluster: Arc<Cluster>) {
                 Ok(Claim::Queued | Claim::Gone) => {}
                 Err(error) => tracing::warn!(%error, "sweeping the shared queue failed"),
             }
+        }
+        if let Some(port) = hub.cluster.get() {
+            let dropped = port.dropped.swap(0, Ordering::Relaxed);
+            hub.metrics.cluster(cluster_counter::DROPPED, dropped);
         }
         match cluster.census(hub.census_counts()).await {
             Ok(total) => hub.set_presence(total),

@@ -98,6 +98,10 @@ impl Hub {
         }
         state.draining = Some(deadline_ms);
         let now = self.now_ms();
+        if let Some(port) = self.cluster.get() {
+            // Shared: the matches move to other instances at once instead of ending.
+            self.hand_over(port, state, now);
+        }
         for ticket in state.matchmaker.drain() {
             self.untrack_ticket(state, &ticket, now);
             self.send_to(
