@@ -357,3 +357,65 @@ async fn a_redis_restart_mid_match_loses_nothing() {
     eventually("the result in Redis", || results_recorded(&redis) == 1).await;
     log_is_whole(&redis, &matched_a["match_id"]);
 }
+
+#[tokio::test]
+async fn a_spectator_on_a_third_instance_watches_a_match_live_with_moves_sealed() {
+    let redis = RedisServer::start();
+    let url = redis.url();
+    let one = instance(&url).await;
+    let two = instance(&url).await;
+    let three = instance(&url).await;
+    let mut a = join_at(&one, &one.address.to_string()).await;
+    let mut b = join_at(&one, &two.address.to_string()).await;
+    let mut watcher = join_at(&one, &three.address.to_string()).await;
+    queue(&mut a, "best_of_3").await;
+    queue(&mut b, "best_of_3").await;
+    let matched_a = matched(&mut a).await;
+    matched(&mut b).await;
+    if matched_a["seat"] == "b" {
+        std::mem::swap(&mut a, &mut b);
+    }
+    let match_id = matched_a["match_id"].clone();
+    let unknown = watcher
+        .request(json!({"type": "spectate", "match_id": "00000000000000000000000000000000"}))
+        .await;
+    assert_eq!(unknown["code"], "match_unknown", "{unknown}");
+    let ack = watcher
+        .request(json!({"type": "spectate", "match_id": match_id}))
+        .await;
+    assert_eq!(ack["type"], "ack", "{ack}");
+    watcher.event("match_started").await;
+    play_round(&mut a, &mut b, 1, "rock", "scissors").await;
+    // The spectator saw both locks before the reveal, and no move in them.
+    let mut seen = Vec::new();
+    loop {
+        let message = watcher.next().await;
+        assert_eq!(message["type"], "event", "{message}");
+        assert_eq!(message["match_id"], match_id);
+        let kind = message["event"]["kind"]["type"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        assert_ne!(
+            kind, "move_sealed",
+            "server-only entries never reach a spectator"
+        );
+        if kind == "round_revealed" {
+            assert_eq!(message["event"]["kind"]["moves"]["a"], "rock");
+            break;
+        }
+        if kind == "locked" {
+            assert!(!message.to_string().contains("rock"), "{message}");
+        }
+        seen.push(kind);
+    }
+    assert_eq!(
+        seen.iter().filter(|k| *k == "locked").count(),
+        2,
+        "{seen:?}"
+    );
+    play_round(&mut a, &mut b, 2, "paper", "rock").await;
+    watcher.event("match_ended").await;
+    let ack = watcher.request(json!({"type": "unspectate"})).await;
+    assert_eq!(ack["code"], "not_spectating", "the match ended: {ack}");
+}

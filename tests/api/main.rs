@@ -3,6 +3,7 @@
 mod accounts;
 mod cli;
 mod cli_realtime;
+mod cluster;
 mod conformance;
 mod errors;
 mod fairness;
@@ -14,6 +15,7 @@ mod play;
 mod protection;
 mod realtime;
 mod redis;
+mod seasons;
 mod shared_accounts;
 mod shutdown;
 mod slow_clients;

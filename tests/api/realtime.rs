@@ -624,3 +624,37 @@ async fn a_drain_tells_players_ends_their_match_as_no_contest_and_closes_1001() 
     assert_eq!(b.closed().await, 1001);
     app.shutdown().await.expect("a clean stop");
 }
+
+#[tokio::test]
+async fn spectators_are_capped_per_match_and_an_unknown_match_is_refused() {
+    let app = app().await;
+    let (mut a, mut b, match_id) = matched_pair(&app, "best_of_1").await;
+    let mut watchers = Vec::new();
+    for _ in 0..64 {
+        let mut watcher = Player::join(&app).await;
+        let ack = watcher
+            .request(json!({"type": "spectate", "match_id": match_id}))
+            .await;
+        assert_eq!(ack["type"], "ack", "{ack}");
+        watchers.push(watcher);
+    }
+    let mut one_too_many = Player::join(&app).await;
+    let full = one_too_many
+        .request(json!({"type": "spectate", "match_id": match_id}))
+        .await;
+    assert_eq!(full["code"], "spectators_full", "{full}");
+    let unknown = one_too_many
+        .request(json!({"type": "spectate", "match_id": "nope"}))
+        .await;
+    assert_eq!(unknown["code"], "match_unknown", "{unknown}");
+    // One leaves: a seat frees up.
+    let ack = watchers[0].request(json!({"type": "unspectate"})).await;
+    assert_eq!(ack["type"], "ack", "{ack}");
+    let ack = one_too_many
+        .request(json!({"type": "spectate", "match_id": match_id}))
+        .await;
+    assert_eq!(ack["type"], "ack", "{ack}");
+    play_round(&mut a, &mut b, 1, "rock", "paper").await;
+    let ended = watchers[1].event("match_ended").await;
+    assert_eq!(ended["match_id"], match_id);
+}

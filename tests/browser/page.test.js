@@ -246,6 +246,13 @@ test("two people play a best-of-3 with chat; one reloads mid-round and resumes; 
   }
   assert.equal(await ann.page.getAttribute("#final", "data-outcome"), "won");
   assert.equal(await bo.page.getAttribute("#final", "data-outcome"), "lost");
+  // The match was rated: both are on this season's rating board, the winner above 1500.
+  await ann.page.click("label[for=board-season]");
+  await ann.page.waitForSelector("#board-rows tr.me[aria-current=true]");
+  await ann.page.waitForSelector("#my-rank:has-text('this season, rated')");
+  assert.equal((await ann.page.textContent("#board-score")).trim(), "Rating");
+  assert.ok(Number(await ann.page.textContent("#board-rows tr.me td.num")) > 1500);
+  assert.match(await ann.page.textContent("#board-caption"), /season of \d{4}-\d{2}-\d{2}T\d{2}:\d{2}Z/);
   assert.deepEqual([...ann.problems, ...bo.problems], []);
   await ann.context.close();
   await bo.context.close();
@@ -351,8 +358,12 @@ test("the record, its charts and the leaderboards render after a few games", asy
   await page.waitForSelector(`#my-rank:has-text(' with ${wins} win')`);
   const place = Number((await page.textContent("#my-rank")).match(/number (\d+)/)[1]);
   if (place <= 10) await page.waitForSelector("#board-rows tr.me[aria-current=true]");
-  await page.check("#board-day");
+  await page.click("label[for=board-day]");
   await page.waitForFunction(() => /Today/.test(document.getElementById("board-caption").textContent));
+  // Play against the computer is not on the season's board of matches against people.
+  await page.click("label[for=board-season]");
+  await page.waitForSelector("#my-rank:has-text('Finish a match against a person')");
+  assert.equal((await page.textContent("#board-score")).trim(), "Rating");
   await shot(page, "11-record-and-board");
   await page.locator("#stats-card").screenshot({ path: path.join(SHOTS, "11b-record-card.png") });
   await page.setViewportSize({ width: 390, height: 844 });

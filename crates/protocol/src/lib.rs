@@ -155,12 +155,36 @@ pub enum ClientMessage {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         id: Option<u64>,
     },
+    /// Watches a running match, read-only: an `ack`, then its public log so far and every
+    /// public event as it happens (moves stay sealed until revealed). One match at a time; a
+    /// second `spectate` replaces the first.
+    Spectate {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<u64>,
+        match_id: String,
+    },
+    /// Stops watching.
+    Unspectate {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<u64>,
+    },
 }
 
 impl ClientMessage {
     /// Every `type` a client may send, for the AsyncAPI document's test.
-    pub const TYPES: [&'static str; 10] = [
-        "hello", "resume", "queue", "cancel", "move", "commit", "reveal", "chat", "leave", "ping",
+    pub const TYPES: [&'static str; 12] = [
+        "hello",
+        "resume",
+        "queue",
+        "cancel",
+        "move",
+        "commit",
+        "reveal",
+        "chat",
+        "leave",
+        "ping",
+        "spectate",
+        "unspectate",
     ];
 
     pub fn id(&self) -> Option<u64> {
@@ -174,7 +198,9 @@ impl ClientMessage {
             | ClientMessage::Reveal { id, .. }
             | ClientMessage::Chat { id, .. }
             | ClientMessage::Leave { id }
-            | ClientMessage::Ping { id } => *id,
+            | ClientMessage::Ping { id }
+            | ClientMessage::Spectate { id, .. }
+            | ClientMessage::Unspectate { id } => *id,
         }
     }
 
@@ -191,6 +217,8 @@ impl ClientMessage {
             ClientMessage::Chat { .. } => "chat",
             ClientMessage::Leave { .. } => "leave",
             ClientMessage::Ping { .. } => "ping",
+            ClientMessage::Spectate { .. } => "spectate",
+            ClientMessage::Unspectate { .. } => "unspectate",
         }
     }
 }
@@ -421,6 +449,12 @@ pub mod codes {
     pub const DRAINING: &str = "draining";
     /// The queue is full.
     pub const QUEUE_FULL: &str = "queue_full";
+    /// `spectate`: no running match has that id.
+    pub const MATCH_UNKNOWN: &str = "match_unknown";
+    /// `spectate`: the match has as many spectators as it takes.
+    pub const SPECTATORS_FULL: &str = "spectators_full";
+    /// `unspectate` while watching nothing.
+    pub const NOT_SPECTATING: &str = "not_spectating";
 }
 
 #[cfg(test)]

@@ -20,6 +20,7 @@ pub mod http;
 pub mod net;
 pub mod protection;
 pub mod realtime;
+pub mod seasons;
 pub mod server;
 pub mod store;
 pub mod telemetry;

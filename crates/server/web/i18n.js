@@ -123,6 +123,12 @@ export const STRINGS = {
     my_rank: "You are number {rank} with {wins} wins.",
     my_rank_one: "You are number {rank} with 1 win.",
     my_rank_none: "Win a round to get on this board.",
+    board_season: "Season",
+    board_rating: "Rating",
+    board_season_caption: "Highest season rating in matches against people, season of {season}",
+    board_season_empty: "No rated match against a person yet this season.",
+    my_season_rank: "You are number {rank} this season, rated {rating}.",
+    my_season_rank_none: "Finish a match against a person to get on this season's board.",
   },
   "zh-CN": {
     title: "石头 · 剪刀 · 布",
@@ -244,6 +250,12 @@ export const STRINGS = {
     my_rank: "你以 {wins} 胜排名第 {rank}。",
     my_rank_one: "你以 1 胜排名第 {rank}。",
     my_rank_none: "赢一局即可上榜。",
+    board_season: "本赛季",
+    board_rating: "积分",
+    board_season_caption: "本赛季与真人对战积分最高的玩家（{season} 开始的赛季）",
+    board_season_empty: "本赛季还没有与真人的计分比赛。",
+    my_season_rank: "你本赛季排名第 {rank}，积分 {rating}。",
+    my_season_rank_none: "与真人完成一场比赛即可登上本赛季榜单。",
   },
 };
 

@@ -1,5 +1,7 @@
-// The leaderboards (GET /leaderboard): most wins against the computer, all time, this week or
-// today, with the player's own place (GET /players/{id}/rank) under the table.
+// The leaderboards: most wins against the computer (GET /leaderboard), all time, this week or
+// today, with the player's own place (GET /players/{id}/rank) under the table; and the current
+// season's rating board of real-time matches against people (GET /leaderboard/rating), where
+// the player's place is their row, if they are among the shown.
 
 import { api, ApiProblem } from "./api.js";
 import { t } from "./i18n.js";
@@ -10,6 +12,11 @@ const PERIOD = { all: "board_all", week: "board_week", day: "board_day" };
 
 /** The board for `window` and the player's place on it (null when not on it). */
 export async function loadBoard(window, accountId) {
+  if (window === "season") {
+    const board = await api("GET", `/leaderboard/rating?season=current&limit=${SHOWN}`);
+    const rank = board.entries.find((entry) => entry.player_id === accountId) ?? null;
+    return { window, board, rank };
+  }
   const [board, rank] = await Promise.all([
     api("GET", `/leaderboard?window=${window}&limit=${SHOWN}`),
     api("GET", `/players/${encodeURIComponent(accountId)}/rank?window=${window}`).catch((error) => {
@@ -24,7 +31,11 @@ export async function loadBoard(window, accountId) {
 export function drawBoard(loaded, accountId) {
   if (!loaded) return;
   const { window, board, rank } = loaded;
-  $("board-caption").textContent = t("board_caption", { period: t(PERIOD[window] ?? "board_all") });
+  const season = window === "season";
+  $("board-caption").textContent = season
+    ? t("board_season_caption", { season: board.season.id })
+    : t("board_caption", { period: t(PERIOD[window] ?? "board_all") });
+  $("board-score").textContent = t(season ? "board_rating" : "board_wins");
   const rows = board.entries.map((entry) => {
     const row = document.createElement("tr");
     const mine = entry.player_id === accountId;
@@ -49,7 +60,7 @@ export function drawBoard(loaded, accountId) {
     }
     const wins = document.createElement("td");
     wins.className = "num";
-    wins.textContent = String(entry.wins);
+    wins.textContent = String(season ? Math.round(entry.rating) : entry.wins);
     row.append(place, name, wins);
     return row;
   });
@@ -58,11 +69,16 @@ export function drawBoard(loaded, accountId) {
     const cell = document.createElement("td");
     cell.colSpan = 3;
     cell.className = "empty";
-    cell.textContent = t("board_empty");
+    cell.textContent = t(season ? "board_season_empty" : "board_empty");
     row.append(cell);
     rows.push(row);
   }
   $("board-rows").replaceChildren(...rows);
+  if (season) {
+    const placed = rank && t("my_season_rank", { rank: rank.rank, rating: Math.round(rank.rating) });
+    $("my-rank").textContent = placed || t("my_season_rank_none");
+    return;
+  }
   const ranked = rank && t(rank.wins === 1 ? "my_rank_one" : "my_rank", { rank: rank.rank, wins: rank.wins });
   $("my-rank").textContent = ranked || t("my_rank_none");
 }

@@ -15,6 +15,10 @@ pub enum Route {
     PlayerGames,
     PlayerRank,
     Leaderboard,
+    /// A season's rating board of real-time play.
+    RatingBoard,
+    /// A season's win-rate board of real-time play.
+    WinRateBoard,
     GuestAccounts,
     Accounts,
     Sessions,
@@ -39,7 +43,7 @@ pub enum Route {
 }
 
 impl Route {
-    pub const ALL: [Route; 27] = [
+    pub const ALL: [Route; 29] = [
         Route::Play,
         Route::Healthz,
         Route::Readyz,
@@ -48,6 +52,8 @@ impl Route {
         Route::PlayerGames,
         Route::PlayerRank,
         Route::Leaderboard,
+        Route::RatingBoard,
+        Route::WinRateBoard,
         Route::GuestAccounts,
         Route::Accounts,
         Route::Sessions,
@@ -80,6 +86,8 @@ impl Route {
             Route::PlayerGames => "/players/{id}/games",
             Route::PlayerRank => "/players/{id}/rank",
             Route::Leaderboard => "/leaderboard",
+            Route::RatingBoard => "/leaderboard/rating",
+            Route::WinRateBoard => "/leaderboard/win-rate",
             Route::GuestAccounts => "/accounts/guest",
             Route::Accounts => "/accounts",
             Route::Sessions => "/sessions",
@@ -241,6 +249,8 @@ mod tests {
             "/players/a/stats/x",
             "/players/a/other",
             "/leaderboard/",
+            "/leaderboard/rating/",
+            "/leaderboard/win_rate",
             "/assets/",
             "/assets/a/b",
             "/index.html",

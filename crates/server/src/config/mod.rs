@@ -273,6 +273,13 @@ pub struct Realtime {
     /// name and the account id, so renaming reshuffles) and its arms as `strategy:weight`.
     pub bot_experiment: String,
     pub bot_arms: String,
+    /// When a season of the rating and win-rate boards starts (and the last one ends): a
+    /// five-field cron expression (minute hour day-of-month month day-of-week) in UTC.
+    pub season_schedule: String,
+    /// Rated matches an account plays in a season before the win-rate board lists it.
+    pub win_rate_min_matches: u64,
+    /// Entries a season board lists, and a finished season keeps, per board.
+    pub season_board_size: usize,
 }
 
 /// How the bound on requests in flight moves.
@@ -374,6 +381,7 @@ impl Default for Settings {
             },
             realtime: {
                 let d = crate::realtime::RealtimeSettings::default();
+                let seasons = crate::seasons::SeasonSettings::default();
                 Realtime {
                     round_timeout: d.round_timeout,
                     queue_ticket_lifetime: d.queue_ticket_lifetime,
@@ -389,6 +397,9 @@ impl Default for Settings {
                     matches_kept: d.matches_kept,
                     bot_experiment: d.bot_experiment,
                     bot_arms: d.bot_arms,
+                    season_schedule: seasons.schedule.expression().to_owned(),
+                    win_rate_min_matches: seasons.win_rate_min_matches,
+                    season_board_size: seasons.board_size,
                 }
             },
         }
@@ -475,6 +486,18 @@ impl Settings {
             matches_kept: r.matches_kept,
             bot_experiment: r.bot_experiment.clone(),
             bot_arms: r.bot_arms.clone(),
+            seasons: self.season_settings(),
+        }
+    }
+
+    /// The season boards these settings describe. `season_schedule` was checked at start-up
+    /// (`validate`); a schedule that no longer parses here leaves the default.
+    pub fn season_settings(&self) -> crate::seasons::SeasonSettings {
+        let r = &self.realtime;
+        crate::seasons::SeasonSettings {
+            schedule: crate::seasons::Schedule::parse(&r.season_schedule).unwrap_or_default(),
+            win_rate_min_matches: r.win_rate_min_matches,
+            board_size: r.season_board_size,
         }
     }
 
@@ -695,6 +718,17 @@ impl Settings {
         if let Err(error) = crate::realtime::Realtime::new(self.realtime_settings()) {
             return invalid("bot_arms", &error.to_string());
         }
+        if let Err(error) =
+            crate::seasons::Schedule::parse_at(&realtime.season_schedule, unix_now_ms())
+        {
+            return invalid("season_schedule", &error.to_string());
+        }
+        if !(1..=1_000_000).contains(&realtime.win_rate_min_matches) {
+            return invalid("win_rate_min_matches", "must be between 1 and 1000000");
+        }
+        if !(1..=10_000).contains(&realtime.season_board_size) {
+            return invalid("season_board_size", "must be between 1 and 10000");
+        }
         if accounts.password_hash_concurrency > 1024 {
             return invalid("password_hash_concurrency", "must be at most 1024");
         }
@@ -814,6 +848,13 @@ impl Settings {
 }
 
 /// An origin as browsers send it in `Origin`: `scheme://host[:port]`, nothing after.
+/// The wall clock, for checking that `season_schedule` has seasons around now.
+fn unix_now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| since.as_millis() as u64)
+}
+
 fn check_origin(origin: &str) -> Result<(), &'static str> {
     let Some((scheme, rest)) = origin.split_once("://") else {
         return Err("is not an origin: expected scheme://host[:port]");
@@ -944,6 +985,39 @@ mod tests {
             let error = settings.validate().unwrap_err().to_string();
             assert!(error.contains("cors_allowed_origins"), "{bad}: {error}");
         }
+    }
+
+    #[test]
+    fn season_settings_are_checked_and_carried() {
+        for (file, setting) in [
+            ("season_schedule = \"monthly\"", "season_schedule"),
+            ("season_schedule = \"0 0 0 1 * *\"", "season_schedule"),
+            ("season_schedule = \"0 0 30 2 *\"", "season_schedule"),
+            ("win_rate_min_matches = 0", "win_rate_min_matches"),
+            ("season_board_size = 0", "season_board_size"),
+            ("season_board_size = 10001", "season_board_size"),
+        ] {
+            Jail::expect_with(|jail| {
+                let error = load_in(jail, Some(file), Flags::default())
+                    .unwrap_err()
+                    .to_string();
+                assert!(error.contains(setting), "{file}: {error}");
+                Ok(())
+            });
+        }
+        assert_eq!(
+            Settings::default().season_settings(),
+            crate::seasons::SeasonSettings::default()
+        );
+        Jail::expect_with(|jail| {
+            jail.set_env("GUESS_GAME_SEASON_SCHEDULE", "0 6 * * MON");
+            jail.set_env("GUESS_GAME_WIN_RATE_MIN_MATCHES", "5");
+            let settings = load_in(jail, Some("season_board_size = 50"), Flags::default()).unwrap();
+            let seasons = settings.season_settings();
+            assert_eq!(seasons.schedule.expression(), "0 6 * * MON");
+            assert_eq!((seasons.win_rate_min_matches, seasons.board_size), (5, 50));
+            Ok(())
+        });
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! What is left to do for a request whose answer waits on the store (stats, history,
-//! leaderboards, ranks, and plays under an `Idempotency-Key`).
+//! leaderboards, ranks, and plays under an `Idempotency-Key`) or on the accounts (the display
+//! names of a season board).
 //!
 //! [`super::App::handle_admitted`] validates such a request without waiting and hands back a
 //! [`Deferred`] that owns what it needs; the engine awaits [`super::App::finish`] for it, so the
@@ -71,6 +72,12 @@ pub(super) enum Job {
     Leaderboard {
         window: Window,
         limit: usize,
+        format: wire::Format,
+    },
+    /// A season board, read from real-time play; waits for the display names.
+    SeasonBoard {
+        kind: crate::seasons::BoardKind,
+        board: crate::seasons::Board,
         format: wire::Format,
     },
     IdempotentPlay(IdempotentPlay),

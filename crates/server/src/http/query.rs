@@ -1,6 +1,7 @@
 //! Query-string parameters of the read routes.
 
 use super::error::HttpError;
+use crate::seasons::Which;
 use crate::store::model::Window;
 
 /// A query string's parameters, read without allocating. Unknown parameters are ignored.
@@ -40,6 +41,18 @@ impl<'a> Query<'a> {
             }),
         }
     }
+
+    /// `season`: current (the default) or previous.
+    pub(super) fn season(&self) -> Result<Which, HttpError<'static>> {
+        match self.get("season") {
+            None | Some("current") => Ok(Which::Current),
+            Some("previous") => Ok(Which::Previous),
+            Some(_) => Err(HttpError::InvalidParameter {
+                name: "season",
+                reason: "must be current or previous",
+            }),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -65,6 +78,17 @@ mod tests {
         assert_eq!(Query("window=week").window().unwrap(), Window::Week);
         for bad in ["window=", "window=year", "window=DAY"] {
             assert!(Query(bad).window().is_err(), "{bad}");
+        }
+        assert_eq!(Query("limit=3").season().unwrap(), Which::Current);
+        assert_eq!(Query("season=current").season().unwrap(), Which::Current);
+        assert_eq!(Query("season=previous").season().unwrap(), Which::Previous);
+        for bad in [
+            "season=",
+            "season=last",
+            "season=PREVIOUS",
+            "season=2026-12",
+        ] {
+            assert!(Query(bad).season().is_err(), "{bad}");
         }
     }
 }

@@ -17,6 +17,7 @@ use super::{
 use crate::accounts::{AccountError, Bearer, TokenRefused};
 use crate::api::Route;
 use crate::protection::concurrency::Permit;
+use crate::seasons::BoardKind;
 use crate::telemetry::completed::Completed;
 use crate::telemetry::metrics::{self, method_index};
 use crate::telemetry::trace::{RequestId, TraceContext};
@@ -289,6 +290,18 @@ impl App {
                 limit: query.limit(10)?,
                 format,
             },
+            Route::RatingBoard | Route::WinRateBoard => {
+                let kind = match route {
+                    Route::RatingBoard => BoardKind::Rating,
+                    _ => BoardKind::WinRate,
+                };
+                let (which, limit) = (query.season()?, query.limit(10)?);
+                Job::SeasonBoard {
+                    kind,
+                    board: self.realtime.season_board(kind, which, limit),
+                    format,
+                }
+            }
         };
         Ok(Handled::Deferred(Deferred::new(job, stamp)))
     }
@@ -411,6 +424,11 @@ impl App {
                 limit,
                 format,
             } => leaderboard::board(store, &self.accounts, window, limit, format, body).await,
+            Job::SeasonBoard {
+                kind,
+                board,
+                format,
+            } => leaderboard::season_board(&self.accounts, kind, board, format, body).await,
             Job::IdempotentPlay(job) => {
                 play::idempotent_play(store, &self.fairness, job, body).await
             }

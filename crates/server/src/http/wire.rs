@@ -242,6 +242,31 @@ pub struct LeaderboardEntry {
     pub wins: u64,
 }
 
+/// Body of `GET /leaderboard/rating` and `GET /leaderboard/win-rate`: one season's board of
+/// real-time play.
+#[derive(Debug, Serialize)]
+pub struct SeasonBoardDocument {
+    /// `rating` or `win-rate`.
+    pub board: &'static str,
+    pub season: crate::seasons::SeasonView,
+    pub min_matches: u64,
+    pub entries: Vec<SeasonBoardEntry>,
+}
+
+/// A place on a season board, with the account's display name.
+#[derive(Debug, Serialize)]
+pub struct SeasonBoardEntry {
+    pub rank: u64,
+    pub player_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub display_name: Option<String>,
+    pub rating: f64,
+    pub deviation: f64,
+    pub wins: u64,
+    pub losses: u64,
+    pub win_rate: f64,
+}
+
 /// Serializes a round into `out` (cleared first).
 ///
 /// JSON is written by hand: every field is a `'static` name from the game's tables, none of

@@ -37,6 +37,8 @@ pub struct Census {
     pub queue_depth: [usize; 3],
     pub matches_running: usize,
     pub transcripts_kept: usize,
+    /// Spectators of the matches this instance runs.
+    pub spectators: usize,
 }
 
 #[derive(Default)]
@@ -67,6 +69,8 @@ pub struct Metrics {
     /// writes to Redis retried after a failure, writes dropped at a full queue, malformed
     /// inbox entries skipped.
     pub(super) cluster: [AtomicU64; 6],
+    /// `spectate` refused: [match unknown, spectators full].
+    spectate_refused: [AtomicU64; 2],
 }
 
 /// Indices into [`Metrics::cluster`].
@@ -185,6 +189,13 @@ impl Metrics {
         }
     }
 
+    /// 0: the match is unknown; 1: it has as many spectators as it takes.
+    pub fn spectate_refused(&self, why: usize) {
+        if let Some(counter) = self.spectate_refused.get(why) {
+            bump(counter);
+        }
+    }
+
     pub fn handed_over(&self) {
         self.cluster(cluster_counter::HANDED_OVER, 1);
     }
@@ -271,6 +282,21 @@ impl Metrics {
         let name = "guess_game_matches_running";
         out.family(name, "Matches in progress on this instance.", Kind::Gauge);
         out.sample(name, "", census.matches_running as f64);
+        let name = "guess_game_spectators";
+        out.family(
+            name,
+            "Spectators of the matches this instance runs.",
+            Kind::Gauge,
+        );
+        out.sample(name, "", census.spectators as f64);
+        let name = "guess_game_spectate_refused_total";
+        out.family(name, "Spectate requests refused, by reason.", Kind::Counter);
+        for (label, counter) in ["match_unknown", "spectators_full"]
+            .iter()
+            .zip(&self.spectate_refused)
+        {
+            out.sample(name, &format!("reason=\"{label}\""), get(counter));
+        }
         let name = "guess_game_queue_depth";
         out.family(name, "Tickets waiting for a match, by mode.", Kind::Gauge);
         for (mode, depth) in ["best_of_1", "best_of_3", "best_of_5"]

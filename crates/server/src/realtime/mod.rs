@@ -14,6 +14,7 @@
 //! accounts it names players by.
 
 mod chat;
+pub mod cluster;
 mod connection;
 mod experiment;
 pub mod frames;
@@ -54,6 +55,8 @@ pub struct RealtimeSettings {
     pub matches_kept: usize,
     pub bot_experiment: String,
     pub bot_arms: String,
+    /// The season boards' schedule, win-rate minimum and size (`crate::seasons`).
+    pub seasons: crate::seasons::SeasonSettings,
 }
 
 impl Default for RealtimeSettings {
@@ -74,6 +77,7 @@ impl Default for RealtimeSettings {
             matches_kept: 10_000,
             bot_experiment: "bot-strategy".to_owned(),
             bot_arms: "random:50,adaptive:50".to_owned(),
+            seasons: crate::seasons::SeasonSettings::default(),
         }
     }
 }
@@ -157,6 +161,24 @@ impl Realtime {
         })
     }
 
+    /// Shares real-time play with every instance on the same Redis: matchmaking, matches
+    /// (each run by one instance under a lease, its log in Redis), results. Starts the
+    /// cluster's tasks on the current runtime.
+    pub fn join_cluster(&self, cluster: Arc<cluster::Cluster>) {
+        self.hub.join_cluster(cluster);
+    }
+
+    /// This instance's id in the cluster, if it is in one.
+    pub fn instance(&self) -> Option<String> {
+        self.hub.instance()
+    }
+
+    /// Players online, queued and in a match, and matches running (over every instance
+    /// when clustered).
+    pub fn presence(&self) -> [u64; 4] {
+        self.hub.presence()
+    }
+
     /// Fires round deadlines, grace windows and matchmaking sweeps; runs until dropped.
     pub async fn drive_timers(self: Arc<Self>) {
         let hub = Arc::clone(&self.hub);
@@ -223,6 +245,17 @@ impl Realtime {
 
     pub fn record(&self, account: &AccountId) -> Record {
         self.hub.record(account)
+    }
+
+    /// The first `limit` entries of a season board, as of now (`GET /leaderboard/rating`,
+    /// `GET /leaderboard/win-rate`).
+    pub fn season_board(
+        &self,
+        kind: crate::seasons::BoardKind,
+        which: crate::seasons::Which,
+        limit: usize,
+    ) -> crate::seasons::Board {
+        self.hub.season_board(kind, which, limit)
     }
 
     /// Begins a drain: no more matchmaking; matches still running at `deadline` end as no

@@ -89,6 +89,15 @@ impl Outbox {
         self.notify.notify_one();
     }
 
+    /// Whether a close was ordered (nothing more is queued).
+    pub fn is_closed(&self) -> bool {
+        self.queue
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .close
+            .is_some()
+    }
+
     /// Messages queued now.
     pub fn len(&self) -> usize {
         self.queue

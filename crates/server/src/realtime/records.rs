@@ -1,5 +1,5 @@
-//! What real-time play leaves behind: each account's rating and match record, and the
-//! transcripts of finished matches, both bounded.
+//! What real-time play leaves behind: each account's rating and match record, the season
+//! boards (`crate::seasons`), and the transcripts of finished matches, all bounded.
 //!
 //! Kept in this instance's memory (as the in-memory store keeps `/play` results); the next
 //! step moves them to Redis with the matches themselves.
@@ -12,6 +12,7 @@ use game::rating::{self, Rating, Score};
 use serde::Serialize;
 
 use crate::accounts::AccountId;
+use crate::seasons::boards::{Board, BoardKind, SeasonBoards, SeasonSettings, Which};
 
 /// Matches listed per account, newest first.
 pub const HISTORY_KEPT: usize = 50;
@@ -76,15 +77,23 @@ pub struct Records {
     finished: HashMap<String, Arc<Finished>>,
     order: VecDeque<String>,
     kept: usize,
+    seasons: SeasonBoards,
 }
 
 impl Records {
+    /// Records keeping `kept` transcripts, with the default seasons.
+    #[cfg(test)]
     pub fn new(kept: usize) -> Self {
+        Records::with_seasons(kept, SeasonSettings::default())
+    }
+
+    pub fn with_seasons(kept: usize, seasons: SeasonSettings) -> Self {
         Records {
             accounts: HashMap::new(),
             finished: HashMap::new(),
             order: VecDeque::new(),
             kept: kept.max(1),
+            seasons: SeasonBoards::new(seasons),
         }
     }
 
@@ -102,9 +111,40 @@ impl Records {
         self.finished.get(match_id).cloned()
     }
 
+    /// Records a match between two people that ended at `now_ms`: both records and ratings
+    /// (Glicko-2, one game as a rating period) change together, once, and a rated match counts
+    /// on the boards of the season `now_ms` falls in.
+    pub fn record_human_match_at(
+        &mut self,
+        match_id: &str,
+        a: &AccountId,
+        b: &AccountId,
+        result_a: SideResult,
+        now_ms: u64,
+    ) -> (Change, Change) {
+        match result_a {
+            SideResult::Won => self.seasons.record(a, b, now_ms),
+            SideResult::Lost => self.seasons.record(b, a, now_ms),
+            SideResult::NoContest => {}
+        }
+        self.record_human_match(match_id, a, b, result_a)
+    }
+
+    /// The first `limit` entries of a season board as of `now_ms` (rolling the season over
+    /// first if it has ended).
+    pub fn season_board(
+        &mut self,
+        kind: BoardKind,
+        which: Which,
+        limit: usize,
+        now_ms: u64,
+    ) -> Board {
+        self.seasons.board(kind, which, limit, now_ms)
+    }
+
     /// Records a match between two people: both records and ratings (Glicko-2, one game as a
-    /// rating period) change together, once.
-    pub fn record_human_match(
+    /// rating period) change together, once. The season boards are not told.
+    fn record_human_match(
         &mut self,
         match_id: &str,
         a: &AccountId,
@@ -222,6 +262,28 @@ mod tests {
         let record = records.record(&id("a")).unwrap();
         assert_eq!((record.no_contest, record.bot_wins, record.wins), (1, 1, 0));
         assert_eq!(record.matches, ["m2", "m1"]);
+    }
+
+    #[test]
+    fn rated_matches_between_people_count_on_the_season_boards() {
+        let mut records = Records::with_seasons(
+            10,
+            SeasonSettings {
+                win_rate_min_matches: 1,
+                ..SeasonSettings::default()
+            },
+        );
+        // 2026-12-01T00:00Z.
+        let now = 1_796_083_200_000;
+        records.record_human_match_at("m1", &id("a"), &id("b"), SideResult::Lost, now);
+        records.record_human_match_at("m2", &id("c"), &id("d"), SideResult::NoContest, now);
+        records.record_bot_match("m3", &id("e"), SideResult::Won);
+        let board = records.season_board(BoardKind::WinRate, Which::Current, 10, now);
+        let listed: Vec<&str> = board.entries.iter().map(|e| e.account.as_str()).collect();
+        assert_eq!(listed, ["b", "a"]);
+        assert_eq!(board.season.id.to_string(), "2026-12-01T00:00Z");
+        // The lifetime record moved as well.
+        assert_eq!(records.record(&id("b")).unwrap().wins, 1);
     }
 
     #[test]

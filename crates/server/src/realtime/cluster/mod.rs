@@ -74,6 +74,20 @@ pub enum Envelope {
         link: u64,
         how: Rejoin,
     },
+    /// Gateway to owner: a connection at `from` watches the match.
+    Spectate {
+        from: String,
+        account: String,
+        link: u64,
+        request: Option<u64>,
+        match_id: String,
+    },
+    /// Gateway to owner: that connection stopped watching (or closed).
+    Unspectate {
+        from: String,
+        link: u64,
+        match_id: String,
+    },
     /// Owner to gateway: messages for one connection. `release` ends the relay (the match
     /// is over for the player, or the owner let it go); `close` closes the connection.
     Deliver {
@@ -83,6 +97,9 @@ pub enum Envelope {
         messages: Vec<ServerMessage>,
         release: bool,
         close: Option<u16>,
+        /// For a spectator of a match run at `from`, not a player.
+        #[serde(default)]
+        spectator: bool,
     },
 }
 

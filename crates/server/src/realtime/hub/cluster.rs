@@ -42,8 +42,8 @@ const RELAY_IDS: u64 = 1 << 62;
 /// On the owner: where a relayed player's connection is.
 #[derive(Clone, Debug)]
 pub(super) struct Gateway {
-    instance: String,
-    link: u64,
+    pub(super) instance: String,
+    pub(super) link: u64,
 }
 
 /// On the gateway: the match a player sits in elsewhere.
@@ -74,9 +74,9 @@ enum Greeting {
 /// What connects the hub to the cluster: the ordered write queue and the runtime its tasks
 /// run on.
 pub struct Port {
-    cluster: Arc<Cluster>,
+    pub(super) cluster: Arc<Cluster>,
     writes: mpsc::Sender<Write>,
-    runtime: tokio::runtime::Handle,
+    pub(super) runtime: tokio::runtime::Handle,
     next_relay: AtomicU64,
     dropped: AtomicU64,
 }
@@ -518,7 +518,7 @@ impl Hub {
     }
 
     /// The hub's own handle, for the tasks it starts (set by `join_cluster`).
-    fn arc(&self) -> Option<Arc<Hub>> {
+    pub(super) fn arc(&self) -> Option<Arc<Hub>> {
         self.me.get().and_then(std::sync::Weak::upgrade)
     }
 
@@ -584,7 +584,7 @@ impl Hub {
                 self.untrack_ticket(state, &theirs, now);
             }
         } else {
-            let relay = self.relay(port, &partner.gateway, partner.link, &account);
+            let relay = self.relay(port, &partner.gateway, partner.link, &account, false);
             let chat_burst = self.settings.chat_burst;
             let player = state.players.entry(account).or_insert_with(|| Player {
                 name: partner.name.clone(),
@@ -633,7 +633,14 @@ impl Hub {
     }
 
     /// A relay link to a connection on `instance`: an outbox a task empties into its inbox.
-    fn relay(&self, port: &Port, instance: &str, link: u64, account: &AccountId) -> Link {
+    pub(super) fn relay(
+        &self,
+        port: &Port,
+        instance: &str,
+        link: u64,
+        account: &AccountId,
+        spectator: bool,
+    ) -> Link {
         let outbox = Arc::new(Outbox::new(self.settings.outbox_capacity));
         let id = port.next_relay.fetch_add(1, Ordering::Relaxed);
         let writes = port.writes.clone();
@@ -664,6 +671,7 @@ impl Hub {
                     messages: taken.messages.into(),
                     release,
                     close,
+                    spectator,
                 };
                 if writes
                     .send(Write::Send {
@@ -772,11 +780,12 @@ impl Hub {
                             messages: Vec::new(),
                             release: true,
                             close: None,
+                            spectator: false,
                         },
                     );
                     return;
                 }
-                let relay = self.relay(port, &from, link, &account);
+                let relay = self.relay(port, &from, link, &account, false);
                 let caller = Caller {
                     account,
                     name,
@@ -799,6 +808,26 @@ impl Hub {
                     });
                 }
             }
+            Envelope::Spectate {
+                from,
+                account,
+                link,
+                request,
+                match_id,
+            } => self.remote_spectate(port, &from, &account, link, request, &match_id),
+            Envelope::Unspectate {
+                from,
+                link,
+                match_id,
+            } => self.remote_unspectate(&from, link, &match_id),
+            Envelope::Deliver {
+                from,
+                link,
+                messages,
+                release,
+                spectator: true,
+                ..
+            } => self.delivered_to_spectator(&from, link, messages, release),
             Envelope::Deliver {
                 from,
                 account,
@@ -806,6 +835,7 @@ impl Hub {
                 messages,
                 release,
                 close,
+                spectator: false,
             } => self.delivered(port, &from, &account, link, messages, release, close, now),
         }
     }
@@ -884,8 +914,10 @@ impl Hub {
                     remote.match_id = match_id.clone();
                     remote.owner = Some(from.to_owned());
                 }
-                ServerMessage::Event { event, .. } => {
-                    if let Some(remote) = player.remote.as_mut() {
+                ServerMessage::Event { event, match_id } => {
+                    if let Some(remote) = player.remote.as_mut()
+                        && remote.match_id == *match_id
+                    {
                         remote.last_seq = Some(event.seq);
                     }
                 }
@@ -1202,6 +1234,7 @@ impl Hub {
             fence: taken.fence,
             persisted: 1 + taken.events.len() as u64,
             meta: Some(Box::new(meta.clone())),
+            spectators: Vec::new(),
         };
         let humans: Vec<(Seat, AccountId)> = Seat::BOTH
             .into_iter()

@@ -20,6 +20,7 @@ use tokio::sync::Notify;
 mod cluster;
 mod queue;
 mod rooms;
+mod spectators;
 mod timers;
 
 pub use cluster::Port;
@@ -116,6 +117,8 @@ struct Room {
     fence: u64,
     persisted: u64,
     meta: Option<Box<super::cluster::Meta>>,
+    /// Read-only watchers: connections here, or relays to other instances'.
+    spectators: Vec<spectators::Spectator>,
 }
 
 /// Drops a seat may have in one match before it forfeits it.
@@ -134,6 +137,8 @@ struct State {
     /// Relayed players whose match ended: released at the next lock, after the answer to
     /// the command that ended it was queued behind the result.
     releasing: Vec<(AccountId, u64)>,
+    /// What each connection here watches (`spectate`), by its link id.
+    spectating: HashMap<u64, spectators::Watching>,
 }
 
 pub struct Hub {
@@ -187,11 +192,12 @@ impl Hub {
                 matchmaker: Box::new(matchmaker),
                 tickets: HashMap::new(),
                 rooms: HashMap::new(),
-                records: Records::new(kept),
+                records: Records::with_seasons(kept, settings.seasons.clone()),
                 timers: BTreeSet::new(),
                 queue_timer: None,
                 draining: None,
                 releasing: Vec::new(),
+                spectating: HashMap::new(),
             }),
             timer_set: Notify::new(),
             settings,
@@ -359,6 +365,22 @@ impl Hub {
                 self.seat_command(state, caller, id, now, |seat| Command::Leave { seat })
             }
             ClientMessage::Chat { id, text } => self.chat(state, caller, id, &text, now),
+            ClientMessage::Spectate { id, match_id } => {
+                self.spectate(state, caller, id, &match_id);
+                After::Continue
+            }
+            ClientMessage::Unspectate { id } => {
+                if self.unspectate(state, caller.link.id) {
+                    caller.link.outbox.push(ServerMessage::Ack { id });
+                } else {
+                    caller.link.outbox.push(error(
+                        id,
+                        codes::NOT_SPECTATING,
+                        "not watching a match",
+                    ));
+                }
+                After::Continue
+            }
         }
     }
 
@@ -591,6 +613,7 @@ impl Hub {
         let now = self.now_ms();
         let mut state = self.lock();
         let state = &mut *state;
+        self.unspectate(state, link);
         let Some(player) = state.players.get_mut(account) else {
             return;
         };

@@ -134,6 +134,7 @@ impl Hub {
             fence: u64::from(shared.is_some()),
             persisted: u64::from(shared.is_some()),
             meta: shared,
+            spectators: Vec::new(),
         };
         state.rooms.insert(match_id.clone(), room);
         self.metrics.match_started(mode, human_seats.len() == 2);
@@ -217,6 +218,13 @@ impl Hub {
                             });
                         }
                     }
+                    // A spectator that stopped reading is dropped, not waited for.
+                    room.spectators.retain(|spectator| {
+                        spectator.link.outbox.push(ServerMessage::Event {
+                            match_id: room_id.to_owned(),
+                            event: event.clone(),
+                        })
+                    });
                 }
                 room.log.push(event);
             }
@@ -279,12 +287,13 @@ impl Hub {
 
     /// Records a finished match once, tells its players, and keeps its transcript.
     pub(super) fn finish(&self, state: &mut State, room_id: &str) {
-        let Some(room) = state.rooms.remove(room_id) else {
+        let Some(mut room) = state.rooms.remove(room_id) else {
             return;
         };
         if let Some(at) = room.deadline {
             state.timers.remove(&(at, Timer::Room(room_id.to_owned())));
         }
+        self.spectators_done(state, &mut room.spectators);
         let outcome = room.log.iter().rev().find_map(|event| match &event.kind {
             EventKind::MatchEnded {
                 outcome, reason, ..
@@ -302,10 +311,13 @@ impl Hub {
         let mut changes: PerSeat<Option<Change>> = PerSeat::default();
         match (&room.seats.a, &room.seats.b) {
             (Occupant::Human(a), Occupant::Human(b)) => {
-                let (change_a, change_b) =
-                    state
-                        .records
-                        .record_human_match(room_id, a, b, result_of(Seat::A));
+                let (change_a, change_b) = state.records.record_human_match_at(
+                    room_id,
+                    a,
+                    b,
+                    result_of(Seat::A),
+                    self.now_ms(),
+                );
                 changes = PerSeat::new(Some(change_a), Some(change_b));
                 // Shared: the ratings the match started from (read from Redis when queued)
                 // are the ones it moves, and the result is recorded there once.

@@ -168,6 +168,17 @@ impl Hub {
         state.records.record(account).cloned().unwrap_or_default()
     }
 
+    /// A season board as of now; a season that has ended is rolled over first.
+    pub fn season_board(
+        &self,
+        kind: crate::seasons::BoardKind,
+        which: crate::seasons::Which,
+        limit: usize,
+    ) -> crate::seasons::Board {
+        let now = self.now_ms();
+        self.lock().records.season_board(kind, which, limit, now)
+    }
+
     /// Figures for the metrics: connected players, queued tickets per mode, running matches.
     pub fn census(&self) -> Census {
         let state = self.lock();
@@ -175,6 +186,7 @@ impl Hub {
             queue_depth: state.matchmaker.depth(),
             matches_running: state.rooms.len(),
             transcripts_kept: state.records.transcripts_kept(),
+            spectators: state.rooms.values().map(|room| room.spectators.len()).sum(),
             ..Census::default()
         };
         for player in state.players.values() {
