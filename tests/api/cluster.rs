@@ -419,3 +419,137 @@ async fn a_spectator_on_a_third_instance_watches_a_match_live_with_moves_sealed(
     let ack = watcher.request(json!({"type": "unspectate"})).await;
     assert_eq!(ack["code"], "not_spectating", "the match ended: {ack}");
 }
+
+async fn get_json(app: &TestApp, path: &str) -> Value {
+    let answer = app
+        .url
+        .send(
+            http::Method::GET,
+            path,
+            &[],
+            "".into(),
+            Duration::from_secs(5),
+        )
+        .await
+        .unwrap();
+    assert_eq!(answer.status, http::StatusCode::OK, "{path}");
+    serde_json::from_slice(&answer.body).unwrap()
+}
+
+#[tokio::test]
+async fn presence_is_counted_over_instances_and_read_per_account_anywhere() {
+    let redis = RedisServer::start();
+    let url = redis.url();
+    let one = instance(&url).await;
+    let two = instance(&url).await;
+    let mut a = join_at(&one, &one.address.to_string()).await;
+    let _b = join_at(&one, &two.address.to_string()).await;
+    queue(&mut a, "best_of_5").await;
+    // Counted over both instances from their censuses (published every second).
+    let mut counts = Value::Null;
+    for _ in 0..60 {
+        counts = get_json(&two, "/presence").await;
+        if counts["online"] == 2 && counts["in_queue"] == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        (counts["online"].as_u64(), counts["in_queue"].as_u64()),
+        (Some(2), Some(1)),
+        "{counts}"
+    );
+    // A's own instance answers at once; the other reads what A's instance published.
+    let here = get_json(&one, &format!("/presence/{}", a.account)).await;
+    assert_eq!(here["status"], "in_queue", "{here}");
+    let mut there = Value::Null;
+    for _ in 0..60 {
+        there = get_json(&two, &format!("/presence/{}", a.account)).await;
+        if there["status"] == "in_queue" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(there["status"], "in_queue", "{there}");
+    let nobody = get_json(&two, "/presence/nobody").await;
+    assert_eq!(nobody["status"], "offline");
+}
+
+/// Calls per command since the server started (`INFO commandstats`).
+fn command_calls(redis: &RedisServer) -> std::collections::BTreeMap<String, u64> {
+    redis
+        .cli(&["INFO", "commandstats"])
+        .lines()
+        .filter_map(|line| {
+            let rest = line.strip_prefix("cmdstat_")?;
+            let (name, stats) = rest.split_once(':')?;
+            let calls = stats.split(',').find_map(|s| s.strip_prefix("calls="))?;
+            Some((name.to_owned(), calls.trim().parse().ok()?))
+        })
+        .collect()
+}
+
+/// Redis commands one best-of-3 match between instances costs, by command, printed for
+/// docs/BENCHMARKS.md and held to a bound. The instances' background work (lease renewal,
+/// census, blocked inbox reads) over the same time is measured first and taken out.
+#[tokio::test]
+async fn a_best_of_three_across_instances_costs_a_small_constant_of_redis_commands() {
+    let redis = RedisServer::start();
+    let url = redis.url();
+    let one = instance(&url).await;
+    let two = instance(&url).await;
+    let mut a = join_at(&one, &one.address.to_string()).await;
+    let mut b = join_at(&one, &two.address.to_string()).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let idle_start = command_calls(&redis);
+    let idle_from = std::time::Instant::now();
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let idle_end = command_calls(&redis);
+    let idle = idle_from.elapsed().as_secs_f64();
+    let start = command_calls(&redis);
+    let from = std::time::Instant::now();
+    queue(&mut a, "best_of_3").await;
+    queue(&mut b, "best_of_3").await;
+    let matched_a = matched(&mut a).await;
+    matched(&mut b).await;
+    if matched_a["seat"] == "b" {
+        std::mem::swap(&mut a, &mut b);
+    }
+    play_round(&mut a, &mut b, 1, "rock", "scissors").await;
+    play_round(&mut a, &mut b, 2, "paper", "rock").await;
+    a.until(|m| m["type"] == "match_result").await;
+    b.until(|m| m["type"] == "match_result").await;
+    eventually("the result in Redis", || results_recorded(&redis) >= 1).await;
+    let end = command_calls(&redis);
+    let took = from.elapsed().as_secs_f64();
+    let mut total = 0.0;
+    let mut lines = Vec::new();
+    for (name, calls) in &end {
+        if name.starts_with("info") {
+            continue;
+        }
+        let during = calls - start.get(name).copied().unwrap_or(0);
+        let background = (idle_end.get(name).copied().unwrap_or(0)
+            - idle_start.get(name).copied().unwrap_or(0)) as f64
+            * took
+            / idle;
+        let net = (during as f64 - background).max(0.0);
+        if during > 0 {
+            lines.push(format!("{name}: {during} ({net:.1} net of background)"));
+        }
+        total += net;
+    }
+    // Commands run inside scripts are counted by Redis too (RPUSH, LLEN, ... under EVALSHA):
+    // the scripts and stream entries are what the instances send.
+    let sent =
+        |name: &str| end.get(name).copied().unwrap_or(0) - start.get(name).copied().unwrap_or(0);
+    println!(
+        "one best-of-3 across two instances, {took:.2} s: {total:.0} commands net, scripts \
+         included; {} scripts, {} stream entries\n{}",
+        sent("evalsha"),
+        sent("xadd"),
+        lines.join("\n")
+    );
+    assert!(sent("evalsha") + sent("xadd") <= 25, "{lines:?}");
+    assert!(total < 120.0, "{total} commands: {lines:?}");
+}

@@ -33,6 +33,10 @@ pub enum Route {
     RealtimeTickets,
     Match,
     MyMatches,
+    /// Players online, queued and in a match, over every instance.
+    Presence,
+    /// One account's presence.
+    AccountPresence,
     AsyncApi,
     MyFairness,
     MyFairnessRotation,
@@ -43,7 +47,7 @@ pub enum Route {
 }
 
 impl Route {
-    pub const ALL: [Route; 29] = [
+    pub const ALL: [Route; 31] = [
         Route::Play,
         Route::Healthz,
         Route::Readyz,
@@ -68,6 +72,8 @@ impl Route {
         Route::RealtimeTickets,
         Route::Match,
         Route::MyMatches,
+        Route::Presence,
+        Route::AccountPresence,
         Route::AsyncApi,
         Route::MyFairness,
         Route::MyFairnessRotation,
@@ -102,6 +108,8 @@ impl Route {
             Route::RealtimeTickets => "/realtime/tickets",
             Route::Match => "/matches/{id}",
             Route::MyMatches => "/me/matches",
+            Route::Presence => "/presence",
+            Route::AccountPresence => "/presence/{id}",
             Route::AsyncApi => "/asyncapi.json",
             Route::MyFairness => "/me/fairness",
             Route::MyFairnessRotation => "/me/fairness/rotation",
@@ -187,6 +195,9 @@ impl Route {
                 if let Some(id) = path.strip_prefix("/matches/") {
                     return (!id.is_empty() && !id.contains('/')).then_some(Route::Match);
                 }
+                if let Some(id) = path.strip_prefix("/presence/") {
+                    return (!id.is_empty() && !id.contains('/')).then_some(Route::AccountPresence);
+                }
                 let name = path.strip_prefix("/assets/")?;
                 (!name.is_empty() && !name.contains('/')).then_some(Route::WebAsset)
             })
@@ -208,6 +219,11 @@ impl Route {
     /// The `{id}` of `/matches/{id}`.
     pub fn match_id(path: &str) -> &str {
         path.strip_prefix("/matches/").unwrap_or("")
+    }
+
+    /// The `{id}` of `/presence/{id}`.
+    pub fn presence_id(path: &str) -> &str {
+        path.strip_prefix("/presence/").unwrap_or("")
     }
 
     /// The `{name}` of `/assets/{name}`.

@@ -80,6 +80,11 @@ pub(super) enum Job {
         board: crate::seasons::Board,
         format: wire::Format,
     },
+    /// An account's presence, which another instance published in Redis.
+    Presence {
+        account: crate::accounts::AccountId,
+        format: wire::Format,
+    },
     IdempotentPlay(IdempotentPlay),
     Accounts(AccountJob),
     /// A request whose access token this instance must look up in Redis first; then it is

@@ -9,7 +9,7 @@ use super::accounts::bearer_token;
 use super::problem::{ApiError, HttpError};
 use super::reply::{Reply, Stamp};
 use super::{OwnedRequest, Request, wire};
-use crate::accounts::{AccountError, Bearer, TokenRefused};
+use crate::accounts::{AccountError, AccountId, Bearer, TokenRefused};
 use crate::api::Route;
 use crate::realtime::{self, Session, WebSocketHeaders};
 use crate::telemetry::completed::Completed;
@@ -218,6 +218,72 @@ impl App {
         let format = wire::response_format(request.headers.accept, wire::Format::Json);
         wire::encode(format, &record, body);
         Ok(Reply::new(StatusCode::OK, format.content_type()))
+    }
+}
+
+/// Who is playing, for `GET /presence` and `GET /presence/{id}`.
+#[derive(serde::Serialize)]
+struct PresenceCounts {
+    online: u64,
+    in_queue: u64,
+    in_match: u64,
+    matches_running: u64,
+}
+
+#[derive(serde::Serialize)]
+struct AccountPresence<'a> {
+    account: &'a str,
+    status: &'static str,
+}
+
+/// One account's presence as an answer.
+pub(super) fn presence_reply(
+    account: &AccountId,
+    status: crate::realtime::Presence,
+    format: wire::Format,
+    body: &mut Vec<u8>,
+) -> Reply {
+    let document = AccountPresence {
+        account: account.as_str(),
+        status: status.name(),
+    };
+    wire::encode(format, &document, body);
+    Reply::new(StatusCode::OK, format.content_type())
+}
+
+impl App {
+    /// `GET /presence`: players online, queued and in a match, over every instance (as of
+    /// the latest census, at most a second old).
+    pub(super) fn presence(&self, request: &Request<'_>, body: &mut Vec<u8>) -> Reply {
+        let [online, in_queue, in_match, matches_running] = self.realtime.presence();
+        let format = wire::response_format(request.headers.accept, wire::Format::Json);
+        wire::encode(
+            format,
+            &PresenceCounts {
+                online,
+                in_queue,
+                in_match,
+                matches_running,
+            },
+            body,
+        );
+        Reply::new(StatusCode::OK, format.content_type())
+    }
+
+    /// `GET /presence/{id}`: answered here when the account is connected here (or nothing is
+    /// shared); else the account whose presence to read from Redis.
+    pub(super) fn account_presence(
+        &self,
+        request: &Request<'_>,
+        body: &mut Vec<u8>,
+    ) -> Result<Result<Reply, AccountId>, ApiError<'static>> {
+        let id = Route::presence_id(request.path);
+        let account = AccountId::from(id).map_err(|_| HttpError::InvalidPlayerId)?;
+        let format = wire::response_format(request.headers.accept, wire::Format::Json);
+        match self.realtime.presence_here(&account) {
+            Some(status) => Ok(Ok(presence_reply(&account, status, format, body))),
+            None => Ok(Err(account)),
+        }
     }
 }
 

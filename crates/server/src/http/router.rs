@@ -268,6 +268,11 @@ impl App {
             Route::RealtimeTickets => return ready(self.realtime_ticket(request, bearer, body)?),
             Route::Match => return ready(self.match_transcript(request, body)?),
             Route::MyMatches => return ready(self.my_matches(request, bearer, body)?),
+            Route::Presence => return ready(self.presence(request, body)),
+            Route::AccountPresence => match self.account_presence(request, body)? {
+                Ok(reply) => return ready(reply),
+                Err(account) => Job::Presence { account, format },
+            },
             Route::MyFairness | Route::MyFairnessRotation => {
                 return ready(self.fairness_route(route, request, bearer, body)?);
             }
@@ -429,6 +434,10 @@ impl App {
                 board,
                 format,
             } => leaderboard::season_board(&self.accounts, kind, board, format, body).await,
+            Job::Presence { account, format } => {
+                let status = self.realtime.presence_elsewhere(&account).await;
+                Ok(realtime::presence_reply(&account, status, format, body))
+            }
             Job::IdempotentPlay(job) => {
                 play::idempotent_play(store, &self.fairness, job, body).await
             }

@@ -129,6 +129,35 @@ impl Default for Clock {
     }
 }
 
+/// Where an account is, for `GET /presence/{id}`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Presence {
+    Offline,
+    Online,
+    InQueue,
+    InMatch,
+}
+
+impl Presence {
+    pub fn name(self) -> &'static str {
+        match self {
+            Presence::Offline => "offline",
+            Presence::Online => "online",
+            Presence::InQueue => "in_queue",
+            Presence::InMatch => "in_match",
+        }
+    }
+
+    pub(crate) fn parse(text: &str) -> Presence {
+        match text {
+            "online" => Presence::Online,
+            "in_queue" => Presence::InQueue,
+            "in_match" => Presence::InMatch,
+            _ => Presence::Offline,
+        }
+    }
+}
+
 /// Who an accepted upgrade is for.
 #[derive(Clone, Debug)]
 pub struct Session {
@@ -177,6 +206,18 @@ impl Realtime {
     /// when clustered).
     pub fn presence(&self) -> [u64; 4] {
         self.hub.presence()
+    }
+
+    /// An account's presence when this instance can say (it is connected here, or nothing is
+    /// shared); `None` when another instance's word, in Redis, is needed.
+    pub fn presence_here(&self, account: &AccountId) -> Option<Presence> {
+        self.hub.presence_here(account)
+    }
+
+    /// An account's presence as another instance published it (offline when none did, or
+    /// Redis cannot say).
+    pub async fn presence_elsewhere(&self, account: &AccountId) -> Presence {
+        self.hub.presence_elsewhere(account).await
     }
 
     /// Fires round deadlines, grace windows and matchmaking sweeps; runs until dropped.

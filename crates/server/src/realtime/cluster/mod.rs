@@ -405,6 +405,11 @@ fn seat_key(account: &str) -> String {
 fn resume_key(token: &str) -> String {
     format!("gg:resume:{}", blake3::hash(token.as_bytes()).to_hex())
 }
+fn presence_key(account: &str) -> String {
+    format!("gg:pres:{account}")
+}
+/// How long a published presence lasts without renewal (renewed every few seconds).
+pub const PRESENCE_TTL: Duration = Duration::from_secs(15);
 fn census_key(instance: &str) -> String {
     format!("gg:inst:{instance}")
 }
@@ -947,6 +952,38 @@ impl Cluster {
             None => None,
         };
         Ok((owner_of_token, seat))
+    }
+
+    /// Publishes the presence of this instance's players (each expiring after
+    /// [`PRESENCE_TTL`] unless published again).
+    pub async fn publish_presence(&self, players: &[(String, &str)]) -> Result<(), ClusterError> {
+        let commands = players
+            .iter()
+            .map(|(account, status)| {
+                let key = presence_key(account);
+                let mut call = redis::cmd("SET");
+                call.arg(&key)
+                    .arg(*status)
+                    .arg("PX")
+                    .arg(PRESENCE_TTL.as_millis() as u64);
+                (key, call)
+            })
+            .collect();
+        self.pipeline(commands).await.map(|_| ())
+    }
+
+    /// The presence an instance published for `account`, if any.
+    pub async fn presence_of(&self, account: &str) -> Result<Option<String>, ClusterError> {
+        let mut connection = self.connection();
+        tokio::time::timeout(
+            self.timeout,
+            redis::cmd("GET")
+                .arg(presence_key(account))
+                .query_async(&mut connection),
+        )
+        .await
+        .map_err(|_| ClusterError::Timeout)?
+        .map_err(ClusterError::from)
     }
 
     /// Publishes this instance's census (expiring after three renewal periods) and reads

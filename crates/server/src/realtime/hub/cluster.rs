@@ -1631,6 +1631,7 @@ async fn keeper(hub: Arc<Hub>, cluster: Arc<Cluster>) {
     let mut tick = tokio::time::interval(period);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let windows = Windows::default();
+    let mut beats = 0u64;
     loop {
         tick.tick().await;
         match cluster.renew(&hub.owned()).await {
@@ -1705,6 +1706,14 @@ async fn keeper(hub: Arc<Hub>, cluster: Arc<Cluster>) {
             let dropped = port.dropped.swap(0, Ordering::Relaxed);
             hub.metrics.cluster(cluster_counter::DROPPED, dropped);
         }
+        // Presence: renewed every few periods, well within its expiry.
+        beats += 1;
+        if beats % 4 == 1 {
+            let players = hub.local_presence();
+            if let Err(error) = cluster.publish_presence(&players).await {
+                tracing::warn!(%error, "publishing presence failed");
+            }
+        }
         match cluster.census(hub.census_counts()).await {
             Ok(total) => hub.set_presence(total),
             Err(error) => tracing::warn!(%error, "publishing the census failed"),
@@ -1724,6 +1733,59 @@ impl Hub {
             return total;
         }
         self.census_counts()
+    }
+
+    fn presence_of_player(player: &Player) -> Option<super::super::Presence> {
+        use super::super::Presence;
+        if player.link.is_none() || player.gateway.is_some() {
+            return None;
+        }
+        Some(if player.room.is_some() || player.remote.is_some() {
+            Presence::InMatch
+        } else if player.ticket.is_some() {
+            Presence::InQueue
+        } else {
+            Presence::Online
+        })
+    }
+
+    pub fn presence_here(&self, account: &AccountId) -> Option<super::super::Presence> {
+        let state = self.lock();
+        match state
+            .players
+            .get(account)
+            .and_then(Self::presence_of_player)
+        {
+            Some(presence) => Some(presence),
+            None if self.cluster.get().is_none() => Some(super::super::Presence::Offline),
+            None => None,
+        }
+    }
+
+    pub async fn presence_elsewhere(&self, account: &AccountId) -> super::super::Presence {
+        let Some(port) = self.cluster.get() else {
+            return super::super::Presence::Offline;
+        };
+        match port.cluster.presence_of(account.as_str()).await {
+            Ok(Some(status)) => super::super::Presence::parse(&status),
+            Ok(None) => super::super::Presence::Offline,
+            Err(error) => {
+                tracing::warn!(%error, "reading a presence failed");
+                super::super::Presence::Offline
+            }
+        }
+    }
+
+    /// The presence of every player connected here, to publish.
+    fn local_presence(&self) -> Vec<(String, &'static str)> {
+        let state = self.lock();
+        state
+            .players
+            .iter()
+            .filter_map(|(account, player)| {
+                Self::presence_of_player(player).map(|p| (account.to_string(), p.name()))
+            })
+            .collect()
     }
 
     fn settle_shared(&self, outcome: Outcome) {
