@@ -4,6 +4,7 @@ mod accounts;
 mod cli;
 mod cli_realtime;
 mod cluster;
+mod cluster_scripts;
 mod conformance;
 mod errors;
 mod fairness;
