@@ -131,7 +131,7 @@ async fn players_on_different_instances_play_on_a_redis_cluster() {
 struct Owned {
     survivor: ServerProcess,
     owner: ServerProcess,
-    _accounts: TestApp,
+    accounts: TestApp,
     survivor_at: String,
     a: Player,
     b: Player,
@@ -164,7 +164,7 @@ async fn owned_by_the_second(url: &str) -> Owned {
     Owned {
         survivor,
         owner,
-        _accounts: accounts,
+        accounts,
         survivor_at,
         a,
         b,
@@ -250,10 +250,20 @@ async fn metric(admin: &guess_game::client::ServerUrl, name: &str) -> f64 {
 async fn an_owner_killed_mid_round_loses_nothing_and_its_players_resume_elsewhere() {
     let redis = RedisServer::start();
     let mut game = owned_by_the_second(&redis.url()).await;
+    // Someone on the surviving instance watches the match the other one runs.
+    let mut watcher = join_at(&game.accounts, &game.survivor_at).await;
+    let ack = watcher
+        .request(json!({"type": "spectate", "match_id": game.match_id}))
+        .await;
+    assert_eq!(ack["type"], "ack", "{ack}");
+    watcher.event("round_revealed").await;
     // The owner dies mid-round, with A's move locked in.
     game.owner.signal(libc::SIGKILL);
     game.b_resumes_on_the_survivor_and_the_match_ends(&redis)
         .await;
+    // The spectator followed the match to the survivor and saw it end.
+    let ended = watcher.event("match_ended").await;
+    assert_eq!(ended["match_id"], game.match_id);
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(results_recorded(&redis), 1, "recorded once");
     log_is_whole(&redis, &game.match_id);

@@ -11,6 +11,7 @@ mod fairness;
 mod health;
 mod helpers;
 mod loadtest;
+mod loadtest_cluster;
 mod observability;
 mod play;
 mod protection;

@@ -57,7 +57,8 @@ pub enum LoadtestCommand {
     /// memory per connection.
     WsIdle(ws::IdleArgs),
     /// N players queueing and playing matches over WebSocket at a steady move rate; report
-    /// matches/s, move-to-result latency, event ordering and errors.
+    /// matches/s, move-to-result latency, event ordering and errors. Against several instances
+    /// (`--target a,b,c`) players resume on the next one when theirs goes away.
     WsPlay(ws::PlayArgs),
     /// ws-play's move frames at the same pace to a WebSocket echo server (bench/ws-crates), as
     /// the yardstick for CPU per move.

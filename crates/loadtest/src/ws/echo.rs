@@ -31,7 +31,7 @@ pub async fn run(setup: &Setup, args: &EchoArgs) -> Result<(WsReport, bool), Str
     let connection_args = &args.connections;
     let mut errors = BTreeMap::new();
     let (sockets, connect_s) = open_all(
-        &setup.target,
+        &setup.targets,
         "/",
         None,
         connection_args.connections,
@@ -51,6 +51,7 @@ pub async fn run(setup: &Setup, args: &EchoArgs) -> Result<(WsReport, bool), Str
         .run_until(async {
             let mut tasks: Vec<_> = sockets
                 .into_iter()
+                .map(|opened| opened.socket)
                 .enumerate()
                 .map(|(index, socket)| {
                     let first = start + args.move_interval.mul_f64(index as f64 / open as f64);

@@ -27,7 +27,7 @@ pub async fn run(setup: &Setup, args: &IdleArgs) -> Result<(WsReport, bool), Str
     let connection_args = &args.connections;
     let count = connection_args.connections;
     let tokens = accounts::gather(
-        &setup.target,
+        setup.targets.first(),
         count,
         args.accounts.tokens_file.as_deref(),
         args.accounts.setup_concurrency,
@@ -37,7 +37,7 @@ pub async fn run(setup: &Setup, args: &IdleArgs) -> Result<(WsReport, bool), Str
     let before = setup.probe.baseline().await?;
     let mut errors = BTreeMap::new();
     let (sockets, connect_s) = open_all(
-        &setup.target,
+        &setup.targets,
         "/ws",
         Some(&tokens.tokens),
         count,
@@ -55,6 +55,7 @@ pub async fn run(setup: &Setup, args: &IdleArgs) -> Result<(WsReport, bool), Str
         .run_until(async {
             let mut tasks: Vec<_> = sockets
                 .into_iter()
+                .map(|opened| opened.socket)
                 .map(|socket| {
                     // The end sample is read at `hold_until`; connections close after it.
                     let close_at = hold_until + Duration::from_millis(500);

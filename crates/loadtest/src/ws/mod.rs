@@ -9,24 +9,31 @@
 //! Each run stops by itself: connection attempts, the greeting and every answer the server
 //! owes have a deadline, and the connections are closed at the end.
 //!
-//! - `target.rs`: the address, source addresses, the upgrade; `accounts.rs`: tokens and guests;
-//!   `fd_limit.rs`: the open-file limit; `usage.rs`: a process's memory and CPU time.
-//! - `idle.rs`, `play.rs` (with the player state machine in `player.rs`), `echo.rs`: the
-//!   scenarios; `tally.rs` what they count, `report.rs` how it is shown.
+//! - `target.rs`: the address, source addresses, the upgrade; `targets.rs`: the list of
+//!   targets (a cluster's instances) connections are spread over; `accounts.rs`: tokens and
+//!   guests; `fd_limit.rs`: the open-file limit; `usage.rs`: a process's memory and CPU time.
+//! - `idle.rs`, `play.rs`, `echo.rs`: the scenarios. A `ws-play` player is a state machine
+//!   (`player.rs`, with `player_resume.rs` and `player_farewell.rs`; `clocks.rs` what the two
+//!   players of a match share), kept going across connections by `session.rs`, which resumes
+//!   it on the next target when its instance goes away. `tally.rs` is what they count,
+//!   `report.rs` how it is shown.
 //!
 //! Exit codes as for the HTTP scenarios: 0 the run completed; 1 it failed (a connection could
 //! not be opened, a player was lost, an event arrived out of order, nothing was measured);
 //! 2 invalid arguments.
 
 mod accounts;
+mod clocks;
 mod echo;
 mod fd_limit;
 mod idle;
 mod play;
 mod player;
 mod report;
+mod session;
 mod tally;
 mod target;
+mod targets;
 mod usage;
 
 use std::collections::BTreeMap;
@@ -39,14 +46,18 @@ use futures_util::StreamExt;
 use tokio::time::Instant;
 
 pub use self::report::WsReport;
-use self::target::{Socket, Target};
+use self::target::Socket;
+use self::targets::Targets;
 use self::usage::Probe;
 
 /// Where and how the connections are opened; shared by the three scenarios.
 #[derive(Debug, Args)]
 pub struct ConnectionArgs {
-    /// Server to load, e.g. http://127.0.0.1:8080 (its /ws); for ws-echo the echo server
-    #[arg(long, value_name = "URL")]
+    /// Server to load, e.g. http://127.0.0.1:8080 (its /ws); for ws-echo the echo server. A
+    /// comma-separated list (a cluster's instances) spreads the connections round-robin;
+    /// accounts are created on the first, and a ws-play player whose instance goes away
+    /// resumes on the next
+    #[arg(long, value_name = "URL[,URL...]")]
     pub target: String,
     /// Connections to open (players, for ws-play)
     #[arg(long, short = 'c', default_value_t = 100)]
@@ -151,7 +162,7 @@ enum Refused {
 
 /// What every scenario needs before it opens a connection.
 struct Setup {
-    target: Target,
+    targets: Targets,
     probe: Probe,
     source_addresses: usize,
 }
@@ -168,10 +179,10 @@ impl Setup {
                 "--connect-concurrency and --timeout must be above zero".to_owned(),
             ));
         }
-        let mut target = Target::resolve(&args.target, args.allow_remote)
+        let mut targets = Targets::resolve(&args.target, args.allow_remote)
             .await
             .map_err(Refused::Usage)?;
-        let source_addresses = target
+        let source_addresses = targets
             .spread(args.connections, args.source_addresses)
             .map_err(Refused::Usage)?;
         let limit = fd_limit::raise_to_hard().map_err(Refused::Failed)?;
@@ -179,7 +190,7 @@ impl Setup {
         let probe =
             Probe::new(args.server_pid, args.metrics_url.as_deref()).map_err(Refused::Usage)?;
         Ok(Setup {
-            target,
+            targets,
             probe,
             source_addresses,
         })
@@ -190,7 +201,7 @@ impl Setup {
         WsReport {
             tool: format!("guess-game {}", env!("CARGO_PKG_VERSION")),
             scenario: scenario.to_owned(),
-            target: format!("ws://{}", self.target.authority),
+            target: self.targets.describe(),
             connections_requested: args.connections,
             source_addresses: self.source_addresses,
             ..WsReport::default()
@@ -248,7 +259,7 @@ pub async fn run_echo(args: EchoArgs) -> ExitCode {
 /// Prints the report, writes its JSON, and picks the exit code: a report with notes of
 /// failure (`failed`) exits 1.
 fn finish(outcome: Result<(WsReport, bool), Refused>, json: Option<&std::path::Path>) -> ExitCode {
-    let (report, failed) = match outcome {
+    let (mut report, failed) = match outcome {
         Ok(done) => done,
         Err(Refused::Usage(message)) => {
             eprintln!("guess-game loadtest: {message}");
@@ -259,6 +270,7 @@ fn finish(outcome: Result<(WsReport, bool), Refused>, json: Option<&std::path::P
             return ExitCode::from(EXIT_RUN_FAILED);
         }
     };
+    report.errors = report.errors_by_kind.values().sum();
     print!("{}", report.summary());
     let mut failed = failed;
     if let Some(path) = json {
@@ -280,33 +292,54 @@ fn finish(outcome: Result<(WsReport, bool), Refused>, json: Option<&std::path::P
     }
 }
 
-/// Opens `count` connections to `path`, `concurrency` at a time, connection `i` with token
-/// `i` when there are tokens, greeting each with `hello` when `greet`. Failures are counted
-/// in `errors` by kind; returns the open ones and how long opening took.
+/// A connection `open_all` opened.
+struct Opened {
+    /// Its number, which picked its token and its target.
+    index: usize,
+    /// The target it is open to.
+    target: usize,
+    socket: Socket,
+    /// The `welcome`'s, when greeted.
+    resume_token: Option<String>,
+}
+
+/// Opens `count` connections to `path`, `concurrency` at a time, connection `i` to target
+/// `i mod n` with token `i` when there are tokens, greeting each with `hello` when `greet`.
+/// Failures are counted in `errors` by kind; returns the open ones and how long opening took.
 async fn open_all(
-    target: &Target,
+    targets: &Targets,
     path: &str,
     tokens: Option<&[String]>,
     count: usize,
     args: &ConnectionArgs,
     greet: bool,
     errors: &mut BTreeMap<String, u64>,
-) -> (Vec<Socket>, f64) {
+) -> (Vec<Opened>, f64) {
     eprintln!(
-        "opening {count} connections to ws://{}{path}",
-        target.authority
+        "opening {count} connections to {} ({path})",
+        targets.describe()
     );
     let started = Instant::now();
-    let opened: Vec<Result<Socket, String>> = futures_util::stream::iter(0..count)
+    let opened: Vec<Result<Opened, String>> = futures_util::stream::iter(0..count)
         .map(|index| async move {
             let token = tokens
                 .and_then(|tokens| tokens.get(index))
                 .map(String::as_str);
-            let mut socket = target.open(index, path, token, args.timeout).await?;
-            if greet {
-                target::greet(&mut socket, args.timeout).await?;
-            }
-            Ok(socket)
+            let number = targets.for_connection(index);
+            let mut socket = targets
+                .get(number)
+                .open(index, path, token, args.timeout)
+                .await?;
+            let resume_token = match greet {
+                true => Some(target::greet(&mut socket, args.timeout).await?),
+                false => None,
+            };
+            Ok(Opened {
+                index,
+                target: number,
+                socket,
+                resume_token,
+            })
         })
         .buffer_unordered(args.connect_concurrency)
         .collect()

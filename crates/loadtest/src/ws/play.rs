@@ -5,49 +5,35 @@
 //! players start, spread over one move interval; the warm-up passes; the window is measured
 //! (and the server's CPU time read at both ends); at its end every player stops and closes.
 //! A player whose connection fails or whose awaited answer does not come is lost: counted, and
-//! the run exits 1.
+//! the run exits 1. A player whose instance goes away resumes on another (`session.rs`); that
+//! is counted (`resumes`) but is not an error.
 
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::time::Duration;
 
-use futures_util::StreamExt;
 use game::matches::Mode;
-use protocol::ServerMessage;
 use tokio::time::Instant;
-use tokio_tungstenite::tungstenite::Message;
 
-use super::player::{MatchClocks, Player, Schedule, Wake};
+use super::clocks::MatchClocks;
+use super::player::{Player, Schedule};
 use super::report::{Cpu, Play, WsReport};
+use super::session::{self, Identity, Shared};
 use super::tally::Tally;
-use super::target::{self, Socket};
 use super::{PlayArgs, Setup, accounts, connection_notes, open_all, usage, warmup_for};
 
 /// Between the last connection opening and the first player starting.
 const START_DELAY: Duration = Duration::from_millis(100);
-/// How long past the window's end the players get to close before they are cut.
-const CLOSE_GRACE: Duration = Duration::from_secs(3);
-
-struct Shared {
-    schedule: Schedule,
-    tally: RefCell<Tally>,
-    clocks: RefCell<MatchClocks>,
-    lost: Cell<u64>,
-}
-
-impl Shared {
-    fn lose(&self, kind: String) {
-        self.tally.borrow_mut().error(kind);
-        self.lost.set(self.lost.get() + 1);
-    }
-}
+/// How long past the window's end the players get to leave, wait for their results
+/// (`session.rs`'s farewell) and close before they are cut.
+const CLOSE_GRACE: Duration = Duration::from_secs(7);
 
 pub async fn run(setup: &Setup, args: &PlayArgs) -> Result<(WsReport, bool), String> {
     let connection_args = &args.connections;
     let count = connection_args.connections;
     let tokens = accounts::gather(
-        &setup.target,
+        setup.targets.first(),
         count,
         args.accounts.tokens_file.as_deref(),
         args.accounts.setup_concurrency,
@@ -56,7 +42,7 @@ pub async fn run(setup: &Setup, args: &PlayArgs) -> Result<(WsReport, bool), Str
     .await?;
     let mut errors = BTreeMap::new();
     let (sockets, connect_s) = open_all(
-        &setup.target,
+        &setup.targets,
         "/ws",
         Some(&tokens.tokens),
         count,
@@ -83,6 +69,7 @@ pub async fn run(setup: &Setup, args: &PlayArgs) -> Result<(WsReport, bool), Str
             timeout: connection_args.timeout,
             queue_timeout: args.queue_timeout,
         },
+        targets: setup.targets.clone(),
         tally: RefCell::new(Tally::new(measure_from, stop_at)),
         clocks: RefCell::new(MatchClocks::new(players)),
         lost: Cell::new(0),
@@ -99,11 +86,23 @@ pub async fn run(setup: &Setup, args: &PlayArgs) -> Result<(WsReport, bool), Str
             let mut tasks: Vec<_> = sockets
                 .into_iter()
                 .enumerate()
-                .map(|(index, socket)| {
-                    let offset = args.move_interval.mul_f64(index as f64 / players as f64);
-                    let seed = (index as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-                    let player = Player::new(start + offset, &shared.schedule, seed);
-                    tokio::task::spawn_local(drive(socket, player, Rc::clone(&shared)))
+                .map(|(started, opened)| {
+                    let offset = args.move_interval.mul_f64(started as f64 / players as f64);
+                    let seed = (opened.index as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+                    let player = Player::new(start + offset, &shared.schedule, seed)
+                        .with_resume_token(opened.resume_token);
+                    let identity = Identity {
+                        index: opened.index,
+                        token: tokens.tokens[opened.index].clone(),
+                        target: opened.target,
+                    };
+                    let shared = Rc::clone(&shared);
+                    tokio::task::spawn_local(session::drive(
+                        opened.socket,
+                        player,
+                        identity,
+                        shared,
+                    ))
                 })
                 .collect();
             let usage = measure_usage(setup, measure_from, stop_at).await;
@@ -150,6 +149,7 @@ pub(super) fn play_figures(
     duration: Duration,
 ) -> Play {
     let seconds = duration.as_secs_f64().max(1e-9);
+    let continuity = tally.continuity;
     Play {
         move_interval_ms: interval.as_secs_f64() * 1000.0,
         offered_moves_per_s: connections as f64 / interval.as_secs_f64(),
@@ -167,6 +167,18 @@ pub(super) fn play_figures(
         missed_moves: tally.missed_moves,
         frames_sent: tally.frames_sent,
         frames_received: tally.frames_received,
+        matches_started: continuity.matches_started,
+        results: continuity.results,
+        matches_finished: continuity.matches_finished,
+        resumes: continuity.resumes,
+        resume_failures: continuity.resume_failures,
+        replayed_duplicates: continuity.replayed_duplicates,
+        drain_notices: continuity.drain_notices,
+        seat_disconnects: continuity.seat_disconnects,
+        unrequested_welcomes: continuity.unrequested_welcomes,
+        repeats_after_result: continuity.repeats_after_result,
+        moves_resent: continuity.moves_resent,
+        resends_refused: continuity.resends_refused,
     }
 }
 
@@ -185,6 +197,15 @@ fn play_notes(report: &mut WsReport, play: &Play, lost: u64) -> bool {
             play.ordering_violations
         ));
         failed = true;
+    }
+    if play.unrequested_welcomes > 0 || play.repeats_after_result > 0 {
+        // Harmless to the players (the tester drops the repeats) but not the protocol's
+        // design, so said, without failing the run.
+        report.notes.push(format!(
+            "the server sent {} welcomes nobody asked for and {} messages of matches already \
+             over (see PROTOCOL.md: neither should happen)",
+            play.unrequested_welcomes, play.repeats_after_result
+        ));
     }
     if play.move_to_result_samples == 0 {
         report
@@ -248,83 +269,4 @@ pub(super) async fn measure_usage(
         server: Some(server),
         tester: tester_from.zip(tester_to),
     }))
-}
-
-/// Runs one player on its connection until the stop, then closes.
-async fn drive(mut socket: Socket, mut player: Player, shared: Rc<Shared>) {
-    let schedule = &shared.schedule;
-    let timer = tokio::time::sleep_until(schedule.stop_at);
-    tokio::pin!(timer);
-    // The timer is reset only when the wake-up time changes: most messages leave it alone.
-    let mut armed = Some(schedule.stop_at);
-    loop {
-        let wake = player
-            .next_wake()
-            .map_or(schedule.stop_at, |at| at.min(schedule.stop_at));
-        if armed != Some(wake) {
-            timer.as_mut().reset(wake);
-            armed = Some(wake);
-        }
-        let frame = tokio::select! {
-            biased;
-            frame = socket.next() => Some(frame),
-            () = &mut timer => {
-                armed = None;
-                None
-            }
-        };
-        let now = Instant::now();
-        if now >= schedule.stop_at {
-            break;
-        }
-        let outgoing = match frame {
-            None => match player.on_wake(now, schedule, &mut shared.tally.borrow_mut()) {
-                Wake::Send(message) => message,
-                Wake::Nothing => continue,
-                Wake::TimedOut(kind) => {
-                    shared.lose(kind);
-                    break;
-                }
-            },
-            Some(Some(Ok(Message::Text(text)))) => {
-                let mut tally = shared.tally.borrow_mut();
-                tally.frame_received(now);
-                let Ok(message) = serde_json::from_str::<ServerMessage>(&text) else {
-                    tally.error("undecodable_message");
-                    continue;
-                };
-                let mut clocks = shared.clocks.borrow_mut();
-                match player.on_message(message, now, schedule, &mut tally, &mut clocks) {
-                    Some(message) => message,
-                    None => continue,
-                }
-            }
-            Some(Some(Ok(Message::Close(frame)))) => {
-                shared.lose(target::close_kind(frame.as_ref()));
-                return;
-            }
-            Some(Some(Ok(Message::Binary(_)))) => {
-                shared.tally.borrow_mut().error("unexpected_binary_frame");
-                continue;
-            }
-            Some(Some(Ok(_))) => continue,
-            Some(Some(Err(error))) => {
-                shared.lose(target::error_kind(&error));
-                return;
-            }
-            Some(None) => {
-                shared.lose("closed_without_close_frame".to_owned());
-                return;
-            }
-        };
-        if let Err(kind) = target::send(&mut socket, &outgoing).await {
-            shared.lose(kind);
-            return;
-        }
-        shared.tally.borrow_mut().frame_sent(now);
-    }
-    if let Some(farewell) = player.farewell() {
-        let _ = target::send(&mut socket, &farewell).await;
-    }
-    target::close(&mut socket).await;
 }

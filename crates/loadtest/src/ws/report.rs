@@ -13,6 +13,7 @@ use crate::stats::Percentiles;
 pub struct WsReport {
     pub tool: String,
     pub scenario: String,
+    /// The targets, comma-separated (`ws://host:port`).
     pub target: String,
     pub connections_requested: usize,
     pub connections_open: usize,
@@ -30,8 +31,12 @@ pub struct WsReport {
     pub play: Option<Play>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cpu: Option<Cpu>,
+    /// The sum of `errors_by_kind`. Resumes that worked are not errors (see `play`).
+    #[serde(default)]
+    pub errors: u64,
     /// Whole run, setup included: error codes (`error_<code>`), closes (`closed_<code>`),
-    /// timeouts (`timeout_<what was awaited>`), connection failures.
+    /// timeouts (`timeout_<what was awaited>`), connection failures, failed resumes
+    /// (`resume_<why>`, or the refusal's `error_<code>`).
     pub errors_by_kind: BTreeMap<String, u64>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
@@ -76,6 +81,49 @@ pub struct Play {
     pub missed_moves: u64,
     pub frames_sent: u64,
     pub frames_received: u64,
+    /// The counts below cover the whole run, not the window: they are for comparing with what
+    /// the server recorded.
+    /// Distinct matches started (`matched`, or a `resumed` into a match made while away),
+    /// counted once per match even when both players are this run's (ws-play).
+    #[serde(default)]
+    pub matches_started: u64,
+    /// `match_result` messages received, once per player and match (a repeat after a resume
+    /// is not counted): twice per match when both players are this run's.
+    #[serde(default)]
+    pub results: u64,
+    /// Distinct matches whose `match_result` at least one of their players received.
+    #[serde(default)]
+    pub matches_finished: u64,
+    /// Reconnections to another target answered with `resumed`; not errors.
+    #[serde(default)]
+    pub resumes: u64,
+    /// Reconnections that found no target in time or whose resume was refused or unanswered;
+    /// each also counts as an error and a lost player.
+    #[serde(default)]
+    pub resume_failures: u64,
+    /// Replayed events (and results) already seen before the resume, dropped.
+    #[serde(default)]
+    pub replayed_duplicates: u64,
+    /// `draining` notices received.
+    #[serde(default)]
+    pub drain_notices: u64,
+    /// `welcome` messages the player did not ask for (the server greeted it anew after a
+    /// `resumed` and repeated the match's log); not errors, but not the protocol's design.
+    #[serde(default)]
+    pub unrequested_welcomes: u64,
+    /// Messages of a match that came again after the player had its result (the whole log
+    /// and the result once more); dropped, not errors, but not the protocol's design.
+    #[serde(default)]
+    pub repeats_after_result: u64,
+    /// Moves sent again after a resume or a `not_in_match` ("the match is moving"); of them,
+    /// `resends_refused` were refused because the first had arrived.
+    #[serde(default)]
+    pub moves_resent: u64,
+    #[serde(default)]
+    pub resends_refused: u64,
+    /// `opponent_disconnected` events received (either seat, replays included).
+    #[serde(default)]
+    pub seat_disconnects: u64,
 }
 
 /// CPU time in the measured window.
@@ -176,6 +224,28 @@ fn write_play(out: &mut String, play: &Play, scenario: &str) {
             play.rounds,
             play.ordering_violations,
             play.missed_moves
+        );
+        let _ = writeln!(
+            out,
+            "  whole run: {} matches started, {} finished ({} results received); {} resumes, \
+             {} failed; {} replayed duplicates dropped, {} draining notices, {} seat disconnects",
+            play.matches_started,
+            play.matches_finished,
+            play.results,
+            play.resumes,
+            play.resume_failures,
+            play.replayed_duplicates,
+            play.drain_notices,
+            play.seat_disconnects
+        );
+        let _ = writeln!(
+            out,
+            "  {} unrequested welcomes, {} repeats after a result, {} moves resent ({} refused \
+             as already made)",
+            play.unrequested_welcomes,
+            play.repeats_after_result,
+            play.moves_resent,
+            play.resends_refused
         );
     }
     let _ = writeln!(

@@ -3,7 +3,8 @@
 //!
 //! Latencies and rates count only inside the measured window (after the warm-up, before the
 //! stop); errors count over the whole run, since a player lost during the warm-up is missing
-//! from the measurement too.
+//! from the measurement too. So do the match and resume counters ([`Continuity`]): they are
+//! compared with what the server recorded over the whole run.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -34,7 +35,44 @@ pub struct Tally {
     /// Data frames the tester sent and received in the window.
     pub frames_sent: u64,
     pub frames_received: u64,
+    pub continuity: Continuity,
     pub errors: BTreeMap<String, u64>,
+}
+
+/// Whole-run counts of matches and of players moving between instances.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Continuity {
+    /// Distinct matches a player of this run was seated in (`matched`, or a `resumed` into a
+    /// match made while it was away): once per match, even when both players are this run's.
+    pub matches_started: u64,
+    /// `match_result` messages, once per player and match (a replayed one is not counted
+    /// again): twice per match when both players are this run's.
+    pub results: u64,
+    /// Distinct matches at least one of whose players received its `match_result`.
+    pub matches_finished: u64,
+    /// Reconnections that the server answered with `resumed`.
+    pub resumes: u64,
+    /// Reconnections that found no instance, or whose `resume` was refused or unanswered;
+    /// each is an error too (the player is lost).
+    pub resume_failures: u64,
+    /// Replayed events this player had already seen (dropped, not played twice).
+    pub replayed_duplicates: u64,
+    /// `draining` notices: the player's instance is shutting down.
+    pub drain_notices: u64,
+    /// `welcome` messages the player did not ask for (it sends `hello` once): the server
+    /// greeted it anew, and repeated the match's log, after a `resumed`.
+    pub unrequested_welcomes: u64,
+    /// Messages of a match (`matched`, its events, its `match_result`) that came again after
+    /// this player had its result: dropped.
+    pub repeats_after_result: u64,
+    /// Moves sent again: after a resume, when the move's `locked` had not come, or when the
+    /// server answered `not_in_match` while the match moved to another instance.
+    pub moves_resent: u64,
+    /// Of those, refused because the server had the first one after all.
+    pub resends_refused: u64,
+    /// `opponent_disconnected` events: a seat (maybe this player's own, in a replay) dropped
+    /// and its grace window ran.
+    pub seat_disconnects: u64,
 }
 
 impl Tally {
@@ -53,6 +91,7 @@ impl Tally {
             ordering_violations: 0,
             frames_sent: 0,
             frames_received: 0,
+            continuity: Continuity::default(),
             errors: BTreeMap::new(),
         }
     }

@@ -158,8 +158,8 @@ impl Target {
     }
 }
 
-/// Sends `hello` and waits for the `welcome`, within `timeout`.
-pub async fn greet(socket: &mut Socket, timeout: Duration) -> Result<(), String> {
+/// Sends `hello` and waits for the `welcome`, within `timeout`; returns its resume token.
+pub async fn greet(socket: &mut Socket, timeout: Duration) -> Result<String, String> {
     let hello = ClientMessage::Hello { id: Some(0) };
     send(socket, &hello).await?;
     let welcomed = async {
@@ -167,7 +167,7 @@ pub async fn greet(socket: &mut Socket, timeout: Duration) -> Result<(), String>
             match socket.next().await {
                 Some(Ok(Message::Text(text))) => {
                     return match serde_json::from_str::<ServerMessage>(&text) {
-                        Ok(ServerMessage::Welcome { .. }) => Ok(()),
+                        Ok(ServerMessage::Welcome { resume_token, .. }) => Ok(resume_token),
                         Ok(ServerMessage::Error { code, .. }) => Err(format!("hello_{code}")),
                         Ok(_) => Err("hello_unexpected_answer".to_owned()),
                         Err(_) => Err("undecodable_message".to_owned()),
@@ -210,6 +210,31 @@ pub fn close_kind(frame: Option<&tungstenite::protocol::CloseFrame>) -> String {
     match frame {
         Some(frame) => format!("closed_{}", u16::from(frame.code)),
         None => "closed_without_code".to_owned(),
+    }
+}
+
+/// Whether a close frame asks the client to come back elsewhere and resume: 1001 (going away:
+/// the instance drained) or 1012 (service restart).
+pub fn close_invites_resume(frame: Option<&tungstenite::protocol::CloseFrame>) -> bool {
+    frame.is_some_and(|frame| matches!(u16::from(frame.code), 1001 | 1012))
+}
+
+/// Whether a failed read or write is the connection dropping (the instance died or was cut
+/// off) rather than something this client or the server's protocol code did wrong.
+pub fn is_drop(error: &tungstenite::Error) -> bool {
+    use std::io::ErrorKind;
+    use tungstenite::error::ProtocolError;
+    match error {
+        tungstenite::Error::Io(error) => matches!(
+            error.kind(),
+            ErrorKind::ConnectionReset
+                | ErrorKind::ConnectionAborted
+                | ErrorKind::BrokenPipe
+                | ErrorKind::UnexpectedEof
+        ),
+        tungstenite::Error::Protocol(ProtocolError::ResetWithoutClosingHandshake) => true,
+        tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed => true,
+        _ => false,
     }
 }
 

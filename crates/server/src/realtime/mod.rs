@@ -306,6 +306,19 @@ impl Realtime {
         self.hub.drain(deadline);
     }
 
+    /// Waits (at most `within`) until every write to Redis queued so far has landed: what a
+    /// stopping instance wrote last (a hand-over, a result, the latest events) is not lost.
+    pub async fn flush_cluster(&self, within: Duration) {
+        let deadline = tokio::time::Instant::now() + within;
+        while self.hub.cluster_pending() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let left = self.hub.cluster_pending();
+        if left > 0 {
+            tracing::warn!(writes = left, "stopping with writes to Redis not sent");
+        }
+    }
+
     /// Whether every match ended and every connection closed.
     pub fn drained(&self) -> bool {
         self.hub.drained()

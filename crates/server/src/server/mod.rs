@@ -362,6 +362,11 @@ impl Server {
         let _ = admin.await;
         forgetter.abort();
         realtime_timers.abort();
+        // Shared real-time play: what was handed over, recorded or appended last reaches Redis.
+        self.app
+            .realtime()
+            .flush_cluster(drain.mul_f64(0.2).max(Duration::from_secs(1)))
+            .await;
         // Every connection is closed: no more results can arrive. Flush what is queued.
         writer_stop.cancel();
         let _ = writer.await;

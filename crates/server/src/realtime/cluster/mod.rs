@@ -316,6 +316,12 @@ redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[4], '*', 'match', ARGV[1], 'resu
 return 1
 ";
 
+/// Frees an account's seat if it still names the match. KEYS: seat. ARGV: match id.
+const FREE_SEAT_SCRIPT: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+";
+
 /// Either kind of connection; both multiplex.
 #[derive(Clone)]
 enum Connection {
@@ -366,6 +372,7 @@ pub struct Cluster {
     claim: Script,
     withdraw: Script,
     record: Script,
+    free_seat: Script,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -482,9 +489,13 @@ pub enum Write {
         base: u64,
         events: Vec<Event>,
     },
+    /// The account sits in `match_id` (`taken`), or no longer does: then the key is deleted
+    /// only if it still names that match (a newer match's seat, written by another instance,
+    /// may have overtaken this write).
     Seat {
         account: String,
-        match_id: Option<String>,
+        match_id: String,
+        taken: bool,
     },
     Token {
         token: String,
@@ -493,6 +504,13 @@ pub enum Write {
     Release {
         match_id: String,
         fence: u64,
+    },
+    /// A finished match's result and its players' new ratings, recorded once.
+    Record {
+        match_id: String,
+        result: String,
+        ratings: Vec<(String, Rating)>,
+        now_ms: u64,
     },
 }
 
@@ -530,6 +548,7 @@ impl Cluster {
             claim: Script::new(CLAIM_SCRIPT),
             withdraw: Script::new(WITHDRAW_SCRIPT),
             record: Script::new(RECORD_SCRIPT),
+            free_seat: Script::new(FREE_SEAT_SCRIPT),
         })
     }
 
@@ -607,13 +626,24 @@ impl Cluster {
                 }
                 (match_tag(match_id), call)
             }
-            Write::Seat { account, match_id } => {
+            Write::Seat {
+                account,
+                match_id,
+                taken,
+            } => {
                 let key = seat_key(account);
-                let mut call = redis::cmd(if match_id.is_some() { "SET" } else { "DEL" });
-                call.arg(&key);
-                if let Some(id) = match_id {
-                    call.arg(id).arg("PX").arg(ttl_ms);
-                }
+                let call = if *taken {
+                    let mut call = redis::cmd("SET");
+                    call.arg(&key).arg(match_id).arg("PX").arg(ttl_ms);
+                    call
+                } else {
+                    let mut call = redis::cmd("EVALSHA");
+                    call.arg(self.free_seat.get_hash())
+                        .arg(1)
+                        .arg(&key)
+                        .arg(match_id);
+                    call
+                };
                 (key, call)
             }
             Write::Token { token, account } => {
@@ -633,6 +663,28 @@ impl Cluster {
                     .arg(fence_key(match_id))
                     .arg(fence);
                 (match_tag(match_id), call)
+            }
+            Write::Record {
+                match_id,
+                result,
+                ratings,
+                now_ms,
+            } => {
+                let mut call = redis::cmd("EVALSHA");
+                call.arg(self.record.get_hash())
+                    .arg(3)
+                    .arg(RATINGS_KEY)
+                    .arg(RECORDED_KEY)
+                    .arg(RESULTS_KEY)
+                    .arg(match_id)
+                    .arg(now_ms)
+                    .arg(RECORDED_KEPT_MS)
+                    .arg(RESULTS_KEPT)
+                    .arg(result);
+                for (account, rating) in ratings {
+                    call.arg(account).arg(json(rating));
+                }
+                ("rt".to_owned(), call)
             }
         }
     }
@@ -755,6 +807,7 @@ impl Cluster {
             &self.claim,
             &self.withdraw,
             &self.record,
+            &self.free_seat,
         ] {
             let mut connection = self.connection();
             let invocation = script.prepare_invoke();

@@ -79,6 +79,8 @@ pub struct Port {
     pub(super) runtime: tokio::runtime::Handle,
     next_relay: AtomicU64,
     dropped: AtomicU64,
+    /// Writes queued or being sent: a stopping instance waits for none.
+    pending: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for Port {
@@ -96,7 +98,9 @@ impl Port {
 
     /// Queues a write; the writer sends queued writes in order, pipelined.
     pub(super) fn write(&self, write: Write) {
+        self.pending.fetch_add(1, Ordering::AcqRel);
         if self.writes.try_send(write).is_err() {
+            self.pending.fetch_sub(1, Ordering::AcqRel);
             self.dropped.fetch_add(1, Ordering::Relaxed);
             tracing::warn!("the cluster write queue is full: a write was dropped");
         }
@@ -149,7 +153,8 @@ impl Port {
             if let Occupant::Human(account) = &seats[seat] {
                 self.write(Write::Seat {
                     account: account.to_string(),
-                    match_id: Some(match_id.to_owned()),
+                    match_id: match_id.to_owned(),
+                    taken: true,
                 });
             }
         }
@@ -198,24 +203,13 @@ impl Port {
         } else {
             Vec::new()
         };
-        let cluster = Arc::clone(&self.cluster);
-        let match_id = match_id.to_owned();
-        let now = unix_ms();
-        self.runtime.spawn(async move {
-            for attempt in 0..20u32 {
-                match cluster.record(&match_id, &line, &ratings, now).await {
-                    Ok(true) => return,
-                    Ok(false) => {
-                        tracing::info!(%match_id, "the result was recorded already");
-                        return;
-                    }
-                    Err(error) => {
-                        tracing::warn!(%match_id, %error, attempt, "recording a result failed");
-                        tokio::time::sleep(Duration::from_millis(250)).await;
-                    }
-                }
-            }
-            tracing::error!(%match_id, "a result could not be recorded");
+        // In the ordered write queue: after the log's last events, and flushed before a
+        // stopping instance exits.
+        self.write(Write::Record {
+            match_id: match_id.to_owned(),
+            result: line,
+            ratings,
+            now_ms: unix_ms(),
         });
         let rated = scores.is_some();
         (
@@ -254,6 +248,7 @@ impl Hub {
             runtime: tokio::runtime::Handle::current(),
             next_relay: AtomicU64::new(RELAY_IDS),
             dropped: AtomicU64::new(0),
+            pending: Arc::new(AtomicU64::new(0)),
         };
         if self.cluster.set(port).is_err() {
             return;
@@ -266,6 +261,13 @@ impl Hub {
 
     pub fn instance(&self) -> Option<String> {
         self.cluster.get().map(|port| port.instance().to_owned())
+    }
+
+    /// Writes to Redis still queued or in flight (0 when not clustered).
+    pub fn cluster_pending(&self) -> u64 {
+        self.cluster
+            .get()
+            .map_or(0, |port| port.pending.load(Ordering::Acquire))
     }
 
     /// The messages the cluster changes the handling of; `None` leaves one to the local path.
@@ -597,6 +599,7 @@ impl Hub {
                 chat: chat::Limiter::new(chat_burst, now),
                 remote: None,
                 gateway: None,
+                concluded: None,
             });
             if let Some(old) = player.link.replace(relay)
                 && player.gateway.is_some()
@@ -644,6 +647,7 @@ impl Hub {
         let outbox = Arc::new(Outbox::new(self.settings.outbox_capacity));
         let id = port.next_relay.fetch_add(1, Ordering::Relaxed);
         let writes = port.writes.clone();
+        let pending = Arc::clone(&port.pending);
         let from = port.instance().to_owned();
         let to = instance.to_owned();
         let account = account.to_string();
@@ -673,6 +677,7 @@ impl Hub {
                     close,
                     spectator,
                 };
+                pending.fetch_add(1, Ordering::AcqRel);
                 if writes
                     .send(Write::Send {
                         to: to.clone(),
@@ -814,7 +819,7 @@ impl Hub {
                 link,
                 request,
                 match_id,
-            } => self.remote_spectate(port, &from, &account, link, request, &match_id),
+            } => self.remote_spectate(port, &from, &account, link, request, &match_id, 0),
             Envelope::Unspectate {
                 from,
                 link,
@@ -897,6 +902,17 @@ impl Hub {
             )
         });
         for mut message in messages {
+            // A match this connection has seen the result of is over for it: a late copy of
+            // its messages (a replay racing the result) is dropped, not taken for a new seat.
+            let of_match = match &message {
+                ServerMessage::Matched { match_id, .. }
+                | ServerMessage::Event { match_id, .. }
+                | ServerMessage::MatchResult { match_id, .. } => Some(match_id.as_str()),
+                _ => None,
+            };
+            if of_match.is_some() && of_match == player.concluded.as_deref() {
+                continue;
+            }
             match &mut message {
                 ServerMessage::Matched {
                     match_id, ticket, ..
@@ -949,8 +965,9 @@ impl Hub {
                         remote.pending = None;
                     }
                 }
-                ServerMessage::MatchResult { .. } => {
+                ServerMessage::MatchResult { match_id, .. } => {
                     player.remote = None;
+                    player.concluded = Some(match_id.clone());
                 }
                 _ => {}
             }
@@ -1080,6 +1097,18 @@ impl Hub {
     /// Where the caller's match is (if any), once Redis said: here, at a live owner, or
     /// nowhere live (then this instance takes it).
     async fn located(self: &Arc<Self>, cluster: &Cluster, caller: &Caller, seat: Option<String>) {
+        if let Some(match_id) = &seat {
+            // The match this greeting waits for, so taking it over here seats the player.
+            let mut state = self.lock();
+            if let Some(remote) = state
+                .players
+                .get_mut(&caller.account)
+                .and_then(|p| p.remote.as_mut())
+                .filter(|r| r.match_id.is_empty())
+            {
+                remote.match_id.clone_from(match_id);
+            }
+        }
         let mut attempts = 0u32;
         let owner = loop {
             let Some(match_id) = seat.as_ref() else {
@@ -1091,6 +1120,13 @@ impl Hub {
                 .ok()
                 .and_then(|mut o| o.pop().flatten());
             match owner {
+                // Taken by this instance a moment ago (the keeper): wait for the room.
+                Some(owner)
+                    if owner == cluster.instance && !self.runs(match_id) && attempts < 10 =>
+                {
+                    attempts += 1;
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
                 Some(owner) => break Some((match_id.clone(), owner)),
                 None => match cluster.take(match_id).await {
                     Ok(Some(taken)) => {
@@ -1138,14 +1174,18 @@ impl Hub {
                 );
             }
             _ => {
-                let greeting = player
-                    .remote
-                    .take()
-                    .and_then(|r| r.awaiting)
-                    .unwrap_or(Greeting::Hello { id: None });
-                self.greet_here(port, state, caller, greeting, now);
+                // Unless it was answered meanwhile (the match was taken over here, and its
+                // taking greeted the player).
+                if let Some(greeting) = player.remote.take().and_then(|r| r.awaiting) {
+                    self.greet_here(port, state, caller, greeting, now);
+                }
             }
         }
+    }
+
+    /// Whether this instance runs the match now.
+    fn runs(&self, match_id: &str) -> bool {
+        self.lock().rooms.contains_key(match_id)
     }
 
     fn spawn_cancel(&self, port: &Port, caller: Caller, id: Option<u64>, ticket: Ticket) {
@@ -1243,6 +1283,7 @@ impl Hub {
                 Occupant::Bot { .. } => None,
             })
             .collect();
+        let ended = room.game.is_ended();
         state.rooms.insert(match_id.to_owned(), room);
         self.metrics.cluster(cluster_counter::TAKEN, 1);
         tracing::info!(%match_id, fence = taken.fence, "took over a match whose owner was lost");
@@ -1263,37 +1304,50 @@ impl Hub {
                 chat: chat::Limiter::new(chat_burst, now),
                 remote: None,
                 gateway: None,
+                concluded: None,
             });
+            // Connected here and following this match (or with no other): back in it. A
+            // player connected here who has moved on (a stale taking of a finished match,
+            // another match) is left alone: the seat counts as away.
+            // A greeting still looking for its match (its lookup not back yet) is for this
+            // one, unless this one is over: an account sits in one running match at a time.
+            let following = player.link.is_some()
+                && player.gateway.is_none()
+                && player.remote.as_ref().is_some_and(|r| {
+                    r.match_id == match_id
+                        || (r.match_id.is_empty() && r.awaiting.is_some() && !ended)
+                });
+            let elsewhere = player.link.is_some() && !following;
+            if elsewhere {
+                continue;
+            }
             player.room = Some((match_id.to_owned(), *seat));
-            let here = player.link.is_some()
-                && player
-                    .remote
-                    .as_ref()
-                    .is_none_or(|r| r.match_id == match_id || r.owner.is_none());
-            if here && player.gateway.is_none() {
+            if following {
                 // Connected here: a player in the match again, without a drop.
                 let remote = player.remote.take();
-                if let Some(link) = player.link.clone() {
+                if let (Some(link), Some(remote)) = (player.link.clone(), remote) {
                     let caller = Caller {
                         account: *account,
                         name: player.name.clone(),
                         link,
                     };
-                    match remote {
-                        Some(remote) => {
-                            if let Some(message) = remote.pending {
-                                pending.push((caller.clone(), message));
-                            }
-                            match remote.awaiting {
-                                Some(greeting) => greetings.push((caller, greeting)),
-                                None => self.replay_since(state, &caller, remote.last_seq),
-                            }
-                        }
-                        None => self.replay_since(state, &caller, None),
+                    if let Some(message) = remote.pending {
+                        pending.push((caller.clone(), message));
+                    }
+                    match remote.awaiting {
+                        Some(greeting) => greetings.push((caller, greeting)),
+                        None => self.replay_since(state, &caller, remote.last_seq),
                     }
                 }
             } else {
                 away.push((*seat, *account));
+            }
+        }
+        // Answered before anything else happens in the match, so the resume's replay comes
+        // first and what follows comes live.
+        if let Some(port) = self.cluster.get() {
+            for (caller, greeting) in std::mem::take(&mut greetings) {
+                self.greet_here(port, state, &caller, greeting, now);
             }
         }
         for (seat, account) in away {
@@ -1314,11 +1368,6 @@ impl Hub {
             .is_some_and(|room| room.game.is_ended())
         {
             self.finish(state, match_id);
-        }
-        if let Some(port) = self.cluster.get() {
-            for (caller, greeting) in greetings {
-                self.greet_here(port, state, &caller, greeting, now);
-            }
         }
         drop(guard);
         // A command forwarded to the lost owner and never answered: applied here now.
@@ -1578,6 +1627,9 @@ async fn writer(hub: Arc<Hub>, cluster: Arc<Cluster>, mut queued: mpsc::Receiver
                             hub.disown(&match_id, why);
                         }
                     }
+                    if let Some(port) = hub.cluster.get() {
+                        port.pending.fetch_sub(batch.len() as u64, Ordering::AcqRel);
+                    }
                     break;
                 }
                 Err(error) => {
@@ -1661,6 +1713,16 @@ async fn keeper(hub: Arc<Hub>, cluster: Arc<Cluster>) {
                 }
             }
             Err(error) => tracing::warn!(%error, "reading match owners failed"),
+        }
+        // Spectators follow a watched match to its new owner.
+        let spectated = hub.watched_elsewhere();
+        let ids: Vec<String> = spectated.iter().map(|(_, id, _)| id.clone()).collect();
+        if let Ok(owners) = cluster.owners(&ids).await {
+            for ((link, match_id, current), owner) in spectated.into_iter().zip(owners) {
+                if let Some(owner) = owner.filter(|o| *o != current) {
+                    hub.spectated_moved(link, &match_id, &owner);
+                }
+            }
         }
         let now = hub.now_ms();
         for (ticket, name, link) in hub.cluster_tickets() {

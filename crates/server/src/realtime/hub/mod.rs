@@ -81,6 +81,8 @@ struct Player {
     remote: Option<Box<cluster::Remote>>,
     /// Clustered, on the match's owner: the player's connection is on another instance.
     gateway: Option<cluster::Gateway>,
+    /// Clustered, on the gateway: the latest match whose result reached the connection.
+    concluded: Option<String>,
 }
 
 struct Unseen {
@@ -572,6 +574,7 @@ impl Hub {
                 chat: chat::Limiter::new(chat_burst, now),
                 remote: None,
                 gateway: None,
+                concluded: None,
             });
         // Back from a drop: the opponent hears of it before this connection is the player's,
         // so the notice reaches this player only through the replay that follows.

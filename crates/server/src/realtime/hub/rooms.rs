@@ -371,7 +371,8 @@ impl Hub {
             {
                 port.write(super::super::cluster::Write::Seat {
                     account: account.to_string(),
-                    match_id: None,
+                    match_id: room_id.to_owned(),
+                    taken: false,
                 });
             }
             let result = match result_of(seat) {

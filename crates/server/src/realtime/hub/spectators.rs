@@ -38,7 +38,7 @@ impl Hub {
         match_id: &str,
     ) {
         self.unspectate(state, caller.link.id);
-        if state.rooms.contains_key(match_id) {
+        if state.rooms.contains_key(match_id) || state.records.transcript(match_id).is_some() {
             if self.watch(state, match_id, caller.link.clone(), None, id) {
                 state.spectating.insert(
                     caller.link.id,
@@ -114,6 +114,18 @@ impl Hub {
         id: Option<u64>,
     ) -> bool {
         let Some(room) = state.rooms.get_mut(match_id) else {
+            // Just finished here (a spectator following a match that moved may arrive after
+            // its end): its transcript, which ends with `match_ended`.
+            if let Some(finished) = state.records.transcript(match_id) {
+                link.outbox.push(ServerMessage::Ack { id });
+                for event in finished.events.iter().cloned() {
+                    link.outbox.push_replayed(ServerMessage::Event {
+                        match_id: match_id.to_owned(),
+                        event,
+                    });
+                }
+                return false;
+            }
             self.metrics.spectate_refused(0);
             link.outbox.push(unknown(id));
             return false;
@@ -164,6 +176,7 @@ impl Hub {
     }
 
     /// A connection on another instance watches a match run here.
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn remote_spectate(
         &self,
         port: &Port,
@@ -172,10 +185,40 @@ impl Hub {
         link: u64,
         request: Option<u64>,
         match_id: &str,
+        attempt: u32,
     ) {
         let Ok(account) = AccountId::from(account) else {
             return;
         };
+        // A spectator following a moved match may ask a moment before this instance has
+        // rebuilt it (the lease is taken just before): asked again shortly, a few times.
+        let arriving = {
+            let state = self.lock();
+            request.is_none()
+                && !state.rooms.contains_key(match_id)
+                && state.records.transcript(match_id).is_none()
+        };
+        if arriving && attempt < 3 {
+            if let Some(hub) = self.arc() {
+                let (from, account, match_id) =
+                    (from.to_owned(), account.to_string(), match_id.to_owned());
+                port.runtime.spawn(async move {
+                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                    if let Some(port) = hub.cluster.get() {
+                        hub.remote_spectate(
+                            port,
+                            &from,
+                            &account,
+                            link,
+                            None,
+                            &match_id,
+                            attempt + 1,
+                        );
+                    }
+                });
+            }
+            return;
+        }
         let relay = self.relay(port, from, link, &account, true);
         let mut state = self.lock();
         let gateway = Gateway {
@@ -202,6 +245,51 @@ impl Hub {
             }
             !this
         });
+    }
+
+    /// (link, match, owner) of every connection here watching a match run elsewhere.
+    pub(super) fn watched_elsewhere(&self) -> Vec<(u64, String, String)> {
+        let state = self.lock();
+        state
+            .spectating
+            .iter()
+            .filter_map(|(link, w)| Some((*link, w.match_id.clone(), w.owner.clone()?)))
+            .collect()
+    }
+
+    /// A watched match moved to `owner` (its owner was lost or drained): the spectator
+    /// subscribes there again, and gets the log again from its start.
+    pub(super) fn spectated_moved(&self, link: u64, match_id: &str, owner: &str) {
+        let Some(port) = self.cluster.get() else {
+            return;
+        };
+        let mut state = self.lock();
+        let Some(watching) = state.spectating.get_mut(&link) else {
+            return;
+        };
+        if watching.match_id != match_id || watching.owner.as_deref() == Some(owner) {
+            return;
+        }
+        watching.owner = Some(owner.to_owned());
+        let account = state
+            .players
+            .iter()
+            .find(|(_, p)| p.link.as_ref().is_some_and(|l| l.id == link))
+            .map(|(account, _)| account.to_string());
+        let Some(account) = account else {
+            state.spectating.remove(&link);
+            return;
+        };
+        port.send(
+            owner,
+            Envelope::Spectate {
+                from: port.instance().to_owned(),
+                account,
+                link,
+                request: None,
+                match_id: match_id.to_owned(),
+            },
+        );
     }
 
     /// What the instance running a watched match sent a spectator here.
