@@ -256,6 +256,7 @@ impl Hub {
         let _ = self.me.set(Arc::downgrade(self));
         tokio::spawn(writer(Arc::clone(self), Arc::clone(&cluster), queued));
         tokio::spawn(reader(Arc::clone(self), Arc::clone(&cluster)));
+        tokio::spawn(sweeper(Arc::clone(self), Arc::clone(&cluster)));
         tokio::spawn(keeper(Arc::clone(self), cluster));
     }
 
@@ -1682,7 +1683,6 @@ async fn keeper(hub: Arc<Hub>, cluster: Arc<Cluster>) {
     let period = (cluster.lease / 3).max(Duration::from_millis(100));
     let mut tick = tokio::time::interval(period);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let windows = Windows::default();
     let mut beats = 0u64;
     loop {
         tick.tick().await;
@@ -1724,46 +1724,6 @@ async fn keeper(hub: Arc<Hub>, cluster: Arc<Cluster>) {
                 }
             }
         }
-        let now = hub.now_ms();
-        for (ticket, name, link) in hub.cluster_tickets() {
-            let due_bot = ticket.bot_at_ms.is_some_and(|at| at <= now);
-            if now >= ticket.expires_ms || due_bot {
-                let taken = cluster.withdraw(ticket.mode, &ticket.id).await;
-                if let Ok(true) = taken {
-                    let outcome = if due_bot && now < ticket.expires_ms {
-                        Outcome::BotFallback(ticket)
-                    } else {
-                        Outcome::Expired(ticket)
-                    };
-                    hub.settle_shared(outcome);
-                } else if now >= ticket.expires_ms + 5_000 {
-                    // Taken by an owner that never said so (lost right after): give up on it.
-                    hub.settle_shared(Outcome::Expired(ticket));
-                }
-                continue;
-            }
-            let waited = now.saturating_sub(ticket.queued_ms) as f64 / 1000.0;
-            let window = (windows.initial + windows.per_second * waited).min(windows.max);
-            let shared = SharedTicket {
-                id: ticket.id.clone(),
-                account: ticket.account.to_string(),
-                name,
-                gateway: cluster.instance.clone(),
-                link,
-                mode: ticket.mode,
-                opponent: ticket.opponent,
-                moves: ticket.moves,
-                rating: ticket.standing,
-                queued_ms: ticket.queued_ms,
-                expires_ms: ticket.expires_ms,
-                bot_at_ms: ticket.bot_at_ms,
-            };
-            match cluster.claim(&shared, window, now, true).await {
-                Ok(Claim::Partner(partner)) => hub.cluster_matched(&ticket.id, *partner),
-                Ok(Claim::Queued | Claim::Gone) => {}
-                Err(error) => tracing::warn!(%error, "sweeping the shared queue failed"),
-            }
-        }
         if let Some(port) = hub.cluster.get() {
             let dropped = port.dropped.swap(0, Ordering::Relaxed);
             hub.metrics.cluster(cluster_counter::DROPPED, dropped);
@@ -1780,6 +1740,84 @@ async fn keeper(hub: Arc<Hub>, cluster: Arc<Cluster>) {
             Ok(total) => hub.set_presence(total),
             Err(error) => tracing::warn!(%error, "publishing the census failed"),
         }
+    }
+}
+
+/// Widens the windows of this instance's waiting tickets, and ends those due a bot or past
+/// their lifetime: once a second, a few dozen at a time, in a task of its own so that a long
+/// queue never holds up the renewal of leases.
+async fn sweeper(hub: Arc<Hub>, cluster: Arc<Cluster>) {
+    use futures_util::StreamExt;
+    let mut tick = tokio::time::interval(SWEEP);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let windows = Windows::default();
+    loop {
+        tick.tick().await;
+        let now = hub.now_ms();
+        let tickets = hub.cluster_tickets();
+        futures_util::stream::iter(tickets)
+            .for_each_concurrent(SWEEPS_AT_ONCE, |(ticket, name, link)| {
+                let (hub, cluster) = (&hub, &cluster);
+                async move { sweep_one(hub, cluster, &windows, ticket, name, link, now).await }
+            })
+            .await;
+    }
+}
+
+/// How often waiting tickets are looked at again.
+const SWEEP: Duration = Duration::from_secs(1);
+/// Tickets swept at once (each one script call).
+const SWEEPS_AT_ONCE: usize = 32;
+
+async fn sweep_one(
+    hub: &Hub,
+    cluster: &Cluster,
+    windows: &Windows,
+    ticket: Ticket,
+    name: String,
+    link: u64,
+    now: u64,
+) {
+    let due_bot = ticket.bot_at_ms.is_some_and(|at| at <= now);
+    if now >= ticket.expires_ms || due_bot {
+        let taken = cluster.withdraw(ticket.mode, &ticket.id).await;
+        if let Ok(true) = taken {
+            let outcome = if due_bot && now < ticket.expires_ms {
+                Outcome::BotFallback(ticket)
+            } else {
+                Outcome::Expired(ticket)
+            };
+            hub.settle_shared(outcome);
+        } else if now >= ticket.expires_ms + 5_000 {
+            // Taken by an owner that never said so (lost right after): give up on it.
+            hub.settle_shared(Outcome::Expired(ticket));
+        }
+        return;
+    }
+    if now.saturating_sub(ticket.queued_ms) < SWEEP.as_millis() as u64 {
+        // Its first claim was a moment ago.
+        return;
+    }
+    let waited = now.saturating_sub(ticket.queued_ms) as f64 / 1000.0;
+    let window = (windows.initial + windows.per_second * waited).min(windows.max);
+    let shared = SharedTicket {
+        id: ticket.id.clone(),
+        account: ticket.account.to_string(),
+        name,
+        gateway: cluster.instance.clone(),
+        link,
+        mode: ticket.mode,
+        opponent: ticket.opponent,
+        moves: ticket.moves,
+        rating: ticket.standing,
+        queued_ms: ticket.queued_ms,
+        expires_ms: ticket.expires_ms,
+        bot_at_ms: ticket.bot_at_ms,
+    };
+    match cluster.claim(&shared, window, now, true).await {
+        Ok(Claim::Partner(partner)) => hub.cluster_matched(&ticket.id, *partner),
+        Ok(Claim::Queued | Claim::Gone) => {}
+        Err(error) => tracing::warn!(%error, "sweeping the shared queue failed"),
     }
 }
 
