@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use crate::helpers::spawn_app;
 
-const BINARY: &str = env!("CARGO_BIN_EXE_guess-game");
+pub(crate) const BINARY: &str = env!("CARGO_BIN_EXE_guess-game");
 
 async fn run(args: Vec<String>, env: Vec<(&'static str, &'static str)>) -> std::process::Output {
     run_with(
@@ -246,13 +246,35 @@ impl ServerProcess {
         extra: &[&std::ffi::OsStr],
         env: &[(&str, &str)],
     ) -> ServerProcess {
-        let mut child = Command::new(BINARY)
+        Self::start_listening("127.0.0.1:0", extra, env).await
+    }
+
+    /// As [`Self::start_with_env`], the public listener on `listen` (a restart on the address
+    /// an instance before it had).
+    pub(crate) async fn start_listening(
+        listen: &str,
+        extra: &[&std::ffi::OsStr],
+        env: &[(&str, &str)],
+    ) -> ServerProcess {
+        Self::launch(Command::new(BINARY), listen, "127.0.0.1:0", extra, env).await
+    }
+
+    /// As [`Self::start_listening`], the binary run by `command` (e.g. `ip netns exec NS`
+    /// with the binary as its first argument), the admin listener on `admin`.
+    pub(crate) async fn launch(
+        mut command: Command,
+        listen: &str,
+        admin: &str,
+        extra: &[&std::ffi::OsStr],
+        env: &[(&str, &str)],
+    ) -> ServerProcess {
+        let mut child = command
             .args([
                 "serve",
                 "--listen",
-                "127.0.0.1:0",
+                listen,
                 "--admin-listen",
-                "127.0.0.1:0",
+                admin,
                 "--workers",
                 "1",
                 "--log-format",

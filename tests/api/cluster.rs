@@ -1,15 +1,18 @@
 //! Real-time play across instances sharing one Redis (issue 15): players on different
 //! instances are matched and play; an owner killed mid-round (SIGKILL) loses nothing, its
 //! players resume on another instance, the match continues from its log in Redis, and the
-//! result is recorded once. Each test starts its own Redis and instances on loopback.
+//! result is recorded once; an owner cut off from Redis (in a network namespace of its own)
+//! stops running its match before its lease runs out. Each test starts its own Redis and
+//! instances on loopback.
 
 use std::time::Duration;
 
 use serde_json::{Value, json};
 
 use crate::accounts::guest;
-use crate::cli::ServerProcess;
+use crate::cli::{BINARY, ServerProcess};
 use crate::helpers::{TestApp, spawn_app_with};
+use crate::netns::Netns;
 use crate::realtime::{Player, connect_at, play_round};
 use crate::redis::{RedisCluster, RedisServer};
 
@@ -138,11 +141,17 @@ struct Owned {
     match_id: Value,
 }
 
+const LONG_ROUNDS: [(&str, &str); 1] = [("GUESS_GAME_ROUND_TIMEOUT", "60s")];
+
 async fn owned_by_the_second(url: &str) -> Owned {
-    let env = [("GUESS_GAME_ROUND_TIMEOUT", "60s")];
     let store: [&std::ffi::OsStr; 2] = ["--store".as_ref(), url.as_ref()];
-    let survivor = ServerProcess::start_with_env(&store, &env).await;
-    let owner = ServerProcess::start_with_env(&store, &env).await;
+    let survivor = ServerProcess::start_with_env(&store, &LONG_ROUNDS).await;
+    let owner = ServerProcess::start_with_env(&store, &LONG_ROUNDS).await;
+    owned_by(survivor, owner, url).await
+}
+
+/// As [`owned_by_the_second`], with the two instances given (`url` the Redis of this side).
+async fn owned_by(survivor: ServerProcess, owner: ServerProcess, url: &str) -> Owned {
     let accounts = instance(url).await;
     let survivor_at = survivor.url.authority().to_owned();
     let owner_at = owner.url.authority().to_owned();
@@ -280,10 +289,58 @@ async fn an_owner_killed_mid_round_loses_nothing_and_its_players_resume_elsewher
 }
 
 #[tokio::test]
-async fn a_partitioned_owner_that_comes_back_cannot_write() {
+async fn an_owner_cut_off_from_redis_stops_running_its_match_and_its_players_resume_elsewhere() {
+    // The owner runs in a network namespace of its own, reaching Redis at an address that can
+    // be cut off alone: its players and its admin listener stay reachable.
+    let netns = Netns::create();
+    let redis = RedisServer::start_with(&["--bind", "127.0.0.1", &netns.server()]);
+    let url = redis.url();
+    let far = format!("redis://{}:{}", netns.server(), redis.port);
+    let survivor =
+        ServerProcess::start_with_env(&["--store".as_ref(), url.as_ref()], &LONG_ROUNDS).await;
+    let inside = format!("{}:0", netns.inside());
+    let owner = ServerProcess::launch(
+        netns.command(BINARY),
+        &inside,
+        &inside,
+        // The admin listener on the namespace's address, for its metrics.
+        &["--store".as_ref(), far.as_ref(), "--admin-public".as_ref()],
+        &LONG_ROUNDS,
+    )
+    .await;
+    let mut game = owned_by(survivor, owner, &url).await;
+
+    netns.cut_off_server();
+    // Its leases cannot be renewed: before they run out the owner stops running the match
+    // (self-fencing) and sends its player away to resume where Redis is reachable.
+    assert_eq!(game.b.closed().await, 1001);
+    assert_eq!(
+        metric(&game.owner.admin, "guess_game_cluster_leases_lapsed_total").await,
+        1.0
+    );
+    game.b_resumes_on_the_survivor_and_the_match_ends(&redis)
+        .await;
+    let length = log_is_whole(&redis, &game.match_id);
+
+    // Healed: whatever the old owner still had queued for the log is refused (fenced).
+    netns.heal();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        log_is_whole(&redis, &game.match_id),
+        length,
+        "nothing was written"
+    );
+    assert_eq!(results_recorded(&redis), 1, "recorded once");
+    assert_eq!(game.owner.stop().await, Some(0));
+    assert_eq!(game.survivor.stop().await, Some(0));
+}
+
+#[tokio::test]
+async fn a_paused_owner_that_comes_back_cannot_write() {
     let redis = RedisServer::start();
     let mut game = owned_by_the_second(&redis.url()).await;
-    // The owner stops (as if cut off): its lease runs out, the survivor takes the match.
+    // The owner stops (SIGSTOP: a long pause, a frozen VM): it cannot even notice its lease
+    // running out. The survivor takes the match.
     game.owner.signal(libc::SIGSTOP);
     game.b_resumes_on_the_survivor_and_the_match_ends(&redis)
         .await;

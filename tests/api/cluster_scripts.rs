@@ -181,6 +181,80 @@ async fn the_queue_hands_the_nearest_live_ticket_of_another_account_to_one_claim
 }
 
 #[tokio::test]
+async fn a_ticket_withdrawn_before_its_first_claim_arrives_is_never_queued() {
+    // A cancel (or a drain) reaches Redis before the ticket's first claim, still on its way:
+    // the claim must not queue a ticket whose player has moved on (another instance would
+    // start a match nobody on that side knows of).
+    let redis = RedisServer::start();
+    let gateway = cluster(&redis, Duration::from_secs(3)).await;
+    let other = cluster(&redis, Duration::from_secs(3)).await;
+    let now = 1_000;
+    assert!(!gateway.withdraw(Mode::BestOf1, "late").await.unwrap());
+    assert!(matches!(
+        gateway
+            .claim(&ticket("late", "ann", 1500.0, 10_000), 0.0, now, false)
+            .await
+            .unwrap(),
+        Claim::Gone
+    ));
+    assert!(
+        matches!(
+            other
+                .claim(&ticket("bob's", "bob", 1500.0, 10_000), 100.0, now, false)
+                .await
+                .unwrap(),
+            Claim::Queued
+        ),
+        "nothing to be matched with"
+    );
+    // The mark expires: it is kept a minute, longer than any ticket lives.
+    let ttl: i64 = redis
+        .cli(&["PTTL", "gg:{mm}:w:late"])
+        .trim()
+        .parse()
+        .unwrap();
+    assert!((50_000..=60_000).contains(&ttl), "{ttl}");
+}
+
+#[tokio::test]
+async fn what_a_gone_connection_missed_waits_for_the_accounts_next_greeting_once() {
+    let redis = RedisServer::start();
+    let gateway = cluster(&redis, Duration::from_secs(3)).await;
+    let elsewhere = cluster(&redis, Duration::from_secs(3)).await;
+    let result = protocol::ServerMessage::MatchResult {
+        match_id: "m1".to_owned(),
+        result: protocol::Result::Won,
+        rating_before: 1500.0,
+        rating_after: 1520.0,
+        rated: true,
+    };
+    let missed = Write::Missed {
+        account: "ann".to_owned(),
+        messages: vec![result.clone()],
+    };
+    assert_eq!(gateway.write(&[missed]).await.unwrap(), [Wrote::Done]);
+    // Kept a resume grace, no longer.
+    let ttl: i64 = redis
+        .cli(&["PTTL", "gg:missed:ann"])
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(ttl > 0, "{ttl}");
+    // Another instance greeting the account reads it, and nobody reads it twice.
+    let found = elsewhere.locate(None, "ann").await.unwrap();
+    assert_eq!(found.missed, [result]);
+    assert!(
+        elsewhere
+            .locate(None, "ann")
+            .await
+            .unwrap()
+            .missed
+            .is_empty()
+    );
+    assert!(gateway.locate(None, "bob").await.unwrap().missed.is_empty());
+}
+
+#[tokio::test]
 async fn a_result_and_its_ratings_are_recorded_once() {
     let redis = RedisServer::start();
     let one = cluster(&redis, Duration::from_secs(3)).await;

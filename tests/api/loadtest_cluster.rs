@@ -1,11 +1,11 @@
 //! `guess-game loadtest ws-play` against three instances sharing one Redis, through a rolling
-//! restart: two of the instances are drained (SIGTERM) in turn mid-run and replaced. Their
-//! players see a close (1001) and resume on another target; nobody sees an error beyond the
-//! resume, and every match started has its result recorded once.
+//! restart of all three: each is drained (SIGTERM) in turn mid-run and replaced by a new
+//! instance on the same address. Its players see a close (1001) and resume on another target;
+//! nobody sees an error beyond the resume, and every match started has its result recorded
+//! once.
 //!
-//! A replacement listens on a new port (port 0), which is not in the tester's `--target` list:
-//! the tester finds the old address refused and moves on to the next target, as it would past
-//! a dead instance.
+//! Between the drained instance's exit and its replacement's start the address refuses
+//! connections: the tester moves on to the next target, as it would past a dead instance.
 
 use std::collections::BTreeSet;
 use std::ffi::OsStr;
@@ -22,9 +22,10 @@ const INSTANCES: usize = 3;
 
 /// An instance on `redis`: rounds long enough that a round is never lost to a restart, and
 /// the loopback tester free to make its guests and play as fast as it likes.
-async fn instance(redis: &RedisServer) -> ServerProcess {
+async fn instance(redis: &RedisServer, listen: &str) -> ServerProcess {
     let url = redis.url();
-    ServerProcess::start_with_env(
+    ServerProcess::start_listening(
+        listen,
         &[
             OsStr::new("--store"),
             OsStr::new(&url),
@@ -72,7 +73,7 @@ async fn a_rolling_restart_costs_the_players_nothing_but_a_resume() {
     let redis = RedisServer::start();
     let mut instances = Vec::new();
     for _ in 0..INSTANCES {
-        instances.push(instance(&redis).await);
+        instances.push(instance(&redis, "127.0.0.1:0").await);
     }
     let targets: Vec<String> = instances
         .iter()
@@ -91,7 +92,7 @@ async fn a_rolling_restart_costs_the_players_nothing_but_a_resume() {
         "-c",
         "30",
         "--duration",
-        "20s",
+        "24s",
         "--move-interval",
         "200",
         "--json",
@@ -107,13 +108,14 @@ async fn a_rolling_restart_costs_the_players_nothing_but_a_resume() {
             .expect("the binary runs")
     });
 
-    // Past the warm-up (1.4 s) and well inside the 20 s window, one instance after the other.
-    let mut replacements = Vec::new();
-    for pause in [Duration::from_secs(6), Duration::from_secs(6)] {
-        tokio::time::sleep(pause).await;
-        let drained = instances.remove(0);
+    // Past the warm-up (1.4 s) and well inside the 24 s window, one instance after the other,
+    // each replacement on its predecessor's address (as a service manager restarts it).
+    for index in 0..INSTANCES {
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let listen = instances[index].url.authority().to_string();
+        let drained = instances.remove(index);
         assert_eq!(drain(drained).await, Some(0), "a drain exits 0");
-        replacements.push(instance(&redis).await);
+        instances.insert(index, instance(&redis, &listen).await);
     }
     let output = run.await.unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
@@ -145,7 +147,7 @@ async fn a_rolling_restart_costs_the_players_nothing_but_a_resume() {
         "each finished match recorded once: {stdout}"
     );
 
-    for instance in instances.into_iter().chain(replacements) {
+    for instance in instances {
         assert_eq!(instance.stop().await, Some(0));
     }
 }

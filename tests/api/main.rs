@@ -12,6 +12,7 @@ mod health;
 mod helpers;
 mod loadtest;
 mod loadtest_cluster;
+mod netns;
 mod observability;
 mod play;
 mod protection;

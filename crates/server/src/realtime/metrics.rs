@@ -68,7 +68,7 @@ pub struct Metrics {
     /// matches it handed over when draining, matches it lost to another instance (fenced),
     /// writes to Redis retried after a failure, writes dropped at a full queue, malformed
     /// inbox entries skipped.
-    pub(super) cluster: [AtomicU64; 6],
+    pub(super) cluster: [AtomicU64; 7],
     /// `spectate` refused: [match unknown, spectators full].
     spectate_refused: [AtomicU64; 2],
 }
@@ -81,6 +81,7 @@ pub(super) mod cluster_counter {
     pub const RETRIED: usize = 3;
     pub const DROPPED: usize = 4;
     pub const SKIPPED: usize = 5;
+    pub const LAPSED: usize = 6;
 }
 
 /// Why a connection closed, for [`Metrics::closed`].
@@ -382,6 +383,11 @@ impl Metrics {
                 "guess_game_cluster_inbox_skipped_total",
                 "Inbox entries from other instances that could not be read.",
                 cluster_counter::SKIPPED,
+            ),
+            (
+                "guess_game_cluster_leases_lapsed_total",
+                "Shared matches this instance stopped running because it could not renew their leases in time (cut off from Redis).",
+                cluster_counter::LAPSED,
             ),
         ] {
             out.family(name, help, Kind::Counter);

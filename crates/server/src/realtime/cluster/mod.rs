@@ -97,6 +97,10 @@ pub enum Envelope {
         messages: Vec<ServerMessage>,
         release: bool,
         close: Option<u16>,
+        /// The match the relay last carried messages of, with `release`: a gateway whose
+        /// player has moved on to another match ignores a late release of the old one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        of_match: Option<String>,
         /// For a spectator of a match run at `from`, not a player.
         #[serde(default)]
         spectator: bool,
@@ -169,6 +173,17 @@ pub struct Taken {
     pub events: Vec<Event>,
 }
 
+/// What Redis knows of an account about to be greeted.
+#[derive(Debug, Default)]
+pub struct Located {
+    /// The account the resume token was issued to (when one was given).
+    pub owner_of_token: Option<String>,
+    /// The match the account sits in.
+    pub seat: Option<String>,
+    /// Messages its last connection missed (see [`Write::Missed`]), oldest first.
+    pub missed: Vec<ServerMessage>,
+}
+
 /// Why a write to a match's log was refused.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Refused {
@@ -176,6 +191,9 @@ pub enum Refused {
     Fenced,
     /// The log is not the length this owner wrote it to.
     Diverged,
+    /// This owner could not renew the lease before it ran out (cut off from Redis): another
+    /// instance may run the match now, so this one stops.
+    Lapsed,
 }
 
 /// A failure to reach Redis or an answer that does not parse.
@@ -253,14 +271,17 @@ return redis.call('DEL', KEYS[1])
 ";
 
 /// Queues a ticket or takes the nearest acceptable one. KEYS: the mode's sorted set, the
-/// tickets hash. ARGV: ticket id, rating, window, ticket json, account, now ms, sweep (1 when
-/// the ticket is already queued: it is matched only if still there). Returns the partner's
-/// json, 'queued', or 'gone' (a sweep found the ticket taken already).
+/// tickets hash, the ticket's withdrawal mark. ARGV: ticket id, rating, window, ticket json,
+/// account, now ms, sweep (1 when the ticket is already queued: it is matched only if still
+/// there). Returns the partner's json, 'queued', or 'gone' (a sweep found the ticket taken
+/// already, or the ticket was withdrawn before its first claim arrived).
 const CLAIM_SCRIPT: &str = r"
 local id, rating, window = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local now = tonumber(ARGV[6])
 if ARGV[7] == '1' then
   if redis.call('ZREM', KEYS[1], id) == 0 then return 'gone' end
+elseif redis.call('EXISTS', KEYS[3]) == 1 then
+  return 'gone'
 end
 local function pick(ids)
   for _, other in ipairs(ids) do
@@ -296,13 +317,26 @@ redis.call('HSET', KEYS[2], id, ARGV[4])
 return 'queued'
 ";
 
-/// Takes a ticket out of the queue if it is still there. KEYS: sorted set, hash. ARGV: id.
-/// Returns 1 when this call took it.
+/// Takes a ticket out of the queue if it is still there. KEYS: sorted set, hash, the ticket's
+/// withdrawal mark. ARGV: id, mark ms. Returns 1 when this call took it. A ticket not there
+/// may have been matched, or its first claim may still be on its way (a cancel or a drain
+/// racing it): the mark, kept longer than any ticket lives, makes that claim answer 'gone'
+/// instead of queueing a ticket whose player has moved on.
 const WITHDRAW_SCRIPT: &str = r"
-if redis.call('ZREM', KEYS[1], ARGV[1]) == 0 then return 0 end
+if redis.call('ZREM', KEYS[1], ARGV[1]) == 0 then
+  redis.call('SET', KEYS[3], '1', 'PX', ARGV[2])
+  return 0
+end
 redis.call('HDEL', KEYS[2], ARGV[1])
 return 1
 ";
+
+/// How long a withdrawal mark is kept: longer than a ticket's first claim can be in flight.
+const WITHDRAWN_MS: u64 = 60_000;
+
+fn withdrawn_key(ticket_id: &str) -> String {
+    format!("gg:{{mm}}:w:{ticket_id}")
+}
 
 /// Records a result once: ratings, the results stream. KEYS: ratings, recorded, results.
 /// ARGV: match id, now ms, kept ms, results kept, result line, then account and rating json
@@ -320,6 +354,16 @@ return 1
 const FREE_SEAT_SCRIPT: &str = r"
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
+";
+
+/// Keeps messages a gateway could not hand to a connection that had gone, for the account's
+/// next greeting wherever it lands. KEYS: the account's missed list. ARGV: kept ms, then the
+/// messages' json. Bounded to the last 64 messages.
+const MISSED_SCRIPT: &str = r"
+redis.call('RPUSH', KEYS[1], unpack(ARGV, 2))
+redis.call('LTRIM', KEYS[1], -64, -1)
+redis.call('PEXPIRE', KEYS[1], ARGV[1])
+return 1
 ";
 
 /// Either kind of connection; both multiplex.
@@ -373,6 +417,7 @@ pub struct Cluster {
     withdraw: Script,
     record: Script,
     free_seat: Script,
+    missed: Script,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -408,6 +453,9 @@ const RECORDED_KEY: &str = "gg:{rt}:recorded";
 pub const RESULTS_KEY: &str = "gg:{rt}:results";
 fn seat_key(account: &str) -> String {
     format!("gg:seat:{account}")
+}
+fn missed_key(account: &str) -> String {
+    format!("gg:missed:{account}")
 }
 fn resume_key(token: &str) -> String {
     format!("gg:resume:{}", blake3::hash(token.as_bytes()).to_hex())
@@ -501,6 +549,12 @@ pub enum Write {
         token: String,
         account: String,
     },
+    /// Messages for a connection of `account` that had gone when they reached its gateway:
+    /// kept (a resume grace) for the account's next greeting on any instance.
+    Missed {
+        account: String,
+        messages: Vec<ServerMessage>,
+    },
     Release {
         match_id: String,
         fence: u64,
@@ -549,6 +603,7 @@ impl Cluster {
             withdraw: Script::new(WITHDRAW_SCRIPT),
             record: Script::new(RECORD_SCRIPT),
             free_seat: Script::new(FREE_SEAT_SCRIPT),
+            missed: Script::new(MISSED_SCRIPT),
         })
     }
 
@@ -653,6 +708,18 @@ impl Cluster {
                     .arg(account)
                     .arg("PX")
                     .arg(RESUME_TTL.as_millis() as u64);
+                (key, call)
+            }
+            Write::Missed { account, messages } => {
+                let key = missed_key(account);
+                let mut call = redis::cmd("EVALSHA");
+                call.arg(self.missed.get_hash())
+                    .arg(1)
+                    .arg(&key)
+                    .arg(RESUME_TTL.as_millis() as u64);
+                for message in messages {
+                    call.arg(json(message));
+                }
                 (key, call)
             }
             Write::Release { match_id, fence } => {
@@ -808,6 +875,7 @@ impl Cluster {
             &self.withdraw,
             &self.record,
             &self.free_seat,
+            &self.missed,
         ] {
             let mut connection = self.connection();
             let invocation = script.prepare_invoke();
@@ -909,6 +977,7 @@ impl Cluster {
         invocation
             .key(queue_key(ticket.mode))
             .key(TICKETS_KEY)
+            .key(withdrawn_key(&ticket.id))
             .arg(&ticket.id)
             .arg(ticket.rating.rating)
             .arg(window)
@@ -930,7 +999,9 @@ impl Cluster {
         invocation
             .key(queue_key(mode))
             .key(TICKETS_KEY)
-            .arg(ticket_id);
+            .key(withdrawn_key(ticket_id))
+            .arg(ticket_id)
+            .arg(WITHDRAWN_MS);
         let taken: i64 = self.run(&invocation).await?;
         Ok(taken == 1)
     }
@@ -983,12 +1054,20 @@ impl Cluster {
         &self,
         token: Option<&str>,
         account: &str,
-    ) -> Result<(Option<String>, Option<String>), ClusterError> {
-        let mut commands = Vec::with_capacity(2);
+    ) -> Result<Located, ClusterError> {
+        let mut commands = Vec::with_capacity(4);
         let seat = seat_key(account);
         let mut get_seat = redis::cmd("GET");
         get_seat.arg(&seat);
         commands.push((seat, get_seat));
+        // What the account's last connection missed: read once, by this greeting.
+        let missed = missed_key(account);
+        let mut get_missed = redis::cmd("LRANGE");
+        get_missed.arg(&missed).arg(0).arg(-1);
+        commands.push((missed.clone(), get_missed));
+        let mut forget_missed = redis::cmd("DEL");
+        forget_missed.arg(&missed);
+        commands.push((missed, forget_missed));
         if let Some(token) = token {
             let key = resume_key(token);
             let mut get_token = redis::cmd("GET");
@@ -1000,11 +1079,20 @@ impl Cluster {
             Some(value) => redis::from_redis_value(value)?,
             None => None,
         };
+        let missed: Vec<Vec<u8>> = match replies.next() {
+            Some(value) => redis::from_redis_value(value)?,
+            None => Vec::new(),
+        };
+        let _forgotten = replies.next();
         let owner_of_token: Option<String> = match replies.next() {
             Some(value) => redis::from_redis_value(value)?,
             None => None,
         };
-        Ok((owner_of_token, seat))
+        Ok(Located {
+            owner_of_token,
+            seat,
+            missed: missed.iter().filter_map(|m| parse(m).ok()).collect(),
+        })
     }
 
     /// Publishes the presence of this instance's players (each expiring after

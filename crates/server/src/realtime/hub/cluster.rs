@@ -21,7 +21,7 @@ use game::rating::{Rating, Score};
 use tokio::sync::mpsc;
 
 use super::super::cluster::{
-    Claim, Cluster, Envelope, Meta, Refused, Rejoin, SeatMeta, SharedTicket, Write, Wrote,
+    Claim, Cluster, Envelope, Located, Meta, Refused, Rejoin, SeatMeta, SharedTicket, Write, Wrote,
 };
 use super::super::matchmaker::Windows;
 use super::super::metrics::cluster_counter;
@@ -44,6 +44,9 @@ const RELAY_IDS: u64 = 1 << 62;
 pub(super) struct Gateway {
     pub(super) instance: String,
     pub(super) link: u64,
+    /// The last command with a request id forwarded from it: the gateway sends a command
+    /// again to an owner it finds anew, and the copy must not be applied twice.
+    pub(super) last_request: Option<Box<ClientMessage>>,
 }
 
 /// On the gateway: the match a player sits in elsewhere.
@@ -58,7 +61,21 @@ pub(super) struct Remote {
     awaiting: Option<Greeting>,
     /// The latest match command forwarded and not yet answered: sent again to a new owner.
     pending: Option<ClientMessage>,
+    /// Times the greeting was sent to look for the match again, because the instance Redis
+    /// named had let it go (a drain racing the lookup): bounded by [`RELOCATIONS`].
+    relocations: u8,
+    /// What the account's last connection missed (its gateway found it gone), for a resume
+    /// that finds the match over.
+    missed: Vec<ServerMessage>,
 }
+
+/// How long a drain waits, at most, for the owners of its players' matches to let go of them
+/// before closing their connections.
+pub(super) const DETACH_WAIT_MS: u64 = 1_000;
+
+/// How often a greeting looks for its match again after the owner named turned it away,
+/// before the player is greeted as seated nowhere.
+const RELOCATIONS: u8 = 3;
 
 #[derive(Clone, Copy, Debug)]
 enum Greeting {
@@ -395,6 +412,8 @@ impl Hub {
                 last_seq: None,
                 awaiting: Some(greeting),
                 pending: None,
+                relocations: 0,
+                missed: Vec::new(),
             }));
         }
     }
@@ -581,6 +600,7 @@ impl Hub {
             expires_ms: partner.expires_ms,
             bot_at_ms: partner.bot_at_ms,
         };
+        tracing::debug!(own, partner = %partner.account, gateway = %partner.gateway, "the shared queue paired a ticket of this instance");
         if partner.gateway == port.instance() {
             // Both players are here.
             if let Some(theirs) = state.tickets.get(&partner.id).cloned() {
@@ -610,6 +630,7 @@ impl Hub {
             player.gateway = Some(Gateway {
                 instance: partner.gateway.clone(),
                 link: partner.link,
+                last_request: None,
             });
             self.metrics
                 .time_to_match(now.saturating_sub(theirs.queued_ms));
@@ -654,6 +675,9 @@ impl Hub {
         let account = account.to_string();
         let task_outbox = Arc::clone(&outbox);
         port.runtime.spawn(async move {
+            // The match of the last message carried: a release says which match it ends, so
+            // a gateway can tell it from a newer relay's (two relay tasks are not ordered).
+            let mut of_match: Option<String> = None;
             loop {
                 // A relay nobody holds any more (its player forgotten) ends within a minute.
                 let woke = tokio::time::timeout(Duration::from_secs(60), task_outbox.wait()).await;
@@ -669,6 +693,11 @@ impl Hub {
                     .close
                     .filter(|c| c.code != RELEASED.code)
                     .map(|c| c.code);
+                if let Some(last) = taken.messages.iter().rev().find_map(match_of)
+                    && of_match.as_deref() != Some(last)
+                {
+                    of_match = Some(last.to_owned());
+                }
                 let envelope = Envelope::Deliver {
                     from: from.clone(),
                     account: account.clone(),
@@ -676,6 +705,7 @@ impl Hub {
                     messages: taken.messages.into(),
                     release,
                     close,
+                    of_match: if release { of_match.take() } else { None },
                     spectator,
                 };
                 pending.fetch_add(1, Ordering::AcqRel);
@@ -714,17 +744,31 @@ impl Hub {
                     return;
                 };
                 let caller = {
-                    let state = self.lock();
-                    let Some(player) = state.players.get(&account) else {
+                    let mut state = self.lock();
+                    let Some(player) = state.players.get_mut(&account) else {
+                        tracing::debug!(%account, %from, "a forwarded command for a player not here");
                         return;
                     };
-                    let relayed = player
+                    let relay = player.link.clone();
+                    let Some(gateway) = player
                         .gateway
-                        .as_ref()
-                        .is_some_and(|g| g.instance == from && g.link == link);
-                    let (true, Some(relay)) = (relayed, player.link.clone()) else {
+                        .as_mut()
+                        .filter(|g| g.instance == from && g.link == link)
+                    else {
+                        tracing::debug!(%account, %from, link, "a forwarded command from a connection not relayed");
                         return;
                     };
+                    let Some(relay) = relay else {
+                        return;
+                    };
+                    if message.id().is_some() {
+                        if gateway.last_request.as_deref() == Some(&message) {
+                            // A copy (sent again to this owner found anew): answered already.
+                            tracing::debug!(%account, "a forwarded command again");
+                            return;
+                        }
+                        gateway.last_request = Some(Box::new(message.clone()));
+                    }
                     Caller {
                         account,
                         name: player.name.clone(),
@@ -775,6 +819,7 @@ impl Hub {
                     .players
                     .get(&account)
                     .is_some_and(|p| p.room.is_some() || p.unseen.is_some());
+                tracing::debug!(%account, %from, link, seated, "a player attaches");
                 if !seated {
                     // Not here (any more): the gateway greets the player itself.
                     port.send(
@@ -786,6 +831,7 @@ impl Hub {
                             messages: Vec::new(),
                             release: true,
                             close: None,
+                            of_match: None,
                             spectator: false,
                         },
                     );
@@ -811,6 +857,7 @@ impl Hub {
                     player.gateway = Some(Gateway {
                         instance: from,
                         link,
+                        last_request: None,
                     });
                 }
             }
@@ -841,8 +888,12 @@ impl Hub {
                 messages,
                 release,
                 close,
+                of_match,
                 spectator: false,
-            } => self.delivered(port, &from, &account, link, messages, release, close, now),
+            } => {
+                let release = release.then_some(of_match);
+                self.delivered(port, &from, &account, link, messages, release, close, now)
+            }
         }
     }
 
@@ -878,7 +929,7 @@ impl Hub {
         account: &str,
         link: u64,
         messages: Vec<ServerMessage>,
-        release: bool,
+        release: Option<Option<String>>,
         close: Option<u16>,
         now: u64,
     ) {
@@ -890,8 +941,33 @@ impl Hub {
         let Some(player) = state.players.get_mut(&account) else {
             return;
         };
+        // A release (with the match it ends, when the relay knew it) counts only from the
+        // current owner, for the match the player is in: a late one from the relay of a
+        // match the player has left behind changes nothing (relays are not ordered).
+        let released = release.is_some();
+        let release = release.is_some_and(|of_match| {
+            player.remote.as_ref().is_none_or(|remote| {
+                remote.owner.as_deref().is_none_or(|owner| owner == from)
+                    && of_match.is_none_or(|m| remote.match_id.is_empty() || m == remote.match_id)
+            })
+        });
+        if released {
+            tracing::debug!(%account, %from, release, "a relay's release");
+        }
         let Some(local) = player.link.clone().filter(|l| l.id == link) else {
-            // For a connection that is gone: the player resumes and gets it from the log.
+            // For a connection that is gone: the player resumes and gets it from the log
+            // while the match runs. What a match that ended meanwhile said is kept in Redis
+            // for the account's next greeting, wherever it lands.
+            let missed: Vec<ServerMessage> = messages
+                .into_iter()
+                .filter(|m| match_of(m).is_some())
+                .collect();
+            if !missed.is_empty() {
+                port.write(Write::Missed {
+                    account: account.to_string(),
+                    messages: missed,
+                });
+            }
             return;
         };
         let mut matched_ticket = None;
@@ -926,6 +1002,8 @@ impl Hub {
                             last_seq: None,
                             awaiting: None,
                             pending: None,
+                            relocations: 0,
+                            missed: Vec::new(),
                         })
                     });
                     remote.match_id = match_id.clone();
@@ -978,8 +1056,16 @@ impl Hub {
                 local.outbox.push(message);
             }
         }
+        let mut relocate = false;
         if release && let Some(remote) = player.remote.as_mut() {
-            match remote.awaiting.take() {
+            match remote.awaiting {
+                // The owner Redis named has no seat for the player, though Redis seated it in
+                // a match: the owner let it go meanwhile (a drain). Look for it again.
+                Some(_) if !remote.match_id.is_empty() && remote.relocations < RELOCATIONS => {
+                    remote.relocations += 1;
+                    remote.owner = None;
+                    relocate = true;
+                }
                 // The owner has no seat for the player: greeted here.
                 Some(greeting) => {
                     greet_here = Some(greeting);
@@ -989,6 +1075,16 @@ impl Hub {
                 // or takes it.
                 None => remote.owner = None,
             }
+        }
+        if release
+            && state.draining.is_some()
+            && !state
+                .players
+                .values()
+                .any(|p| p.link.is_some() && p.remote.as_ref().is_some_and(|r| r.owner.is_some()))
+        {
+            // Every owner has let go of this draining instance's players: close now.
+            self.schedule(state, now, Timer::DrainEnd);
         }
         if let Some(code) = close {
             local.outbox.close(CloseOrder {
@@ -1006,15 +1102,19 @@ impl Hub {
         {
             self.untrack_ticket(state, &ticket, now);
         }
+        let caller = || Caller {
+            account,
+            name: state
+                .players
+                .get(&account)
+                .map_or_else(String::new, |p| p.name.clone()),
+            link: local.clone(),
+        };
+        if relocate {
+            self.spawn_locate(port, caller(), None);
+        }
         if let Some(greeting) = greet_here {
-            let caller = Caller {
-                account,
-                name: state
-                    .players
-                    .get(&account)
-                    .map_or_else(String::new, |p| p.name.clone()),
-                link: local,
-            };
+            let caller = caller();
             self.greet_here(port, state, &caller, greeting, now);
         }
     }
@@ -1029,16 +1129,88 @@ impl Hub {
         greeting: Greeting,
         now: u64,
     ) {
+        let mut missed = Vec::new();
         if let Some(player) = state.players.get_mut(&caller.account) {
-            player.remote = None;
+            if let Some(remote) = player.remote.take()
+                && player.room.is_none()
+                && player.unseen.is_none()
+            {
+                missed = remote.missed;
+            }
         }
         match greeting {
             Greeting::Hello { id } => self.hello(state, caller, id, now),
             Greeting::Resume { id, last_seq } => {
-                self.resume_verified(state, caller, id, last_seq, now);
+                if !self.resume_missed(state, caller, id, last_seq, missed, now) {
+                    self.resume_verified(state, caller, id, last_seq, now);
+                }
             }
         }
         caller.link.outbox.mark_greeted();
+    }
+
+    /// A resume whose match ended while the player was away, the end never handed to its
+    /// connection (it had gone when the end reached its gateway): `resumed` into that match,
+    /// the events after `last_seq` and the result, from what the gateway kept. False (nothing
+    /// sent) when nothing was kept.
+    fn resume_missed(
+        &self,
+        state: &mut State,
+        caller: &Caller,
+        id: Option<u64>,
+        last_seq: Option<u64>,
+        missed: Vec<ServerMessage>,
+        now: u64,
+    ) -> bool {
+        let Some(match_id) = missed.iter().find_map(|m| match m {
+            ServerMessage::MatchResult { match_id, .. } => Some(match_id.clone()),
+            _ => None,
+        }) else {
+            return false;
+        };
+        let after = last_seq.map_or(0, |seq| seq.saturating_add(1));
+        let mut seen = std::collections::BTreeSet::new();
+        let mut events = Vec::new();
+        let mut result = None;
+        let mut seat = None;
+        for message in missed {
+            if match_of(&message) != Some(match_id.as_str()) {
+                continue;
+            }
+            match message {
+                ServerMessage::Event { ref event, .. }
+                    if (last_seq.is_none() || event.seq >= after) && seen.insert(event.seq) =>
+                {
+                    events.push(message);
+                }
+                ServerMessage::Matched { seat: s, .. } => seat = Some(s),
+                ServerMessage::MatchResult { .. } => result = Some(message),
+                _ => {}
+            }
+        }
+        let token = self.attach(state, caller, now);
+        let queued = state
+            .players
+            .get(&caller.account)
+            .is_some_and(|p| p.ticket.is_some());
+        self.metrics.resumes(0);
+        caller.link.outbox.push(ServerMessage::Resumed {
+            id,
+            resume_token: token,
+            match_id: Some(match_id),
+            seat,
+            replayed: events.len() as u64,
+            complete: true,
+            queued,
+            server_time_ms: now,
+        });
+        for event in events {
+            caller.link.outbox.push_replayed(event);
+        }
+        if let Some(result) = result {
+            caller.link.outbox.push(result);
+        }
+        true
     }
 
     fn spawn_locate(&self, port: &Port, caller: Caller, token: Option<String>) {
@@ -1048,7 +1220,7 @@ impl Hub {
         let cluster = Arc::clone(&port.cluster);
         port.runtime.spawn(async move {
             let seat = match cluster.locate(token.as_deref(), &caller.account).await {
-                Ok((_, seat)) => seat,
+                Ok(found) => found.seat,
                 Err(error) => {
                     tracing::warn!(%error, "locating a player's match failed");
                     None
@@ -1064,13 +1236,14 @@ impl Hub {
         };
         let cluster = Arc::clone(&port.cluster);
         port.runtime.spawn(async move {
-            let (owner_of_token, seat) = match cluster.locate(Some(&token), &caller.account).await {
+            let found = match cluster.locate(Some(&token), &caller.account).await {
                 Ok(found) => found,
                 Err(error) => {
                     tracing::warn!(%error, "checking a resume token failed");
-                    (None, None)
+                    Located::default()
                 }
             };
+            let (owner_of_token, seat) = (found.owner_of_token, found.seat);
             let id = match greeting {
                 Greeting::Resume { id, .. } | Greeting::Hello { id } => id,
             };
@@ -1089,6 +1262,13 @@ impl Hub {
                 let state = &mut *state;
                 hub.attach(state, &caller, now);
                 hub.mark_locating(state, &caller, greeting);
+                if let Some(remote) = state
+                    .players
+                    .get_mut(&caller.account)
+                    .and_then(|p| p.remote.as_mut())
+                {
+                    remote.missed = found.missed;
+                }
             }
             caller.link.outbox.mark_greeted();
             hub.located(&cluster, &caller, seat).await;
@@ -1158,6 +1338,7 @@ impl Hub {
         }
         match owner {
             Some((match_id, owner)) if owner != port.instance() => {
+                tracing::debug!(account = %caller.account, %match_id, %owner, "a greeting's match runs elsewhere");
                 let Some(remote) = player.remote.as_mut() else {
                     return;
                 };
@@ -1234,6 +1415,17 @@ impl Hub {
         let mut guard = self.lock();
         let state = &mut *guard;
         if state.rooms.contains_key(match_id) {
+            return;
+        }
+        if game.is_ended() && state.records.transcript(match_id).is_some() {
+            // This instance finished the match itself a moment ago (a greeting's lookup came
+            // back late and took it again): nothing is left to do but let it go.
+            if let Some(port) = self.cluster.get() {
+                port.write(Write::Release {
+                    match_id: match_id.to_owned(),
+                    fence: taken.fence,
+                });
+            }
             return;
         }
         let meta = taken.meta;
@@ -1388,7 +1580,11 @@ impl Hub {
             return;
         };
         tracing::warn!(%match_id, ?why, "lost a match to another instance");
-        self.metrics.cluster(cluster_counter::FENCED, 1);
+        let counter = match why {
+            Refused::Lapsed => cluster_counter::LAPSED,
+            Refused::Fenced | Refused::Diverged => cluster_counter::FENCED,
+        };
+        self.metrics.cluster(counter, 1);
         if let Some(at) = room.deadline {
             state.timers.remove(&(at, Timer::Room(match_id.to_owned())));
         }
@@ -1420,9 +1616,48 @@ impl Hub {
                     last_seq,
                     awaiting: None,
                     pending: None,
+                    relocations: 0,
+                    missed: Vec::new(),
                 }));
+                // Cut off from Redis, this instance can reach neither the new owner nor the
+                // log: the player resumes on an instance that can.
+                if why == Refused::Lapsed
+                    && let Some(link) = &player.link
+                {
+                    link.outbox.close(CloseOrder {
+                        code: protocol::close::GOING_AWAY,
+                        reason: "this instance lost its store: resume on another",
+                    });
+                }
             }
         }
+    }
+
+    /// A drain, for players here whose match runs elsewhere: asks each owner to let go of the
+    /// player (as when the connection drops), and keeps the connection open until the owner's
+    /// release comes back. The owner's relay sends the release after everything it relayed
+    /// before, so nothing the owner said (the end of the match, its result) is lost in a
+    /// closing connection. True when any was asked.
+    pub(super) fn detach_remote_players(&self, port: &Port, state: &mut State) -> bool {
+        let mut any = false;
+        for (account, player) in &state.players {
+            let (Some(link), Some(remote)) = (&player.link, &player.remote) else {
+                continue;
+            };
+            let Some(owner) = &remote.owner else {
+                continue;
+            };
+            any = true;
+            port.send(
+                owner,
+                Envelope::Detach {
+                    from: port.instance().to_owned(),
+                    account: account.to_string(),
+                    link: link.id,
+                },
+            );
+        }
+        any
     }
 
     /// A drain: lets every match run here go (its lease deleted, so an instance holding one
@@ -1447,6 +1682,7 @@ impl Hub {
                 fence: room.fence,
             });
             self.metrics.handed_over();
+            tracing::debug!(%match_id, "handed a match over");
             for seat in Seat::BOTH {
                 let Occupant::Human(account) = &room.seats[seat] else {
                     continue;
@@ -1514,6 +1750,10 @@ impl Hub {
             return;
         };
         let mut state = self.lock();
+        if state.draining.is_some() {
+            // Its connections are about to close; the players resume elsewhere.
+            return;
+        }
         let Some(player) = state.players.get_mut(account) else {
             return;
         };
@@ -1592,6 +1832,16 @@ pub(super) fn release(state: &mut State) {
             }
             state.resume_tokens.remove(&gone.resume_token);
         }
+    }
+}
+
+/// The match a message to a player is about, if any.
+fn match_of(message: &ServerMessage) -> Option<&str> {
+    match message {
+        ServerMessage::Matched { match_id, .. }
+        | ServerMessage::Event { match_id, .. }
+        | ServerMessage::MatchResult { match_id, .. } => Some(match_id),
+        _ => None,
     }
 }
 
@@ -1684,15 +1934,30 @@ async fn keeper(hub: Arc<Hub>, cluster: Arc<Cluster>) {
     let mut tick = tokio::time::interval(period);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut beats = 0u64;
+    // When the last renewal that succeeded started: every lease held then runs out a lease
+    // after it, and no later.
+    let mut renewed = tokio::time::Instant::now();
     loop {
         tick.tick().await;
-        match cluster.renew(&hub.owned()).await {
+        let owned = hub.owned();
+        let started = tokio::time::Instant::now();
+        match cluster.renew(&owned).await {
             Ok(lost) => {
+                renewed = started;
                 for match_id in lost {
                     hub.disown(&match_id, Refused::Fenced);
                 }
             }
-            Err(error) => tracing::warn!(%error, "renewing match leases failed"),
+            Err(error) => {
+                tracing::warn!(%error, "renewing match leases failed");
+                // The next try would come after the leases ran out, when another instance
+                // may take the matches: stop running them now (self-fencing), not later.
+                if renewed.elapsed() + period >= cluster.lease {
+                    for (match_id, _) in &owned {
+                        hub.disown(match_id, Refused::Lapsed);
+                    }
+                }
+            }
         }
         let watched = hub.watched();
         let ids: Vec<String> = watched.iter().map(|(_, id, _)| id.clone()).collect();

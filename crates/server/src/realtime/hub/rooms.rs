@@ -365,6 +365,11 @@ impl Hub {
             let Some(player) = state.players.get_mut(account) else {
                 continue;
             };
+            if player.room.as_ref().is_none_or(|(id, _)| id != room_id) {
+                // Not seated in it (any more): a stale taking of a match that ended while
+                // the player has moved on. Its result reached the player when it ended.
+                continue;
+            }
             player.room = None;
             if let Some(port) = self.cluster.get()
                 && player.link.is_some()

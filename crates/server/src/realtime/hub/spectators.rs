@@ -224,6 +224,7 @@ impl Hub {
         let gateway = Gateway {
             instance: from.to_owned(),
             link,
+            last_request: None,
         };
         if !self.watch(&mut state, match_id, relay.clone(), Some(gateway), request) {
             relay.outbox.close(RELEASED);

@@ -98,9 +98,11 @@ impl Hub {
         }
         state.draining = Some(deadline_ms);
         let now = self.now_ms();
+        let mut detaching = false;
         if let Some(port) = self.cluster.get() {
             // Shared: the matches move to other instances at once instead of ending.
             self.hand_over(port, state, now);
+            detaching = self.detach_remote_players(port, state);
         }
         for ticket in state.matchmaker.drain() {
             self.untrack_ticket(state, &ticket, now);
@@ -118,10 +120,14 @@ impl Hub {
                 link.outbox.push(ServerMessage::Draining { deadline_ms });
             }
         }
-        let at = if state.rooms.is_empty() {
-            now
-        } else {
+        let at = if !state.rooms.is_empty() {
             deadline_ms
+        } else if detaching {
+            // Players here in matches run elsewhere: closed once every owner has let go of
+            // them (see `detach_remote_players`), or after a second at most.
+            (now + super::cluster::DETACH_WAIT_MS).min(deadline_ms)
+        } else {
+            now
         };
         self.schedule(state, at, Timer::DrainEnd);
     }
