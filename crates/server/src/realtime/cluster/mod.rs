@@ -59,6 +59,10 @@ pub enum Envelope {
         account: String,
         link: u64,
         message: ClientMessage,
+        /// Sent again (to an owner found anew) after the first went unanswered: applied
+        /// only if this owner has not applied it already.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        resent: bool,
     },
     /// Gateway to owner: the player's connection ended.
     Detach {
@@ -180,7 +184,8 @@ pub struct Located {
     pub owner_of_token: Option<String>,
     /// The match the account sits in.
     pub seat: Option<String>,
-    /// Messages its last connection missed (see [`Write::Missed`]), oldest first.
+    /// Messages its last connection missed (see [`Write::Missed`]), oldest first; read (and
+    /// taken) only with a resume token.
     pub missed: Vec<ServerMessage>,
 }
 
@@ -406,7 +411,7 @@ pub struct Cluster {
     pub instance: String,
     pub lease: Duration,
     url: String,
-    timeout: Duration,
+    pub timeout: Duration,
     connection: Connection,
     append: Script,
     create: Script,
@@ -554,6 +559,8 @@ pub enum Write {
     Missed {
         account: String,
         messages: Vec<ServerMessage>,
+        /// How long they are kept: the resume grace.
+        kept_ms: u64,
     },
     Release {
         match_id: String,
@@ -710,13 +717,17 @@ impl Cluster {
                     .arg(RESUME_TTL.as_millis() as u64);
                 (key, call)
             }
-            Write::Missed { account, messages } => {
+            Write::Missed {
+                account,
+                messages,
+                kept_ms,
+            } => {
                 let key = missed_key(account);
                 let mut call = redis::cmd("EVALSHA");
                 call.arg(self.missed.get_hash())
                     .arg(1)
                     .arg(&key)
-                    .arg(RESUME_TTL.as_millis() as u64);
+                    .arg(*kept_ms);
                 for message in messages {
                     call.arg(json(message));
                 }
@@ -1055,20 +1066,17 @@ impl Cluster {
         token: Option<&str>,
         account: &str,
     ) -> Result<Located, ClusterError> {
-        let mut commands = Vec::with_capacity(4);
+        let mut commands = Vec::with_capacity(3);
         let seat = seat_key(account);
         let mut get_seat = redis::cmd("GET");
         get_seat.arg(&seat);
         commands.push((seat, get_seat));
-        // What the account's last connection missed: read once, by this greeting.
-        let missed = missed_key(account);
-        let mut get_missed = redis::cmd("LRANGE");
-        get_missed.arg(&missed).arg(0).arg(-1);
-        commands.push((missed.clone(), get_missed));
-        let mut forget_missed = redis::cmd("DEL");
-        forget_missed.arg(&missed);
-        commands.push((missed, forget_missed));
         if let Some(token) = token {
+            // What the account's last connection missed: taken (LPOP, atomic) by a resume.
+            let missed = missed_key(account);
+            let mut take_missed = redis::cmd("LPOP");
+            take_missed.arg(&missed).arg(64);
+            commands.push((missed, take_missed));
             let key = resume_key(token);
             let mut get_token = redis::cmd("GET");
             get_token.arg(&key);
@@ -1079,11 +1087,11 @@ impl Cluster {
             Some(value) => redis::from_redis_value(value)?,
             None => None,
         };
-        let missed: Vec<Vec<u8>> = match replies.next() {
+        let missed: Option<Vec<Vec<u8>>> = match replies.next() {
             Some(value) => redis::from_redis_value(value)?,
-            None => Vec::new(),
+            None => None,
         };
-        let _forgotten = replies.next();
+        let missed = missed.unwrap_or_default();
         let owner_of_token: Option<String> = match replies.next() {
             Some(value) => redis::from_redis_value(value)?,
             None => None,
@@ -1323,8 +1331,20 @@ mod tests {
             account: "acc".into(),
             link: 7,
             message: ClientMessage::Ping { id: Some(3) },
+            resent: true,
         };
         let back: Envelope = parse(json(&envelope).as_bytes()).unwrap();
-        assert!(matches!(back, Envelope::Forward { link: 7, .. }));
+        assert!(matches!(
+            back,
+            Envelope::Forward {
+                link: 7,
+                resent: true,
+                ..
+            }
+        ));
+        // An instance of the version before sends no `resent`: a first send.
+        let older = br#"{"t":"forward","from":"a","account":"acc","link":7,"message":{"type":"ping","id":3}}"#;
+        let parsed: Envelope = parse(older).unwrap();
+        assert!(matches!(parsed, Envelope::Forward { resent: false, .. }));
     }
 }

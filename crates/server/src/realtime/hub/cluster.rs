@@ -341,6 +341,7 @@ impl Hub {
                                 account: caller.account.to_string(),
                                 link: caller.link.id,
                                 message: message.clone(),
+                                resent: false,
                             },
                         );
                     }
@@ -530,7 +531,9 @@ impl Hub {
                 .await
             {
                 Ok(Claim::Partner(partner)) => hub.cluster_matched(&shared.id, *partner),
-                Ok(Claim::Queued | Claim::Gone) => {}
+                Ok(Claim::Queued) => {}
+                // Withdrawn (a cancel, a drain) before this first claim arrived.
+                Ok(Claim::Gone) => hub.cluster_withdrawn(&shared.id),
                 Err(error) => {
                     tracing::warn!(%error, "queueing in the shared queue failed");
                     hub.cluster_ticket_failed(&shared.id);
@@ -549,6 +552,25 @@ impl Hub {
         if let Some(ticket) = state.tickets.get_mut(&shared.id) {
             ticket.standing = shared.rating;
             ticket.rating = shared.rating.rating;
+        }
+    }
+
+    /// The ticket's first claim found it withdrawn: a cancel raced it (and was told the ticket
+    /// was matched, which it was not). The ticket ends here, and the player is told.
+    fn cluster_withdrawn(&self, ticket_id: &str) {
+        let now = self.now_ms();
+        let mut state = self.lock();
+        let state = &mut *state;
+        if let Some(ticket) = state.tickets.get(ticket_id).cloned() {
+            self.untrack_ticket(state, &ticket, now);
+            self.send_to(
+                state,
+                &ticket.account,
+                ServerMessage::Cancelled {
+                    id: None,
+                    ticket: ticket.id.clone(),
+                },
+            );
         }
     }
 
@@ -739,6 +761,7 @@ impl Hub {
                 account,
                 link,
                 message,
+                resent,
             } => {
                 let Some(account) = parse_account(&account) else {
                     return;
@@ -762,8 +785,9 @@ impl Hub {
                         return;
                     };
                     if message.id().is_some() {
-                        if gateway.last_request.as_deref() == Some(&message) {
-                            // A copy (sent again to this owner found anew): answered already.
+                        if resent && gateway.last_request.as_deref() == Some(&message) {
+                            // A copy the gateway sent again to this owner, found anew: this
+                            // owner applied (and answered) it already.
                             tracing::debug!(%account, "a forwarded command again");
                             return;
                         }
@@ -837,7 +861,18 @@ impl Hub {
                     );
                     return;
                 }
-                let relay = self.relay(port, &from, link, &account, false);
+                // Attached already from this very connection (two lookups raced): the same
+                // relay, so taking the seat again closes nothing.
+                let same = state.players.get(&account).and_then(|p| {
+                    p.gateway
+                        .as_ref()
+                        .filter(|g| g.instance == from && g.link == link)
+                        .and(p.link.clone())
+                });
+                let relay = match same {
+                    Some(relay) => relay,
+                    None => self.relay(port, &from, link, &account, false),
+                };
                 let caller = Caller {
                     account,
                     name,
@@ -853,7 +888,12 @@ impl Hub {
                         self.replay_since(state, &caller, last_seq);
                     }
                 }
-                if let Some(player) = state.players.get_mut(&account) {
+                if let Some(player) = state.players.get_mut(&account)
+                    && player
+                        .gateway
+                        .as_ref()
+                        .is_none_or(|g| g.instance != from || g.link != link)
+                {
                     player.gateway = Some(Gateway {
                         instance: from,
                         link,
@@ -966,6 +1006,7 @@ impl Hub {
                 port.write(Write::Missed {
                     account: account.to_string(),
                     messages: missed,
+                    kept_ms: self.settings.resume_grace_ms(),
                 });
             }
             return;
@@ -1078,10 +1119,15 @@ impl Hub {
         }
         if release
             && state.draining.is_some()
+            && state.rooms.is_empty()
             && !state
                 .players
                 .values()
                 .any(|p| p.link.is_some() && p.remote.as_ref().is_some_and(|r| r.owner.is_some()))
+            && !state
+                .timers
+                .iter()
+                .any(|(at, timer)| matches!(timer, Timer::DrainEnd) && *at <= now)
         {
             // Every owner has let go of this draining instance's players: close now.
             self.schedule(state, now, Timer::DrainEnd);
@@ -1309,6 +1355,8 @@ impl Hub {
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
                 Some(owner) => break Some((match_id.clone(), owner)),
+                // Draining: the player is about to be closed and resume elsewhere.
+                None if self.is_draining() => break None,
                 None => match cluster.take(match_id).await {
                     Ok(Some(taken)) => {
                         self.adopt(match_id, taken);
@@ -1719,6 +1767,10 @@ impl Hub {
         }
     }
 
+    fn is_draining(&self) -> bool {
+        self.lock().draining.is_some()
+    }
+
     /// (match, fencing token) of every shared match this instance runs.
     fn owned(&self) -> Vec<(String, u64)> {
         let state = self.lock();
@@ -1738,7 +1790,8 @@ impl Hub {
             .iter()
             .filter_map(|(account, player)| {
                 let remote = player.remote.as_ref()?;
-                (!remote.match_id.is_empty())
+                // A greeting still looking for its match attaches itself.
+                (!remote.match_id.is_empty() && remote.awaiting.is_none())
                     .then(|| (*account, remote.match_id.clone(), remote.owner.clone()))
             })
             .collect()
@@ -1785,6 +1838,7 @@ impl Hub {
                     account: account.to_string(),
                     link: link.id,
                     message,
+                    resent: true,
                 },
             );
         }
@@ -1950,16 +2004,25 @@ async fn keeper(hub: Arc<Hub>, cluster: Arc<Cluster>) {
             }
             Err(error) => {
                 tracing::warn!(%error, "renewing match leases failed");
-                // The next try would come after the leases ran out, when another instance
-                // may take the matches: stop running them now (self-fencing), not later.
-                if renewed.elapsed() + period >= cluster.lease {
+                // The next try (a period away, and as long again as a store call may take)
+                // could come after the leases ran out, when another instance may take the
+                // matches: stop running them now (self-fencing), not later.
+                if renewed.elapsed() + period + cluster.timeout >= cluster.lease {
                     for (match_id, _) in &owned {
                         hub.disown(match_id, Refused::Lapsed);
                     }
                 }
+                // Redis is out of reach: the rest of the pass would only wait out timeouts
+                // and delay the next renewal.
+                continue;
             }
         }
-        let watched = hub.watched();
+        // A draining instance takes no match: it would end it as no contest when it stops.
+        let watched = if hub.is_draining() {
+            Vec::new()
+        } else {
+            hub.watched()
+        };
         let ids: Vec<String> = watched.iter().map(|(_, id, _)| id.clone()).collect();
         match cluster.owners(&ids).await {
             Ok(owners) => {

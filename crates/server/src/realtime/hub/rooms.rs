@@ -367,7 +367,15 @@ impl Hub {
             };
             if player.room.as_ref().is_none_or(|(id, _)| id != room_id) {
                 // Not seated in it (any more): a stale taking of a match that ended while
-                // the player has moved on. Its result reached the player when it ended.
+                // the player has moved on. Its result reached the player when it ended; its
+                // seat is freed (if it still names this match).
+                if let Some(port) = self.cluster.get() {
+                    port.write(super::super::cluster::Write::Seat {
+                        account: account.to_string(),
+                        match_id: room_id.to_owned(),
+                        taken: false,
+                    });
+                }
                 continue;
             }
             player.room = None;
