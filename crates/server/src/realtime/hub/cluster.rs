@@ -558,37 +558,30 @@ impl Hub {
     /// The ticket's first claim found it withdrawn: a cancel raced it (and was told the ticket
     /// was matched, which it was not). The ticket ends here, and the player is told.
     fn cluster_withdrawn(&self, ticket_id: &str) {
-        let now = self.now_ms();
-        let mut state = self.lock();
-        let state = &mut *state;
-        if let Some(ticket) = state.tickets.get(ticket_id).cloned() {
-            self.untrack_ticket(state, &ticket, now);
-            self.send_to(
-                state,
-                &ticket.account,
-                ServerMessage::Cancelled {
-                    id: None,
-                    ticket: ticket.id.clone(),
-                },
-            );
-        }
+        self.end_ticket(ticket_id, |ticket| ServerMessage::Cancelled {
+            id: None,
+            ticket: ticket.id.clone(),
+        });
     }
 
     fn cluster_ticket_failed(&self, ticket_id: &str) {
+        self.end_ticket(ticket_id, |_| {
+            error(
+                None,
+                codes::QUEUE_FULL,
+                "the shared queue is unavailable: try again",
+            )
+        });
+    }
+
+    /// Ends this instance's ticket `ticket_id`, if it still waits, and tells its player why.
+    fn end_ticket(&self, ticket_id: &str, why: impl FnOnce(&Ticket) -> ServerMessage) {
         let now = self.now_ms();
         let mut state = self.lock();
         let state = &mut *state;
         if let Some(ticket) = state.tickets.get(ticket_id).cloned() {
             self.untrack_ticket(state, &ticket, now);
-            self.send_to(
-                state,
-                &ticket.account,
-                error(
-                    None,
-                    codes::QUEUE_FULL,
-                    "the shared queue is unavailable: try again",
-                ),
-            );
+            self.send_to(state, &ticket.account, why(&ticket));
         }
     }
 

@@ -365,22 +365,13 @@ impl Hub {
             let Some(player) = state.players.get_mut(account) else {
                 continue;
             };
-            if player.room.as_ref().is_none_or(|(id, _)| id != room_id) {
-                // Not seated in it (any more): a stale taking of a match that ended while
-                // the player has moved on. Its result reached the player when it ended; its
-                // seat is freed (if it still names this match).
-                if let Some(port) = self.cluster.get() {
-                    port.write(super::super::cluster::Write::Seat {
-                        account: account.to_string(),
-                        match_id: room_id.to_owned(),
-                        taken: false,
-                    });
-                }
-                continue;
-            }
-            player.room = None;
+            // Not seated in it (any more): a stale taking of a match that ended while the
+            // player has moved on; its result reached the player when it ended.
+            let seated = player.room.as_ref().is_some_and(|(id, _)| id == room_id);
+            // The seat is freed (if it still names this match) unless the player is away from
+            // a match it sits in: then a resume anywhere finds the match and its end.
             if let Some(port) = self.cluster.get()
-                && player.link.is_some()
+                && (!seated || player.link.is_some())
             {
                 port.write(super::super::cluster::Write::Seat {
                     account: account.to_string(),
@@ -388,6 +379,10 @@ impl Hub {
                     taken: false,
                 });
             }
+            if !seated {
+                continue;
+            }
+            player.room = None;
             let result = match result_of(seat) {
                 SideResult::Won => protocol::Result::Won,
                 SideResult::Lost => protocol::Result::Lost,
