@@ -310,10 +310,16 @@ impl Hub {
         else {
             return;
         };
+        // The match's end ends the watching here at once; the relay's release may follow in
+        // a later envelope, after the spectator has already asked something else.
+        let ended = messages.iter().any(|m| {
+            matches!(m, ServerMessage::Event { event, .. }
+                if matches!(event.kind, game::matches::EventKind::MatchEnded { .. }))
+        });
         for message in messages {
             local.outbox.push(message);
         }
-        if release {
+        if release || ended {
             state.spectating.remove(&link);
         }
     }
