@@ -49,8 +49,8 @@ fn read_report(path: &std::path::Path) -> serde_json::Value {
 async fn a_closed_loop_run_answers_every_request_and_writes_its_reports() {
     let app = spawn_app().await;
     let dir = tempdir();
-    let json = dir.join("run.json");
-    let svg = dir.join("run.svg");
+    let json = dir.path().join("run.json");
+    let svg = dir.path().join("run.svg");
     let target = format!("http://{}", app.address);
     let output = loadtest(args(&[
         "--target",
@@ -92,7 +92,7 @@ async fn a_closed_loop_run_answers_every_request_and_writes_its_reports() {
 async fn an_open_loop_run_offers_the_asked_rate_and_steps_report_each_step() {
     let app = spawn_app().await;
     let dir = tempdir();
-    let json = dir.join("steps.json");
+    let json = dir.path().join("steps.json");
     let target = format!("http://{}", app.address);
     let output = loadtest(args(&[
         "--target",
@@ -171,7 +171,7 @@ async fn compare_prints_the_change_in_each_figure() {
     let dir = tempdir();
     let target = format!("http://{}", app.address);
     for name in ["before.json", "after.json"] {
-        let path = dir.join(name);
+        let path = dir.path().join(name);
         let output = loadtest(args(&[
             "--target",
             &target,
@@ -189,8 +189,8 @@ async fn compare_prints_the_change_in_each_figure() {
     }
     let output = loadtest(args(&[
         "compare",
-        dir.join("before.json").to_str().unwrap(),
-        dir.join("after.json").to_str().unwrap(),
+        dir.path().join("before.json").to_str().unwrap(),
+        dir.path().join("after.json").to_str().unwrap(),
     ]))
     .await;
     let stdout = String::from_utf8_lossy(&output.stdout);
@@ -221,15 +221,13 @@ async fn bad_arguments_exit_2_with_a_message() {
     assert_eq!(output.status.code(), Some(2), "{output:?}");
 }
 
-/// A fresh directory under the system temp dir, unique to the calling test.
-fn tempdir() -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "guess-game-loadtest-{}-{}",
-        std::process::id(),
-        fastrand::u64(..)
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+/// A fresh directory under the system temp dir, unique to the calling test and removed when
+/// the guard drops.
+fn tempdir() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("guess-game-loadtest-")
+        .tempdir()
+        .unwrap()
 }
 
 /// Each connection of the authenticated scenario makes its own account and every play counts
@@ -241,7 +239,7 @@ async fn the_authenticated_scenario_plays_as_one_account_per_connection() {
     })
     .await;
     let dir = tempdir();
-    let json = dir.join("auth.json");
+    let json = dir.path().join("auth.json");
     let output = loadtest(args(&[
         "--target",
         &format!("http://{}", app.address),

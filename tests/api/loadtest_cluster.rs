@@ -79,11 +79,11 @@ async fn a_rolling_restart_costs_the_players_nothing_but_a_resume() {
         .iter()
         .map(|instance| format!("http://{}", instance.url.authority()))
         .collect();
-    let json = std::env::temp_dir().join(format!(
-        "guess-game-loadtest-cluster-{}-{}.json",
-        std::process::id(),
-        fastrand::u64(..)
-    ));
+    let dir = tempfile::Builder::new()
+        .prefix("guess-game-loadtest-cluster-")
+        .tempdir()
+        .unwrap();
+    let json = dir.path().join("report.json");
     let args: Vec<String> = [
         "loadtest",
         "ws-play",
@@ -123,7 +123,6 @@ async fn a_rolling_restart_costs_the_players_nothing_but_a_resume() {
     assert_eq!(output.status.code(), Some(0), "{stdout}\n{stderr}");
 
     let report: Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
-    let _ = std::fs::remove_file(&json);
     assert_eq!(
         report["errors"], 0,
         "{stdout}\n{}",

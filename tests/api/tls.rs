@@ -40,14 +40,12 @@ fn certificate(dir: &Path, name: &str) -> Certificate {
     }
 }
 
-fn scratch_dir(test: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "guess-game-tls-test-{test}-{}-{}",
-        std::process::id(),
-        fastrand::u64(..)
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+/// A fresh directory for the test's certificates, removed when the guard drops.
+fn scratch_dir(test: &str) -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix(&format!("guess-game-tls-test-{test}-"))
+        .tempdir()
+        .unwrap()
 }
 
 async fn tls_app(served: &Certificate) -> TestApp {
@@ -126,7 +124,7 @@ async fn exchange(
 #[tokio::test]
 async fn http_and_websocket_are_served_over_tls_with_alpn_http_1_1() {
     let dir = scratch_dir("serve");
-    let served = certificate(&dir, "server");
+    let served = certificate(dir.path(), "server");
     let app = tls_app(&served).await;
 
     let mut stream = connect(&app, &served.pem).await.expect("handshake");
@@ -180,14 +178,13 @@ async fn http_and_websocket_are_served_over_tls_with_alpn_http_1_1() {
     };
     assert_eq!(welcome["type"], "welcome", "{welcome}");
     socket.close(None).await.unwrap();
-    std::fs::remove_dir_all(dir).ok();
 }
 
 #[tokio::test]
 async fn untrusted_clients_and_plain_http_are_refused_and_counted() {
     let dir = scratch_dir("refuse");
-    let served = certificate(&dir, "server");
-    let other = certificate(&dir, "other");
+    let served = certificate(dir.path(), "server");
+    let other = certificate(dir.path(), "other");
     let app = tls_app(&served).await;
 
     let error = connect(&app, &other.pem)
@@ -216,13 +213,12 @@ async fn untrusted_clients_and_plain_http_are_refused_and_counted() {
         .find_map(|line| line.strip_prefix(r#"guess_game_tls_handshakes_total{outcome="failed"} "#))
         .map(|value| value.parse::<f64>().unwrap());
     assert!(failed.is_some_and(|count| count >= 2.0), "{text}");
-    std::fs::remove_dir_all(dir).ok();
 }
 
 #[tokio::test]
 async fn a_certificate_replaced_on_sighup_serves_new_handshakes_and_open_connections_stay() {
     let dir = scratch_dir("reload");
-    let first = certificate(&dir, "first");
+    let first = certificate(dir.path(), "first");
     let app = tls_app(&first).await;
     // The admin listener answers only once the SIGHUP handler is installed (it starts after).
     assert_eq!(
@@ -238,7 +234,7 @@ async fn a_certificate_replaced_on_sighup_serves_new_handshakes_and_open_connect
     std::fs::write(&first.key, "not a key").unwrap();
     // SAFETY: raising a signal this process handles (the server installed a SIGHUP handler).
     unsafe { libc::raise(libc::SIGHUP) };
-    let second = certificate(&dir, "second");
+    let second = certificate(dir.path(), "second");
     let mut still_first = false;
     for _ in 0..50 {
         if connect(&app, &first.pem).await.is_ok() {
@@ -271,13 +267,12 @@ async fn a_certificate_replaced_on_sighup_serves_new_handshakes_and_open_connect
     assert!(connect(&app, &first.pem).await.is_err());
     // The connection opened under the old certificate still serves.
     assert_eq!(exchange(&mut open, "GET", "/healthz", "", "").await.0, 200);
-    std::fs::remove_dir_all(dir).ok();
 }
 
 #[tokio::test]
 async fn answers_larger_than_the_socket_buffers_arrive_whole_over_tls() {
     let dir = scratch_dir("large");
-    let served = certificate(&dir, "server");
+    let served = certificate(dir.path(), "server");
     let app = tls_app(&served).await;
     let mut stream = connect(&app, &served.pem).await.expect("handshake");
     // Twenty pipelined requests for a 100 KB document: the answers outgrow the socket
@@ -301,13 +296,12 @@ async fn answers_larger_than_the_socket_buffers_arrive_whole_over_tls() {
         exchange(&mut stream, "GET", "/healthz", "", "").await.0,
         200
     );
-    std::fs::remove_dir_all(dir).ok();
 }
 
 #[tokio::test]
 async fn the_hyper_engine_serves_tls_too() {
     let dir = scratch_dir("hyper");
-    let served = certificate(&dir, "server");
+    let served = certificate(dir.path(), "server");
     let (certificate, key) = (served.certificate.clone(), served.key.clone());
     let app = spawn_app_with(move |settings| {
         settings.server.engine = guess_game::config::Engine::Hyper;
@@ -325,7 +319,6 @@ async fn the_hyper_engine_serves_tls_too() {
         exchange(&mut stream, "GET", "/healthz", "", "").await.0,
         200
     );
-    std::fs::remove_dir_all(dir).ok();
 }
 
 /// How many whole `200` answers (head and `content-length` body) `received` holds.
@@ -353,8 +346,8 @@ fn complete_answers(received: &[u8]) -> usize {
 #[tokio::test]
 async fn the_doctor_probe_knows_the_listener_by_its_certificate() {
     let dir = scratch_dir("probe");
-    let served = certificate(&dir, "server");
-    let other = certificate(&dir, "other");
+    let served = certificate(dir.path(), "server");
+    let other = certificate(dir.path(), "other");
     let app = tls_app(&served).await;
     let timeout = Duration::from_secs(5);
     guess_game::doctor::probe_health_tls(app.address, &served.certificate, timeout)
@@ -364,5 +357,4 @@ async fn the_doctor_probe_knows_the_listener_by_its_certificate() {
         .await
         .expect_err("another certificate is not this instance");
     assert!(error.to_string().contains("another certificate"), "{error}");
-    std::fs::remove_dir_all(dir).ok();
 }

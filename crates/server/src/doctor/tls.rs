@@ -99,12 +99,11 @@ mod tests {
     }
 
     fn judged(days_valid: i64, now: SystemTime) -> Check {
-        let dir = std::env::temp_dir().join(format!(
-            "guess-game-doctor-tls-{}-{days_valid}",
-            std::process::id()
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-        let (certificate, key) = pair(&dir, days_valid);
+        let dir = tempfile::Builder::new()
+            .prefix("guess-game-doctor-tls-")
+            .tempdir()
+            .unwrap();
+        let (certificate, key) = pair(dir.path(), days_valid);
         let loaded = tls::load(&certificate, &key);
         judge(&certificate, loaded.as_ref(), now)
     }

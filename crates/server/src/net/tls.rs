@@ -248,17 +248,17 @@ mod tests {
         (certificate, key)
     }
 
-    fn temporary_dir(name: &str) -> PathBuf {
-        let dir =
-            std::env::temp_dir().join(format!("guess-game-tls-{name}-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        dir
+    fn temporary_dir(name: &str) -> tempfile::TempDir {
+        tempfile::Builder::new()
+            .prefix(&format!("guess-game-tls-{name}-"))
+            .tempdir()
+            .unwrap()
     }
 
     #[test]
     fn a_certificate_and_its_key_load_with_their_validity() {
         let dir = temporary_dir("load");
-        let (certificate, key) = write_pair(&dir, "a");
+        let (certificate, key) = write_pair(dir.path(), "a");
         let loaded = load(&certificate, &key).unwrap();
         assert!(loaded.not_after > SystemTime::now());
         assert!(loaded.not_before <= SystemTime::now());
@@ -268,8 +268,8 @@ mod tests {
     #[test]
     fn a_key_of_another_certificate_is_refused() {
         let dir = temporary_dir("mismatch");
-        let (certificate, _) = write_pair(&dir, "a");
-        let (_, other_key) = write_pair(&dir, "b");
+        let (certificate, _) = write_pair(dir.path(), "a");
+        let (_, other_key) = write_pair(dir.path(), "b");
         let error = load(&certificate, &other_key).unwrap_err();
         assert!(matches!(error, TlsError::Mismatch { .. }), "{error}");
     }
@@ -277,15 +277,15 @@ mod tests {
     #[test]
     fn missing_or_empty_files_are_refused_with_their_path() {
         let dir = temporary_dir("missing");
-        let (certificate, key) = write_pair(&dir, "a");
-        let absent = dir.join("absent.pem");
+        let (certificate, key) = write_pair(dir.path(), "a");
+        let absent = dir.path().join("absent.pem");
         assert!(
             load(&absent, &key)
                 .unwrap_err()
                 .to_string()
                 .contains("absent.pem")
         );
-        let empty = dir.join("empty.pem");
+        let empty = dir.path().join("empty.pem");
         std::fs::write(&empty, "").unwrap();
         assert!(matches!(
             load(&empty, &key).unwrap_err(),
@@ -297,13 +297,13 @@ mod tests {
     #[test]
     fn a_failed_reload_keeps_the_current_certificate() {
         let dir = temporary_dir("reload");
-        let (certificate, key) = write_pair(&dir, "a");
+        let (certificate, key) = write_pair(dir.path(), "a");
         let tls = Tls::new(&certificate, &key).unwrap();
         let before = tls.resolver.current.load_full();
         std::fs::write(&key, "not a key").unwrap();
         assert!(tls.reload().is_err());
         assert!(Arc::ptr_eq(&before, &tls.resolver.current.load_full()));
-        let (new_certificate, new_key) = write_pair(&dir, "b");
+        let (new_certificate, new_key) = write_pair(dir.path(), "b");
         std::fs::copy(&new_certificate, &certificate).unwrap();
         std::fs::copy(&new_key, &key).unwrap();
         tls.reload().unwrap();
