@@ -13,6 +13,7 @@
 use std::cell::RefCell;
 use std::io;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::Instant;
@@ -24,7 +25,7 @@ use super::frames::{self, Kind};
 use super::hub::{After, Caller, Hub, Link};
 use super::metrics::Closed;
 use super::outbox::{CloseOrder, Outbox};
-use super::{Codec, Session};
+use super::{Codec, RealtimeSettings, Session};
 
 /// Bytes read per wake-up at most; a frame is at most 4 KiB, so several fit.
 const READ_CHUNK: usize = 16 * 1024;
@@ -97,6 +98,26 @@ struct Connection {
     overflowed: bool,
 }
 
+/// The settings a connection's loop reads, copied out of [`RealtimeSettings`].
+#[derive(Clone, Copy)]
+struct Deadlines {
+    hello_timeout: Duration,
+    heartbeat_interval: Duration,
+    heartbeat_timeout: Duration,
+    write_timeout: Duration,
+}
+
+impl Deadlines {
+    fn of(settings: &RealtimeSettings) -> Self {
+        Deadlines {
+            hello_timeout: settings.hello_timeout,
+            heartbeat_interval: settings.heartbeat_interval,
+            heartbeat_timeout: settings.heartbeat_timeout,
+            write_timeout: settings.write_timeout,
+        }
+    }
+}
+
 /// What reading left to do.
 enum Step {
     Continue,
@@ -107,7 +128,9 @@ enum Step {
 
 impl Connection {
     async fn run(&mut self) -> Closed {
-        let settings = self.hub.settings().clone();
+        // The four durations only: a clone of the whole settings (the season schedule's
+        // parsed cron among them, ~5 KiB of heap) was held by every open connection.
+        let settings = Deadlines::of(self.hub.settings());
         let started = Instant::now();
         let hello_deadline = started + settings.hello_timeout;
         let mut next_ping = started + settings.heartbeat_interval;
