@@ -117,6 +117,39 @@ async fn a_log_takes_writes_only_under_the_current_fence_and_at_the_expected_len
     assert!(again.is_none(), "held: not taken twice");
 }
 
+/// The keeper renews every match its hub runs, and a match's creation may still wait in the
+/// write queue when a renewal reaches Redis: such a match is not "lost" (that dropped a match
+/// nobody else had, and its players waited out a lease before anyone took it).
+#[tokio::test]
+async fn a_renewal_that_overtakes_its_matchs_creation_does_not_lose_the_match() {
+    let redis = RedisServer::start();
+    let owner = cluster(&redis, Duration::from_secs(3)).await;
+    let id = "m-early";
+    assert!(
+        owner.renew(&[(id.to_owned(), 1)]).await.unwrap().is_empty(),
+        "not created yet: not lost"
+    );
+    // Nor did the renewal take a lease for a match that does not exist.
+    assert_eq!(owner.owners(&[id.to_owned()]).await.unwrap(), [None]);
+    let create = Write::Create {
+        match_id: id.to_owned(),
+        meta: meta(id),
+        events: Vec::new(),
+    };
+    assert_eq!(owner.write(&[create]).await.unwrap(), [Wrote::Done]);
+    assert!(owner.renew(&[(id.to_owned(), 1)]).await.unwrap().is_empty());
+    assert_eq!(
+        owner.owners(&[id.to_owned()]).await.unwrap(),
+        [Some(owner.instance.clone())]
+    );
+    // A fencing token that moved on is still a loss.
+    redis.cli(&["SET", "gg:{m:m-early}:fence", "2"]);
+    assert_eq!(
+        owner.renew(&[(id.to_owned(), 1)]).await.unwrap(),
+        [id.to_owned()]
+    );
+}
+
 fn ticket(id: &str, account: &str, rating: f64, expires_ms: u64) -> SharedTicket {
     SharedTicket {
         id: id.to_owned(),

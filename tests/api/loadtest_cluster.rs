@@ -137,6 +137,11 @@ async fn a_rolling_restart_costs_the_players_nothing_but_a_resume() {
     assert!(started > 0, "{stdout}");
     assert_eq!(started, finished, "every match started ended: {stdout}");
 
+    // A result reaches its players before the owner's write of it reaches Redis: every
+    // instance stops first (a stop flushes its write queue), then the stream is read.
+    for instance in instances {
+        assert_eq!(instance.stop().await, Some(0));
+    }
     let recorded = recorded_matches(&redis);
     let distinct: BTreeSet<&String> = recorded.iter().collect();
     assert_eq!(distinct.len(), recorded.len(), "no result recorded twice");
@@ -145,8 +150,4 @@ async fn a_rolling_restart_costs_the_players_nothing_but_a_resume() {
         finished,
         "each finished match recorded once: {stdout}"
     );
-
-    for instance in instances {
-        assert_eq!(instance.stop().await, Some(0));
-    }
 }

@@ -261,9 +261,13 @@ return log
 ";
 
 /// Renews the lease while the fencing token is still ours. KEYS: lease, fence. ARGV: fence,
-/// instance, lease ms. Returns 1, or 0 when the match moved on.
+/// instance, lease ms. Returns 1, 0 when the match moved on, or 2 when it has no fencing token
+/// yet: its creation is still in this instance's write queue (the keeper's renewal can reach
+/// Redis first), and the creation takes the lease.
 const RENEW_SCRIPT: &str = r"
-if redis.call('GET', KEYS[2]) ~= ARGV[1] then return 0 end
+local fence = redis.call('GET', KEYS[2])
+if not fence then return 2 end
+if fence ~= ARGV[1] then return 0 end
 redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
 return 1
 ";
@@ -950,7 +954,8 @@ impl Cluster {
             .collect()
     }
 
-    /// Renews the leases of the matches this instance owns; the ids of those it lost.
+    /// Renews the leases of the matches this instance owns; the ids of those it lost (not
+    /// those whose creation has not landed yet).
     pub async fn renew(&self, owned: &[(String, u64)]) -> Result<Vec<String>, ClusterError> {
         let commands = owned
             .iter()

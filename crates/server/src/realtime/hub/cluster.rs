@@ -1397,6 +1397,14 @@ impl Hub {
                 );
             }
             _ => {
+                tracing::debug!(
+                    account = %caller.account,
+                    seat = seat.as_deref().unwrap_or(""),
+                    owner = owner.as_ref().map_or("", |(_, o)| o.as_str()),
+                    attempts,
+                    awaiting = player.remote.as_ref().is_some_and(|r| r.awaiting.is_some()),
+                    "a greeting is answered here"
+                );
                 // Unless it was answered meanwhile (the match was taken over here, and its
                 // taking greeted the player).
                 if let Some(greeting) = player.remote.take().and_then(|r| r.awaiting) {
