@@ -117,19 +117,21 @@ async fn a_log_takes_writes_only_under_the_current_fence_and_at_the_expected_len
     assert!(again.is_none(), "held: not taken twice");
 }
 
-/// The keeper renews every match its hub runs, and a match's creation may still wait in the
-/// write queue when a renewal reaches Redis: such a match is not "lost" (that dropped a match
-/// nobody else had, and its players waited out a lease before anyone took it).
+/// A match gone from Redis is a loss to its renewer (the hub renews only matches whose
+/// creation landed: a renewal overtaking its creation in the write queue would read so too);
+/// an append keeps the fencing token as long as the log; and a log whose token is gone (evicted,
+/// say) is not taken, since counting up from nothing would hand out a token an owner may hold.
 #[tokio::test]
-async fn a_renewal_that_overtakes_its_matchs_creation_does_not_lose_the_match() {
+async fn a_fencing_token_lives_as_long_as_its_log_and_a_log_without_one_is_not_taken() {
     let redis = RedisServer::start();
-    let owner = cluster(&redis, Duration::from_secs(3)).await;
-    let id = "m-early";
-    assert!(
-        owner.renew(&[(id.to_owned(), 1)]).await.unwrap().is_empty(),
-        "not created yet: not lost"
+    let owner = cluster(&redis, Duration::from_millis(300)).await;
+    let other = cluster(&redis, Duration::from_millis(300)).await;
+    let id = "m-token";
+    assert_eq!(
+        owner.renew(&[(id.to_owned(), 1)]).await.unwrap(),
+        [id.to_owned()],
+        "not in Redis: lost"
     );
-    // Nor did the renewal take a lease for a match that does not exist.
     assert_eq!(owner.owners(&[id.to_owned()]).await.unwrap(), [None]);
     let create = Write::Create {
         match_id: id.to_owned(),
@@ -138,15 +140,22 @@ async fn a_renewal_that_overtakes_its_matchs_creation_does_not_lose_the_match() 
     };
     assert_eq!(owner.write(&[create]).await.unwrap(), [Wrote::Done]);
     assert!(owner.renew(&[(id.to_owned(), 1)]).await.unwrap().is_empty());
+    let fence = "gg:{m:m-token}:fence";
+    redis.cli(&["PEXPIRE", fence, "1000"]);
     assert_eq!(
-        owner.owners(&[id.to_owned()]).await.unwrap(),
-        [Some(owner.instance.clone())]
+        owner.write(&[append(id, 1, 1, 0..1)]).await.unwrap(),
+        [Wrote::Done]
     );
-    // A fencing token that moved on is still a loss.
-    redis.cli(&["SET", "gg:{m:m-early}:fence", "2"]);
-    assert_eq!(
-        owner.renew(&[(id.to_owned(), 1)]).await.unwrap(),
-        [id.to_owned()]
+    let ttl: u64 = redis.cli(&["PTTL", fence]).trim().parse().unwrap();
+    assert!(
+        ttl > 60_000,
+        "the append kept the token with the log: {ttl} ms"
+    );
+    redis.cli(&["DEL", fence]);
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!(
+        other.take(id).await.unwrap().is_none(),
+        "no fencing token: not taken"
     );
 }
 

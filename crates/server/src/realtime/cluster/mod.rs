@@ -214,8 +214,8 @@ pub enum ClusterError {
     Corrupt(String),
 }
 
-/// Writes `items` after checking the fencing token and the log's length; renews the lease.
-/// KEYS: lease, fence, log. ARGV: fence, instance, lease ms, log ttl ms, expected length,
+/// Writes `items` after checking the fencing token and the log's length; renews the lease and
+/// keeps the fencing token as long as the log. KEYS: lease, fence, log. ARGV: fence, instance, lease ms, log ttl ms, expected length,
 /// items. Returns the new length, -1 when fenced, -2 when the log diverged. A retry of an
 /// append whose reply was lost finds its first item in place and succeeds without writing.
 const APPEND_SCRIPT: &str = r"
@@ -228,6 +228,7 @@ if n ~= expected then
 end
 local n2 = redis.call('RPUSH', KEYS[3], unpack(ARGV, 6))
 redis.call('PEXPIRE', KEYS[3], ARGV[4])
+redis.call('PEXPIRE', KEYS[2], ARGV[4])
 redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
 return n2
 ";
@@ -248,10 +249,13 @@ return 1
 
 /// Takes a match whose lease expired: raises the fencing token and returns it with the log.
 /// KEYS: lease, fence, log. ARGV: instance, lease ms, log ttl ms. Returns false while another
-/// instance holds the lease or when the log is gone.
+/// instance holds the lease, or when the log or its fencing token is gone.
 const TAKE_SCRIPT: &str = r"
 if redis.call('EXISTS', KEYS[1]) == 1 then return false end
 if redis.call('EXISTS', KEYS[3]) == 0 then return false end
+-- A log without its fencing token (evicted, say) cannot be taken safely: INCR would hand out
+-- a token an owner may still hold.
+if redis.call('EXISTS', KEYS[2]) == 0 then return false end
 local fence = redis.call('INCR', KEYS[2])
 redis.call('PEXPIRE', KEYS[2], ARGV[3])
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
@@ -261,13 +265,10 @@ return log
 ";
 
 /// Renews the lease while the fencing token is still ours. KEYS: lease, fence. ARGV: fence,
-/// instance, lease ms. Returns 1, 0 when the match moved on, or 2 when it has no fencing token
-/// yet: its creation is still in this instance's write queue (the keeper's renewal can reach
-/// Redis first), and the creation takes the lease.
+/// instance, lease ms. Returns 1, or 0 when the match moved on (or is gone from Redis). The
+/// hub renews only matches whose creation landed (see `Room::stored`).
 const RENEW_SCRIPT: &str = r"
-local fence = redis.call('GET', KEYS[2])
-if not fence then return 2 end
-if fence ~= ARGV[1] then return 0 end
+if redis.call('GET', KEYS[2]) ~= ARGV[1] then return 0 end
 redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
 return 1
 ";
@@ -954,8 +955,7 @@ impl Cluster {
             .collect()
     }
 
-    /// Renews the leases of the matches this instance owns; the ids of those it lost (not
-    /// those whose creation has not landed yet).
+    /// Renews the leases of the matches this instance owns; the ids of those it lost.
     pub async fn renew(&self, owned: &[(String, u64)]) -> Result<Vec<String>, ClusterError> {
         let commands = owned
             .iter()

@@ -1515,6 +1515,7 @@ impl Hub {
             drops: PerSeat::default(),
             fence: taken.fence,
             persisted: 1 + taken.events.len() as u64,
+            stored: true,
             meta: Some(Box::new(meta.clone())),
             spectators: Vec::new(),
         };
@@ -1616,6 +1617,19 @@ impl Hub {
         for (caller, message) in pending {
             if let After::Close(order) = self.handle(&caller, true, message) {
                 caller.link.outbox.close(order);
+            }
+        }
+    }
+
+    /// The creations of these matches landed in Redis: their leases are renewed from now on.
+    fn stored(&self, match_ids: &[&String]) {
+        if match_ids.is_empty() {
+            return;
+        }
+        let mut state = self.lock();
+        for match_id in match_ids {
+            if let Some(room) = state.rooms.get_mut(match_id.as_str()) {
+                room.stored = true;
             }
         }
     }
@@ -1778,7 +1792,7 @@ impl Hub {
         state
             .rooms
             .iter()
-            .filter(|(_, room)| room.fence > 0)
+            .filter(|(_, room)| room.fence > 0 && room.stored)
             .map(|(id, room)| (id.clone(), room.fence))
             .collect()
     }
@@ -1928,11 +1942,15 @@ async fn writer(hub: Arc<Hub>, cluster: Arc<Cluster>, mut queued: mpsc::Receiver
         loop {
             match cluster.write(&batch).await {
                 Ok(results) => {
-                    for result in results {
-                        if let Wrote::Refused(match_id, why) = result {
-                            hub.disown(&match_id, why);
+                    let mut stored = Vec::new();
+                    for (write, result) in batch.iter().zip(results) {
+                        match (write, result) {
+                            (_, Wrote::Refused(match_id, why)) => hub.disown(&match_id, why),
+                            (Write::Create { match_id, .. }, Wrote::Done) => stored.push(match_id),
+                            _ => {}
                         }
                     }
+                    hub.stored(&stored);
                     if let Some(port) = hub.cluster.get() {
                         port.pending.fetch_sub(batch.len() as u64, Ordering::AcqRel);
                     }

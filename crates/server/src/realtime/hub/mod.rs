@@ -118,6 +118,11 @@ struct Room {
     /// the log's length in Redis (its meta entry included), and who sits where.
     fence: u64,
     persisted: u64,
+    /// Clustered: Redis holds the match (its creation landed, or it was taken from there).
+    /// Until then the keeper does not renew its lease: the creation, still in the ordered
+    /// write queue, takes the lease itself, and a renewal that reached Redis first would find
+    /// no fencing token and count the match as lost.
+    stored: bool,
     meta: Option<Box<super::cluster::Meta>>,
     /// Read-only watchers: connections here, or relays to other instances'.
     spectators: Vec<spectators::Spectator>,

@@ -133,6 +133,7 @@ impl Hub {
             fallback,
             fence: u64::from(shared.is_some()),
             persisted: u64::from(shared.is_some()),
+            stored: false,
             meta: shared,
             spectators: Vec::new(),
         };
