@@ -358,6 +358,15 @@ impl Hub {
             ClientMessage::Queue { id, .. }
                 if greeted && local.is_some_and(|p| p.remote.is_some()) =>
             {
+                if let Some(remote) = local.and_then(|p| p.remote.as_ref()) {
+                    tracing::debug!(
+                        account = %caller.account,
+                        match_id = %remote.match_id,
+                        owner = remote.owner.as_deref().unwrap_or(""),
+                        awaiting = remote.awaiting.is_some(),
+                        "a queue refused: the player's match runs elsewhere"
+                    );
+                }
                 caller.link.outbox.push(error(
                     *id,
                     codes::IN_MATCH,
@@ -446,7 +455,8 @@ impl Hub {
         let Some(player) = state.players.get(&caller.account) else {
             return;
         };
-        if player.room.is_some() {
+        if let Some((match_id, _)) = &player.room {
+            tracing::debug!(account = %caller.account, %match_id, "a queue refused: the player sits in a match here");
             send(error(
                 id,
                 codes::IN_MATCH,
@@ -1299,6 +1309,24 @@ impl Hub {
                 let now = hub.now_ms();
                 let mut state = hub.lock();
                 let state = &mut *state;
+                // A takeover here while the lookup was out seated the player (away) in the
+                // very match Redis names, or ended it: the match is this instance's, so the
+                // answer is too. Marked as locating instead, the player would be live in the
+                // match (the attach reconnects its seat) while counted as seated elsewhere,
+                // and a queue after the match's result was refused as `in_match`. A seat
+                // here in any other match is a stale one (a takeover of a match the player
+                // had left): Redis's lookup decides then.
+                let here = seat.as_deref().is_some_and(|named| {
+                    state.players.get(&caller.account).is_some_and(|p| {
+                        p.room.as_ref().is_some_and(|(room, _)| room == named)
+                            || p.unseen.as_ref().is_some_and(|u| u.match_id == named)
+                    })
+                });
+                if here && let Some(port) = hub.cluster.get() {
+                    tracing::debug!(account = %caller.account, "a resume finds its match taken over here");
+                    hub.greet_here(port, state, &caller, greeting, now);
+                    return;
+                }
                 hub.attach(state, &caller, now);
                 hub.mark_locating(state, &caller, greeting);
                 if let Some(remote) = state
