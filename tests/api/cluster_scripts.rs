@@ -50,6 +50,14 @@ fn event(seq: u64) -> Event {
     }
 }
 
+fn create(match_id: &str) -> Write {
+    Write::Create {
+        match_id: match_id.to_owned(),
+        meta: meta(match_id),
+        events: Vec::new(),
+    }
+}
+
 fn append(match_id: &str, fence: u64, base: u64, seqs: std::ops::Range<u64>) -> Write {
     Write::Append {
         match_id: match_id.to_owned(),
@@ -65,14 +73,9 @@ async fn a_log_takes_writes_only_under_the_current_fence_and_at_the_expected_len
     let owner = cluster(&redis, Duration::from_millis(300)).await;
     let other = cluster(&redis, Duration::from_millis(300)).await;
     let id = "m1";
-    let create = Write::Create {
-        match_id: id.to_owned(),
-        meta: meta(id),
-        events: Vec::new(),
-    };
     assert_eq!(
         owner
-            .write(&[create, append(id, 1, 1, 0..2)])
+            .write(&[create(id), append(id, 1, 1, 0..2)])
             .await
             .unwrap(),
         [Wrote::Done, Wrote::Done]
@@ -133,12 +136,7 @@ async fn a_fencing_token_lives_as_long_as_its_log_and_a_log_without_one_is_not_t
         "not in Redis: lost"
     );
     assert_eq!(owner.owners(&[id.to_owned()]).await.unwrap(), [None]);
-    let create = Write::Create {
-        match_id: id.to_owned(),
-        meta: meta(id),
-        events: Vec::new(),
-    };
-    assert_eq!(owner.write(&[create]).await.unwrap(), [Wrote::Done]);
+    assert_eq!(owner.write(&[create(id)]).await.unwrap(), [Wrote::Done]);
     assert!(owner.renew(&[(id.to_owned(), 1)]).await.unwrap().is_empty());
     let fence = "gg:{m:m-token}:fence";
     redis.cli(&["PEXPIRE", fence, "1000"]);

@@ -215,9 +215,10 @@ pub enum ClusterError {
 }
 
 /// Writes `items` after checking the fencing token and the log's length; renews the lease and
-/// keeps the fencing token as long as the log. KEYS: lease, fence, log. ARGV: fence, instance, lease ms, log ttl ms, expected length,
-/// items. Returns the new length, -1 when fenced, -2 when the log diverged. A retry of an
-/// append whose reply was lost finds its first item in place and succeeds without writing.
+/// keeps the fencing token as long as the log. KEYS: lease, fence, log. ARGV: fence, instance,
+/// lease ms, log ttl ms, expected length, items. Returns the new length, -1 when fenced, -2
+/// when the log diverged. A retry of an append whose reply was lost finds its first item in
+/// place and succeeds without writing.
 const APPEND_SCRIPT: &str = r"
 if redis.call('GET', KEYS[2]) ~= ARGV[1] then return -1 end
 local n = redis.call('LLEN', KEYS[3])

@@ -1650,13 +1650,13 @@ impl Hub {
     }
 
     /// The creations of these matches landed in Redis: their leases are renewed from now on.
-    fn stored(&self, match_ids: &[&String]) {
+    fn stored(&self, match_ids: &[&str]) {
         if match_ids.is_empty() {
             return;
         }
         let mut state = self.lock();
         for match_id in match_ids {
-            if let Some(room) = state.rooms.get_mut(match_id.as_str()) {
+            if let Some(room) = state.rooms.get_mut(*match_id) {
                 room.stored = true;
             }
         }
@@ -1974,7 +1974,9 @@ async fn writer(hub: Arc<Hub>, cluster: Arc<Cluster>, mut queued: mpsc::Receiver
                     for (write, result) in batch.iter().zip(results) {
                         match (write, result) {
                             (_, Wrote::Refused(match_id, why)) => hub.disown(&match_id, why),
-                            (Write::Create { match_id, .. }, Wrote::Done) => stored.push(match_id),
+                            (Write::Create { match_id, .. }, Wrote::Done) => {
+                                stored.push(match_id.as_str());
+                            }
                             _ => {}
                         }
                     }
