@@ -6,7 +6,7 @@ use tokio::net::{TcpListener, TcpStream};
 const MAX_MSG: usize = 4096;
 
 #[derive(Clone, Copy, PartialEq)]
-enum Mode { Tung, Fast, Lazy }
+enum Mode { Tung, Fast, Lazy, Relay }
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -14,7 +14,8 @@ fn main() {
         Some("tungstenite") => Mode::Tung,
         Some("fastws") => Mode::Fast,
         Some("lazy") => Mode::Lazy,
-        _ => { eprintln!("usage: server tungstenite|fastws|lazy PORT"); std::process::exit(2) }
+        Some("relay") => Mode::Relay,
+        _ => { eprintln!("usage: server tungstenite|fastws|lazy|relay PORT"); std::process::exit(2) }
     };
     let port: u16 = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(9001);
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
@@ -34,11 +35,13 @@ fn main() {
         loop {
             let (s, _) = match l.accept().await { Ok(x) => x, Err(e) => { eprintln!("accept: {e}"); continue } };
             let _ = s.set_nodelay(true);
+            let pairing = (mode == Mode::Relay).then(pair);
             tokio::spawn(async move {
                 let r = match mode {
                     Mode::Tung => run_tung(s).await,
                     Mode::Fast => run_fast(s).await,
                     Mode::Lazy => run_lazy(s).await,
+                    Mode::Relay => match pairing { Some(p) => run_relay(s, p).await, None => Ok(()) },
                 };
                 if let Err(e) = r { if std::env::var_os("WS_DEBUG").is_some() { eprintln!("conn: {e}") } }
             });
@@ -99,6 +102,76 @@ async fn run_tung(mut s: TcpStream) -> io::Result<()> {
             Ok(Message::Close(_)) => { /* tungstenite queued the close reply; keep polling to flush it */ }
             Ok(_) => {}
             Err(e) => return Err(io::Error::other(e)),
+        }
+    }
+    Ok(())
+}
+
+// ---------------- tokio-tungstenite relay ----------------
+// The least a server relaying a move between two players must do: every frame a connection
+// sends is answered to it and forwarded to its partner (connections are paired in accept
+// order: the 1st with the 2nd, the 3rd with the 4th...). One frame in, two out, on two
+// sockets, the partner's through a channel to its own task: the yardstick of `ws-echo --relay`.
+type Relayed = tokio::sync::mpsc::Sender<tungstenite::Message>;
+
+struct Pairing {
+    inbox: tokio::sync::mpsc::Receiver<tungstenite::Message>,
+    partner: tokio::sync::oneshot::Receiver<Relayed>,
+}
+
+thread_local! {
+    // The connection accepted last, waiting for its partner: its sender and where to send it
+    // the partner's.
+    static WAITING: RefCell<Option<(Relayed, tokio::sync::oneshot::Sender<Relayed>)>> = const { RefCell::new(None) };
+}
+
+fn pair() -> Pairing {
+    let (tx, inbox) = tokio::sync::mpsc::channel(64);
+    let (give, partner) = tokio::sync::oneshot::channel();
+    WAITING.with_borrow_mut(|waiting| match waiting.take() {
+        Some((first, tell_first)) => {
+            let _ = tell_first.send(tx);
+            let _ = give.send(first);
+        }
+        None => *waiting = Some((tx, give)),
+    });
+    Pairing { inbox, partner }
+}
+
+async fn run_relay(mut s: TcpStream, mut pairing: Pairing) -> io::Result<()> {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+    use tokio_tungstenite::tungstenite::Message;
+    let left = handshake(&mut s).await?;
+    let cfg = WebSocketConfig::default()
+        .read_buffer_size(4096)
+        .write_buffer_size(0)
+        .max_write_buffer_size(64 * 1024)
+        .max_message_size(Some(MAX_MSG))
+        .max_frame_size(Some(MAX_MSG));
+    let mut ws = tokio_tungstenite::WebSocketStream::from_partially_read(s, left, Role::Server, Some(cfg)).await;
+    let mut partner: Option<Relayed> = None;
+    let mut waiting = true;
+    loop {
+        tokio::select! {
+            m = ws.next() => match m {
+                Some(Ok(m @ (Message::Text(_) | Message::Binary(_)))) => {
+                    if let Some(partner) = &partner {
+                        let _ = partner.try_send(m.clone());
+                    }
+                    if ws.send(m).await.is_err() { break }
+                }
+                Some(Ok(_)) => {}
+                Some(Err(e)) => return Err(io::Error::other(e)),
+                None => break,
+            },
+            Some(m) = pairing.inbox.recv() => {
+                if ws.send(m).await.is_err() { break }
+            }
+            p = &mut pairing.partner, if waiting => {
+                waiting = false;
+                partner = p.ok();
+            }
         }
     }
     Ok(())

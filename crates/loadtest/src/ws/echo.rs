@@ -5,6 +5,12 @@
 //!
 //! Connection k sends its j-th frame at `start + (k/N + j)·interval`; each echo is timed from
 //! its frame's send. No account, no greeting: an echo server knows neither.
+//!
+//! With `--relay` the server is a relay (bench/ws-crates' `server relay`): it pairs connections
+//! in the order they open and sends every frame back to its sender and on to the partner, the
+//! least a server relaying a move between two players does. Each frame's id then carries its
+//! connection's number in its upper 32 bits, so a connection tells its own echoes (timed) from
+//! its partner's frames (counted).
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, VecDeque};
@@ -60,6 +66,7 @@ pub async fn run(setup: &Setup, args: &EchoArgs) -> Result<(WsReport, bool), Str
                         interval: args.move_interval,
                         stop_at,
                         seed: index as u64 + 1,
+                        owner: args.relay.then_some(index as u64 + 1),
                     };
                     tokio::task::spawn_local(echo(socket, pace, Rc::clone(&tally)))
                 })
@@ -113,6 +120,16 @@ struct Pace {
     interval: Duration,
     stop_at: Instant,
     seed: u64,
+    /// With `--relay`: this connection's number, in the upper half of its frames' ids.
+    owner: Option<u64>,
+}
+
+/// The connection number a relayed frame's id carries, if it is a move with an id.
+fn frame_owner(text: &str) -> Option<u64> {
+    match serde_json::from_str::<ClientMessage>(text) {
+        Ok(ClientMessage::Move { id: Some(id), .. }) => Some(id >> 32),
+        _ => None,
+    }
 }
 
 async fn echo(mut socket: Socket, pace: Pace, tally: Rc<RefCell<Tally>>) {
@@ -133,10 +150,13 @@ async fn echo(mut socket: Socket, pace: Pace, tally: Rc<RefCell<Tally>>) {
             break;
         }
         match frame {
-            Some(Some(Ok(Message::Text(_)))) => {
+            Some(Some(Ok(Message::Text(text)))) => {
                 let mut tally = tally.borrow_mut();
                 tally.frame_received(now);
-                if let Some(sent) = in_flight.pop_front() {
+                let own = pace
+                    .owner
+                    .is_none_or(|owner| frame_owner(&text) == Some(owner));
+                if own && let Some(sent) = in_flight.pop_front() {
                     tally.ack(now, now - sent);
                 }
                 continue;
@@ -165,7 +185,7 @@ async fn echo(mut socket: Socket, pace: Pace, tally: Rc<RefCell<Tally>>) {
         }
         id += 1;
         let message = ClientMessage::Move {
-            id: Some(id),
+            id: Some(pace.owner.map_or(id, |owner| owner << 32 | id)),
             round: (id % 3) as u32 + 1,
             choice: Choice::ALL[rng.usize(..Choice::ALL.len())],
         };

@@ -147,6 +147,10 @@ pub struct EchoArgs {
     /// Measured time
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     pub duration: Duration,
+    /// The server is a relay (bench/ws-crates' `server relay`): each frame comes back to its
+    /// sender and goes on to the partner connection; only a connection's own echoes are timed
+    #[arg(long)]
+    pub relay: bool,
 }
 
 const EXIT_RUN_FAILED: u8 = 1;

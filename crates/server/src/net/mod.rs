@@ -83,18 +83,27 @@ impl Stream {
     }
 
     /// Reads what is available into `buffer` without waiting: `WouldBlock` when nothing is.
+    ///
+    /// One poll with a waker that does nothing: the caller goes back to `poll_read_ready` with
+    /// its own waker before it sleeps, so no wake-up is lost. Over plain TCP this goes through
+    /// tokio's `poll_read` rather than `TcpStream::try_read_buf` on purpose: a read that fills
+    /// less than the buffer there marks the socket drained (race-free, by readiness tick), so
+    /// the caller's next read answers `WouldBlock` without a system call. `try_read_buf` keeps
+    /// the socket marked readable until a `recv` fails, one wasted system call per message
+    /// received (docs/BENCHMARKS.md, "A recv per message").
     pub fn try_read_buf<B: BufMut>(&mut self, buffer: &mut B) -> io::Result<usize> {
-        match self {
-            Stream::Plain(stream) => stream.try_read_buf(buffer),
-            Stream::Tls(stream) => {
-                // One poll with a waker that does nothing: the caller goes back to
-                // `poll_read_ready` with its own waker before it sleeps, so no wake-up is lost.
-                let mut context = Context::from_waker(Waker::noop());
-                match tokio_util::io::poll_read_buf(Pin::new(stream), &mut context, buffer) {
-                    Poll::Ready(result) => result,
-                    Poll::Pending => Err(io::ErrorKind::WouldBlock.into()),
-                }
+        let mut context = Context::from_waker(Waker::noop());
+        let poll = match self {
+            Stream::Plain(stream) => {
+                tokio_util::io::poll_read_buf(Pin::new(stream), &mut context, buffer)
             }
+            Stream::Tls(stream) => {
+                tokio_util::io::poll_read_buf(Pin::new(stream), &mut context, buffer)
+            }
+        };
+        match poll {
+            Poll::Ready(result) => result,
+            Poll::Pending => Err(io::ErrorKind::WouldBlock.into()),
         }
     }
 
