@@ -282,3 +282,90 @@ async fn the_authenticated_scenario_plays_as_one_account_per_connection() {
     }
     app.shutdown().await.unwrap();
 }
+
+/// `ws-echo --relay` against a relay made here (pairs connections in the order they open,
+/// each frame back to its sender and on to the partner): a connection times only its own
+/// echoes. The relay holds each sender's own copy back 150 ms and forwards the partner's at
+/// once, so an echo matched with a partner's frame would show as a short time.
+#[tokio::test]
+async fn ws_echo_with_relay_times_only_each_connections_own_echoes() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+
+    type Partner = tokio::sync::mpsc::UnboundedSender<Message>;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let relay = tokio::spawn(async move {
+        let mut waiting: Option<(Partner, tokio::sync::oneshot::Sender<Partner>)> = None;
+        loop {
+            let (stream, _) = listener.accept().await.unwrap();
+            let (to_me, mut mine) = tokio::sync::mpsc::unbounded_channel::<Message>();
+            let (tell, partner) = tokio::sync::oneshot::channel::<Partner>();
+            match waiting.take() {
+                Some((first, tell_first)) => {
+                    tell_first.send(to_me.clone()).unwrap();
+                    tell.send(first).unwrap();
+                }
+                None => waiting = Some((to_me.clone(), tell)),
+            }
+            tokio::spawn(async move {
+                let socket = tokio_tungstenite::accept_async(stream).await.unwrap();
+                let (mut sink, mut source) = socket.split();
+                let partner = partner.await.unwrap();
+                let writer = tokio::spawn(async move {
+                    while let Some(message) = mine.recv().await {
+                        if sink.send(message).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+                while let Some(Ok(message)) = source.next().await {
+                    if let Message::Text(_) = message {
+                        let _ = partner.send(message.clone());
+                        let to_me = to_me.clone();
+                        tokio::spawn(async move {
+                            tokio::time::sleep(std::time::Duration::from_millis(150)).await;
+                            let _ = to_me.send(message);
+                        });
+                    }
+                }
+                writer.abort();
+            });
+        }
+    });
+    let dir = tempdir();
+    let json = dir.path().join("relay.json");
+    let output = loadtest(args(&[
+        "ws-echo",
+        "--relay",
+        "--target",
+        &format!("ws://{address}"),
+        "-c",
+        "4",
+        "--move-interval",
+        "100",
+        "--warmup",
+        "300ms",
+        "--duration",
+        "1500ms",
+        "--json",
+        json.to_str().unwrap(),
+    ]))
+    .await;
+    relay.abort();
+    assert!(output.status.success(), "{output:?}");
+    let report = read_report(&json);
+    let play = &report["play"];
+    let acks = play["acks"].as_u64().unwrap();
+    let sent = play["frames_sent"].as_u64().unwrap();
+    let received = play["frames_received"].as_u64().unwrap();
+    assert!(acks >= 30 && acks <= sent, "{play}");
+    // Every frame comes back twice: to its sender and to the partner.
+    assert!(received as f64 >= 1.6 * sent as f64, "{play}");
+    let median = play["ack_ms"]["p50"].as_f64().unwrap();
+    assert!(
+        median >= 140.0,
+        "own echoes take the relay's 150 ms: {play}"
+    );
+    assert_eq!(report["errors"], 0, "{report}");
+}
