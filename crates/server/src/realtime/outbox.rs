@@ -7,8 +7,10 @@
 //! the queue growing. Holds no allocation while empty, so an idle connection costs only the
 //! `Arc` and the lock.
 
+use std::cell::RefCell;
 use std::collections::VecDeque;
-use std::sync::{Mutex, PoisonError};
+use std::marker::PhantomData;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use tokio::sync::Notify;
 
@@ -44,7 +46,70 @@ pub struct Taken {
     pub close: Option<CloseOrder>,
 }
 
+thread_local! {
+    /// How many [`WakeLater`]s this thread holds, and the outboxes pushed to meanwhile.
+    static HELD: RefCell<(u32, Vec<Arc<Outbox>>)> = const { RefCell::new((0, Vec::new())) };
+}
+
+/// Holds back, on this thread, the wake-ups of the outboxes pushed to until it is dropped
+/// (the last one, when nested). The hub holds one with its lock: a connection task on another
+/// worker, woken by the first of the messages one hub operation queues for it (the opponent's
+/// `locked`, say), would otherwise write that one alone and the rest (the reveal, the next
+/// round's opening, the result) in a second write, or more. Woken after the lock is let go,
+/// it finds them all and writes them at once (docs/BENCHMARKS.md, "One write per hub
+/// operation").
+pub struct WakeLater {
+    // Per thread: must be dropped where it was made.
+    _not_send: PhantomData<*const ()>,
+}
+
+impl WakeLater {
+    pub fn begin() -> Self {
+        HELD.with_borrow_mut(|(depth, _)| *depth += 1);
+        WakeLater {
+            _not_send: PhantomData,
+        }
+    }
+}
+
+impl Drop for WakeLater {
+    fn drop(&mut self) {
+        let woken = HELD.with_borrow_mut(|(depth, held)| {
+            *depth -= 1;
+            (*depth == 0 && !held.is_empty()).then(|| std::mem::take(held))
+        });
+        let Some(mut woken) = woken else {
+            return;
+        };
+        for outbox in woken.drain(..) {
+            outbox.notify.notify_one();
+        }
+        // The list's allocation is kept for the next operation on this thread.
+        HELD.with_borrow_mut(|(_, held)| {
+            if held.capacity() < woken.capacity() {
+                *held = woken;
+            }
+        });
+    }
+}
+
 impl Outbox {
+    /// Wakes the connection's task now, or, under a [`WakeLater`], when it is dropped.
+    fn wake(self: &Arc<Self>) {
+        let now = HELD.with_borrow_mut(|(depth, held)| {
+            if *depth == 0 {
+                return true;
+            }
+            if !held.iter().any(|outbox| Arc::ptr_eq(outbox, self)) {
+                held.push(Arc::clone(self));
+            }
+            false
+        });
+        if now {
+            self.notify.notify_one();
+        }
+    }
+
     pub fn new(capacity: usize) -> Self {
         Outbox {
             queue: Mutex::new(Queue::default()),
@@ -56,7 +121,7 @@ impl Outbox {
 
     /// Queues `message`; false (and the connection ordered closed as a slow consumer) when
     /// the queue is full. Messages after a close order are dropped.
-    pub fn push(&self, message: ServerMessage) -> bool {
+    pub fn push(self: &Arc<Self>, message: ServerMessage) -> bool {
         let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
         if queue.close.is_some() {
             return false;
@@ -67,26 +132,26 @@ impl Outbox {
                 reason: "too many messages unread",
             });
             drop(queue);
-            self.notify.notify_one();
+            self.wake();
             return false;
         }
         queue.messages.push_back(message);
         drop(queue);
-        self.notify.notify_one();
+        self.wake();
         true
     }
 
     /// Queues a replayed match event whatever the queue's length: a replay is bounded by the
     /// match's log (at most 100 rounds and [`super::hub`]'s drop limit), and refusing it would
     /// lock a player with a long match out of it.
-    pub fn push_replayed(&self, message: ServerMessage) {
+    pub fn push_replayed(self: &Arc<Self>, message: ServerMessage) {
         let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
         if queue.close.is_some() {
             return;
         }
         queue.messages.push_back(message);
         drop(queue);
-        self.notify.notify_one();
+        self.wake();
     }
 
     /// Whether a close was ordered (nothing more is queued).
@@ -110,7 +175,7 @@ impl Outbox {
     /// Queues `message` at `index` (clamped to the queue's length), ahead of what was queued
     /// after it: how an answer goes out before the events its request caused. Only the
     /// connection's own task (which alone empties the queue) may use an index it read.
-    pub fn insert(&self, index: usize, message: ServerMessage) {
+    pub fn insert(self: &Arc<Self>, index: usize, message: ServerMessage) {
         let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
         if queue.close.is_some() {
             return;
@@ -118,15 +183,15 @@ impl Outbox {
         let index = index.min(queue.messages.len());
         queue.messages.insert(index, message);
         drop(queue);
-        self.notify.notify_one();
+        self.wake();
     }
 
     /// Orders the connection closed once what is queued before the order is written.
-    pub fn close(&self, order: CloseOrder) {
+    pub fn close(self: &Arc<Self>, order: CloseOrder) {
         let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
         queue.close.get_or_insert(order);
         drop(queue);
-        self.notify.notify_one();
+        self.wake();
     }
 
     /// Everything queued, and the close order if one was given.
@@ -168,7 +233,7 @@ mod tests {
 
     #[test]
     fn a_full_outbox_orders_a_slow_consumer_closed() {
-        let outbox = Outbox::new(2);
+        let outbox = Arc::new(Outbox::new(2));
         assert!(outbox.push(pong()));
         assert!(outbox.push(pong()));
         assert!(!outbox.push(pong()));
@@ -180,7 +245,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_push_wakes_the_waiting_task_even_if_it_came_first() {
-        let outbox = Outbox::new(4);
+        let outbox = Arc::new(Outbox::new(4));
         outbox.push(pong());
         // The permit was stored: the wait returns at once.
         tokio::time::timeout(std::time::Duration::from_secs(1), outbox.wait())
@@ -191,5 +256,33 @@ mod tests {
             outbox.take().messages.capacity() == 0,
             "an empty take holds nothing"
         );
+    }
+
+    /// Under a `WakeLater` (nested, as a hub operation may be) nothing is woken until the
+    /// outer one is dropped; then each outbox pushed to is woken, and pushes after it wake at
+    /// once again.
+    #[tokio::test]
+    async fn pushes_under_wake_later_wake_their_task_when_it_is_dropped() {
+        let short = std::time::Duration::from_millis(50);
+        let first = Arc::new(Outbox::new(8));
+        let second = Arc::new(Outbox::new(8));
+        let outer = WakeLater::begin();
+        {
+            let _inner = WakeLater::begin();
+            first.push(pong());
+            first.push(pong());
+        }
+        second.close(CloseOrder {
+            code: 1000,
+            reason: "bye",
+        });
+        assert!(tokio::time::timeout(short, first.wait()).await.is_err());
+        assert!(tokio::time::timeout(short, second.wait()).await.is_err());
+        drop(outer);
+        tokio::time::timeout(short, first.wait()).await.unwrap();
+        tokio::time::timeout(short, second.wait()).await.unwrap();
+        assert_eq!(first.take().messages.len(), 2);
+        first.push(pong());
+        tokio::time::timeout(short, first.wait()).await.unwrap();
     }
 }

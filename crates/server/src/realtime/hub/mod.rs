@@ -29,7 +29,7 @@ use super::chat;
 use super::experiment::Experiment;
 use super::matchmaker::{LocalMatchmaker, Matchmaker, Outcome, Ticket, Windows};
 use super::metrics::{Census, Metrics};
-use super::outbox::{CloseOrder, Outbox};
+use super::outbox::{CloseOrder, Outbox, WakeLater};
 use super::records::{Change, Finished, Records, SeatSummary, SideResult};
 use super::{Clock, RealtimeSettings};
 use crate::accounts::AccountId;
@@ -131,6 +131,28 @@ struct Room {
 /// Drops a seat may have in one match before it forfeits it.
 const MAX_DROPS: u32 = 20;
 
+/// The hub's state, locked. The connections it queued messages for are woken once the lock
+/// is let go (fields drop in order: the guard, then the [`WakeLater`]), so each finds all of
+/// an operation's messages and writes them at once.
+struct Locked<'a> {
+    state: MutexGuard<'a, State>,
+    _wake_later: WakeLater,
+}
+
+impl std::ops::Deref for Locked<'_> {
+    type Target = State;
+
+    fn deref(&self) -> &State {
+        &self.state
+    }
+}
+
+impl std::ops::DerefMut for Locked<'_> {
+    fn deref_mut(&mut self) -> &mut State {
+        &mut self.state
+    }
+}
+
 struct State {
     players: HashMap<AccountId, Player>,
     resume_tokens: HashMap<String, AccountId>,
@@ -217,12 +239,16 @@ impl Hub {
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, State> {
-        let mut guard = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        if !guard.releasing.is_empty() {
-            cluster::release(&mut guard);
+    fn lock(&self) -> Locked<'_> {
+        let wake_later = WakeLater::begin();
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        if !state.releasing.is_empty() {
+            cluster::release(&mut state);
         }
-        guard
+        Locked {
+            state,
+            _wake_later: wake_later,
+        }
     }
 
     pub fn now_ms(&self) -> u64 {
