@@ -100,7 +100,10 @@ impl Outbox {
             if *depth == 0 {
                 return true;
             }
-            if !held.iter().any(|outbox| Arc::ptr_eq(outbox, self)) {
+            // Only the latest is compared: a search of the whole list would be quadratic in
+            // an operation that pushes to every connection (a drain's notice). A repeat wakes
+            // its task twice, which costs a stored permit and no more.
+            if !held.last().is_some_and(|last| Arc::ptr_eq(last, self)) {
                 held.push(Arc::clone(self));
             }
             false
